@@ -1,0 +1,672 @@
+// Configuration: JSON text → model (read and type-checked) → checked (references,
+// uniqueness, ranges, families) → compiled Plan. Every error is collected as
+// `path: reason`; a configuration with any error is rejected whole and the running
+// Plan stays in force. Runs outside the packet path; allocation here is bounded by the
+// limits in consts.ts.
+//
+// Where more checks go: `checkModel` holds the cross-object rules (the HA-ports
+// caveats of DESIGN.md §1 extend it); `readConfig` holds shape and type rules.
+
+import {
+  BACKEND_DRAINING, BACKEND_UP, DEFAULT_FLOW_CAPACITY, DEFAULT_HASH_SEED, DEFAULT_IDLE_TIMEOUT_MIN,
+  DEFAULT_MAGLEV_M, DIST_DEFAULT, DIST_SOURCE_IP, DIST_SOURCE_IP_PROTOCOL, MAX_BACKENDS,
+  MAX_FLOW_CAPACITY, MAX_FRONTENDS, MAX_IDLE_TIMEOUT_MIN, MAX_JSON_DEPTH, MAX_MAGLEV_M, MAX_POOLS,
+  MAX_RULES, MAX_WEIGHT, MIN_FLOW_CAPACITY, MIN_IDLE_TIMEOUT_MIN, NO_HEALTHY_DROP,
+  NO_HEALTHY_FAIL_OPEN, NONE, PERSIST_ALWAYS, PERSIST_DEFAULT_FOR_PROTOCOL, PERSIST_NEVER,
+  PROTO_TCP, PROTO_UDP, RULE_PROTO_ALL,
+} from "./consts";
+import { Address, parseAddress } from "./addr";
+import { JsonArray, JsonBool, JsonKind, JsonNumber, JsonObject, JsonString, JsonValue, parseJson } from "./json";
+import { Pool, rebuildPool } from "./maglev";
+import { indexExactRule, indexFrontend, Plan } from "./rules";
+import { PER_OBJECT_COUNTERS } from "./layout";
+
+/** Most errors reported for one configuration (the rest are summarised). */
+const MAX_ERRORS: i32 = 200;
+
+export class Errors {
+  lines: Array<string> = new Array<string>();
+  dropped: i32 = 0;
+  add(path: string, reason: string): void {
+    if (this.lines.length < MAX_ERRORS) this.lines.push((path.length > 0 ? path : "$") + ": " + reason);
+    else this.dropped++;
+  }
+  get count(): i32 { return this.lines.length + this.dropped; }
+  text(): string {
+    let s = this.lines.join("\n");
+    if (this.dropped > 0) s += "\n$: " + this.dropped.toString() + " more errors not shown";
+    return s;
+  }
+}
+
+// ---- Model --------------------------------------------------------------------------------
+
+export class FrontendModel {
+  name: string = "";
+  address: Address = new Address();
+}
+
+export class BackendModel {
+  name: string = "";
+  address: Address = new Address();
+  weight: i32 = 1;
+  admin: u8 = BACKEND_UP;
+}
+
+export class PoolModel {
+  name: string = "";
+  m: i32 = DEFAULT_MAGLEV_M;
+  backends: Array<BackendModel> = new Array<BackendModel>();
+}
+
+export class ProbeModel {
+  name: string = "";
+  protocol: string = "tcp";
+  port: i32 = 0;
+  intervalSeconds: i32 = 5;
+  threshold: i32 = 2;
+  path: string = "/";
+}
+
+export class RuleModel {
+  name: string = "";
+  frontend: string = "";
+  pool: string = "";
+  probe: string = "";
+  protocol: u8 = RULE_PROTO_ALL;
+  frontendPort: i32 = 0;
+  backendPort: i32 = 0;
+  floating: bool = false;
+  distribution: u8 = DIST_DEFAULT;
+  symmetric: bool = true;
+  idleMinutes: i32 = DEFAULT_IDLE_TIMEOUT_MIN;
+  tcpReset: bool = false;
+  persist: u8 = PERSIST_DEFAULT_FOR_PROTOCOL;
+  noHealthy: u8 = NO_HEALTHY_DROP;
+  // Resolved by checkModel.
+  frontendIndex: i32 = -1;
+  poolIndex: i32 = -1;
+  isHaPorts(): bool { return this.protocol == RULE_PROTO_ALL && this.frontendPort == 0 && this.backendPort == 0; }
+}
+
+export class ConfigModel {
+  hashSeed: u64 = DEFAULT_HASH_SEED;
+  flowCapacity: i32 = DEFAULT_FLOW_CAPACITY;
+  frontends: Array<FrontendModel> = new Array<FrontendModel>();
+  pools: Array<PoolModel> = new Array<PoolModel>();
+  probes: Array<ProbeModel> = new Array<ProbeModel>();
+  rules: Array<RuleModel> = new Array<RuleModel>();
+}
+
+// ---- Field readers ----------------------------------------------------------------------------
+
+function join(path: string, key: string): string {
+  return path.length == 0 ? key : path + "." + key;
+}
+
+function at(path: string, i: i32): string {
+  return path + "[" + i.toString() + "]";
+}
+
+function quote(s: string): string {
+  return "\"" + s + "\"";
+}
+
+/** Reports fields of `obj` not in `known`. */
+function checkKnown(obj: JsonObject, path: string, known: Array<string>, errors: Errors): void {
+  for (let i = 0; i < obj.keys.length; i++) {
+    const k = obj.keys[i];
+    if (!known.includes(k)) errors.add(join(path, k), "unknown field");
+  }
+}
+
+function asObject(v: JsonValue | null, path: string, errors: Errors): JsonObject | null {
+  if (v == null) return null;
+  if (v.kind != JsonKind.Object) {
+    errors.add(path, "expected an object, got " + v.kindName());
+    return null;
+  }
+  return changetype<JsonObject>(v);
+}
+
+function asArray(v: JsonValue | null, path: string, errors: Errors): JsonArray | null {
+  if (v == null) return null;
+  if (v.kind != JsonKind.Array) {
+    errors.add(path, "expected an array, got " + v.kindName());
+    return null;
+  }
+  return changetype<JsonArray>(v);
+}
+
+function readString(obj: JsonObject, key: string, path: string, errors: Errors, required: bool, def: string): string {
+  const v = obj.get(key);
+  if (v == null) {
+    if (required) errors.add(join(path, key), "required");
+    return def;
+  }
+  if (v.kind != JsonKind.String) {
+    errors.add(join(path, key), "expected a string, got " + v.kindName());
+    return def;
+  }
+  return changetype<JsonString>(v).value;
+}
+
+function readName(obj: JsonObject, path: string, errors: Errors): string {
+  const name = readString(obj, "name", path, errors, true, "");
+  if (obj.has("name") && name.length == 0) errors.add(join(path, "name"), "must not be empty");
+  if (name.length > 80) errors.add(join(path, "name"), "longer than 80 characters");
+  return name;
+}
+
+function readInt(obj: JsonObject, key: string, path: string, errors: Errors, min: i64, max: i64, def: i64): i64 {
+  const v = obj.get(key);
+  if (v == null) return def;
+  if (v.kind != JsonKind.Number) {
+    errors.add(join(path, key), "expected an integer, got " + v.kindName());
+    return def;
+  }
+  const n = changetype<JsonNumber>(v);
+  if (!n.isInteger) {
+    errors.add(join(path, key), "expected an integer, got " + n.raw);
+    return def;
+  }
+  if (n.value < <f64>min || n.value > <f64>max) {
+    errors.add(join(path, key), "must be between " + min.toString() + " and " + max.toString() + ", got " + n.raw);
+    return def;
+  }
+  return <i64>n.value;
+}
+
+function readBool(obj: JsonObject, key: string, path: string, errors: Errors, def: bool): bool {
+  const v = obj.get(key);
+  if (v == null) return def;
+  if (v.kind != JsonKind.Bool) {
+    errors.add(join(path, key), "expected true or false, got " + v.kindName());
+    return def;
+  }
+  return changetype<JsonBool>(v).value;
+}
+
+/** Index of the string value in `options`, `def` when absent, -1 (reported) when invalid. */
+function readEnum(obj: JsonObject, key: string, path: string, errors: Errors, options: Array<string>, def: i32): i32 {
+  const v = obj.get(key);
+  if (v == null) return def;
+  const list = "one of \"" + options.join("\", \"") + "\"";
+  if (v.kind != JsonKind.String) {
+    errors.add(join(path, key), "expected " + list + ", got " + v.kindName());
+    return -1;
+  }
+  const s = changetype<JsonString>(v).value;
+  const i = options.indexOf(s);
+  if (i < 0) errors.add(join(path, key), "expected " + list + ", got " + quote(s));
+  return i;
+}
+
+function readAddress(obj: JsonObject, path: string, errors: Errors): Address {
+  const text = readString(obj, "address", path, errors, true, "");
+  const a = parseAddress(text);
+  const v = obj.get("address");
+  if (v != null && v.kind == JsonKind.String && a.family == 0) {
+    errors.add(join(path, "address"), "not an IPv4 or IPv6 address: " + quote(text));
+  }
+  return a;
+}
+
+function hexValue(c: i32): i32 {
+  if (c >= 48 && c <= 57) return c - 48;
+  if (c >= 97 && c <= 102) return c - 87;
+  if (c >= 65 && c <= 70) return c - 55;
+  return -1;
+}
+
+/** hashSeed: "0x" + 1–16 hex digits, or a non-negative integer up to 2^53. */
+function readSeed(root: JsonObject, errors: Errors): u64 {
+  const v = root.get("hashSeed");
+  if (v == null) return DEFAULT_HASH_SEED;
+  const expected = "expected a 64-bit seed as a hex string like \"0x1f2e3d4c5b6a7988\"";
+  if (v.kind == JsonKind.Number) {
+    const n = changetype<JsonNumber>(v);
+    if (!n.isInteger || n.value < 0) {
+      errors.add("hashSeed", expected);
+      return DEFAULT_HASH_SEED;
+    }
+    return <u64>n.value;
+  }
+  if (v.kind != JsonKind.String) {
+    errors.add("hashSeed", expected + ", got " + v.kindName());
+    return DEFAULT_HASH_SEED;
+  }
+  const s = changetype<JsonString>(v).value;
+  if (s.length < 3 || s.length > 18 || !(s.startsWith("0x") || s.startsWith("0X"))) {
+    errors.add("hashSeed", expected + ", got " + quote(s));
+    return DEFAULT_HASH_SEED;
+  }
+  let seed: u64 = 0;
+  for (let i = 2; i < s.length; i++) {
+    const h = hexValue(s.charCodeAt(i));
+    if (h < 0) {
+      errors.add("hashSeed", expected + ", got " + quote(s));
+      return DEFAULT_HASH_SEED;
+    }
+    seed = (seed << 4) | <u64>h;
+  }
+  return seed;
+}
+
+export function isPrime(n: i64): bool {
+  if (n < 2) return false;
+  if (n % 2 == 0) return n == 2;
+  for (let d: i64 = 3; d * d <= n; d += 2) if (n % d == 0) return false;
+  return true;
+}
+
+function isPowerOfTwo(n: i64): bool {
+  return n > 0 && (n & (n - 1)) == 0;
+}
+
+// ---- Reading ------------------------------------------------------------------------------------
+
+const ROOT_FIELDS = ["hashSeed", "flowTable", "frontends", "backendPools", "probes", "rules"];
+const FLOW_TABLE_FIELDS = ["capacity"];
+const FRONTEND_FIELDS = ["name", "address"];
+const POOL_FIELDS = ["name", "maglevTableSize", "backends"];
+const BACKEND_FIELDS = ["name", "address", "weight", "adminState"];
+const PROBE_FIELDS = ["name", "protocol", "port", "intervalSeconds", "threshold", "path", "timeoutSeconds"];
+const RULE_FIELDS = [
+  "name", "frontend", "backendPool", "protocol", "frontendPort", "backendPort", "floatingIp",
+  "loadDistribution", "symmetric", "idleTimeoutMinutes", "enableTcpReset", "probe",
+  "persistOnUnhealthy", "noHealthyBackends",
+];
+const PROTOCOLS = ["all", "tcp", "udp"];
+const PROTOCOL_VALUES: StaticArray<u8> = [RULE_PROTO_ALL, PROTO_TCP, PROTO_UDP];
+const DISTRIBUTIONS = ["default", "sourceIPProtocol", "sourceIP"];
+const DISTRIBUTION_VALUES: StaticArray<u8> = [DIST_DEFAULT, DIST_SOURCE_IP_PROTOCOL, DIST_SOURCE_IP];
+const PERSISTS = ["defaultForProtocol", "never", "always"];
+const PERSIST_VALUES: StaticArray<u8> = [PERSIST_DEFAULT_FOR_PROTOCOL, PERSIST_NEVER, PERSIST_ALWAYS];
+const NO_HEALTHY = ["drop", "failOpen"];
+const NO_HEALTHY_VALUES: StaticArray<u8> = [NO_HEALTHY_DROP, NO_HEALTHY_FAIL_OPEN];
+const ADMIN_STATES = ["up", "draining"];
+const PROBE_PROTOCOLS = ["tcp", "http", "https"];
+
+/** Items of the optional array `key` of `root`, each an object (others reported). */
+function objectsOf(root: JsonObject, key: string, errors: Errors, max: i32): Array<JsonObject | null> {
+  const out = new Array<JsonObject | null>();
+  const arr = asArray(root.get(key), key, errors);
+  if (arr == null) return out;
+  if (arr.items.length > max) {
+    errors.add(key, "more than " + max.toString() + " entries");
+    return out;
+  }
+  for (let i = 0; i < arr.items.length; i++) out.push(asObject(arr.items[i], at(key, i), errors));
+  return out;
+}
+
+export function readConfig(root: JsonValue, errors: Errors): ConfigModel {
+  const model = new ConfigModel();
+  const obj = asObject(root, "", errors);
+  if (obj == null) return model;
+  // Unknown top-level sections belong to hosts (a pump's listeners, say): allowed.
+
+  model.hashSeed = readSeed(obj, errors);
+  const flowTable = asObject(obj.get("flowTable"), "flowTable", errors);
+  if (flowTable != null) {
+    checkKnown(flowTable, "flowTable", FLOW_TABLE_FIELDS, errors);
+    const cap = readInt(flowTable, "capacity", "flowTable", errors, MIN_FLOW_CAPACITY, MAX_FLOW_CAPACITY, DEFAULT_FLOW_CAPACITY);
+    if (!isPowerOfTwo(cap)) errors.add("flowTable.capacity", "must be a power of two, got " + cap.toString());
+    else model.flowCapacity = <i32>cap;
+  }
+
+  const frontends = objectsOf(obj, "frontends", errors, MAX_FRONTENDS);
+  for (let i = 0; i < frontends.length; i++) {
+    const f = frontends[i];
+    if (f == null) continue;
+    const path = at("frontends", i);
+    checkKnown(f, path, FRONTEND_FIELDS, errors);
+    const m = new FrontendModel();
+    m.name = readName(f, path, errors);
+    m.address = readAddress(f, path, errors);
+    model.frontends.push(m);
+  }
+
+  const pools = objectsOf(obj, "backendPools", errors, MAX_POOLS);
+  let backendTotal = 0;
+  for (let i = 0; i < pools.length; i++) {
+    const p = pools[i];
+    if (p == null) continue;
+    const path = at("backendPools", i);
+    checkKnown(p, path, POOL_FIELDS, errors);
+    const m = new PoolModel();
+    m.name = readName(p, path, errors);
+    m.m = <i32>readInt(p, "maglevTableSize", path, errors, 3, MAX_MAGLEV_M, DEFAULT_MAGLEV_M);
+    if (!isPrime(m.m)) errors.add(join(path, "maglevTableSize"), "must be prime, got " + m.m.toString());
+    const backends = objectsOf(p, "backends", errors, MAX_BACKENDS);
+    // (objectsOf reports with the key only; prefix the pool path.)
+    for (let j = 0; j < backends.length; j++) {
+      const b = backends[j];
+      if (b == null) continue;
+      const bpath = join(path, at("backends", j));
+      checkKnown(b, bpath, BACKEND_FIELDS, errors);
+      const bm = new BackendModel();
+      bm.name = readName(b, bpath, errors);
+      bm.address = readAddress(b, bpath, errors);
+      bm.weight = <i32>readInt(b, "weight", bpath, errors, 0, MAX_WEIGHT, 1);
+      const admin = readEnum(b, "adminState", bpath, errors, ADMIN_STATES, 0);
+      bm.admin = admin == 1 ? BACKEND_DRAINING : BACKEND_UP;
+      m.backends.push(bm);
+    }
+    backendTotal += m.backends.length;
+    model.pools.push(m);
+  }
+  if (backendTotal > MAX_BACKENDS) errors.add("backendPools", "more than " + MAX_BACKENDS.toString() + " backends in all");
+
+  const probes = objectsOf(obj, "probes", errors, MAX_RULES);
+  for (let i = 0; i < probes.length; i++) {
+    const p = probes[i];
+    if (p == null) continue;
+    const path = at("probes", i);
+    checkKnown(p, path, PROBE_FIELDS, errors);
+    const m = new ProbeModel();
+    m.name = readName(p, path, errors);
+    const proto = readEnum(p, "protocol", path, errors, PROBE_PROTOCOLS, 0);
+    if (proto >= 0) m.protocol = PROBE_PROTOCOLS[proto];
+    if (!p.has("port")) errors.add(join(path, "port"), "required");
+    m.port = <i32>readInt(p, "port", path, errors, 1, 65535, 0);
+    m.intervalSeconds = <i32>readInt(p, "intervalSeconds", path, errors, 1, 3600, 5);
+    m.threshold = <i32>readInt(p, "threshold", path, errors, 1, 100, 2);
+    readInt(p, "timeoutSeconds", path, errors, 1, 3600, 0);
+    m.path = readString(p, "path", path, errors, false, "/");
+    model.probes.push(m);
+  }
+
+  const rules = objectsOf(obj, "rules", errors, MAX_RULES);
+  for (let i = 0; i < rules.length; i++) {
+    const r = rules[i];
+    if (r == null) continue;
+    const path = at("rules", i);
+    checkKnown(r, path, RULE_FIELDS, errors);
+    const m = new RuleModel();
+    m.name = readName(r, path, errors);
+    m.frontend = readString(r, "frontend", path, errors, true, "");
+    m.pool = readString(r, "backendPool", path, errors, true, "");
+    m.probe = readString(r, "probe", path, errors, false, "");
+    const proto = readEnum(r, "protocol", path, errors, PROTOCOLS, 0);
+    if (proto >= 0) m.protocol = PROTOCOL_VALUES[proto];
+    m.frontendPort = <i32>readInt(r, "frontendPort", path, errors, 0, 65534, 0);
+    m.backendPort = <i32>readInt(r, "backendPort", path, errors, 0, 65535, 0);
+    m.floating = readBool(r, "floatingIp", path, errors, false);
+    const dist = readEnum(r, "loadDistribution", path, errors, DISTRIBUTIONS, 0);
+    if (dist >= 0) m.distribution = DISTRIBUTION_VALUES[dist];
+    m.symmetric = readBool(r, "symmetric", path, errors, m.isHaPorts());
+    m.idleMinutes = <i32>readInt(r, "idleTimeoutMinutes", path, errors, MIN_IDLE_TIMEOUT_MIN, MAX_IDLE_TIMEOUT_MIN, DEFAULT_IDLE_TIMEOUT_MIN);
+    m.tcpReset = readBool(r, "enableTcpReset", path, errors, false);
+    const persist = readEnum(r, "persistOnUnhealthy", path, errors, PERSISTS, 0);
+    if (persist >= 0) m.persist = PERSIST_VALUES[persist];
+    const noHealthy = readEnum(r, "noHealthyBackends", path, errors, NO_HEALTHY, 0);
+    if (noHealthy >= 0) m.noHealthy = NO_HEALTHY_VALUES[noHealthy];
+    model.rules.push(m);
+  }
+  return model;
+}
+
+// ---- Checking -----------------------------------------------------------------------------------
+
+/** Reports a name already used by an earlier entry of the same list. */
+function checkUnique(names: Array<string>, path: string, what: string, errors: Errors): void {
+  const seen = new Map<string, i32>();
+  for (let i = 0; i < names.length; i++) {
+    const n = names[i];
+    if (n.length == 0) continue;
+    if (seen.has(n)) {
+      errors.add(join(at(path, i), "name"), what + " name " + quote(n) + " already used by " + at(path, seen.get(n)));
+    } else {
+      seen.set(n, i);
+    }
+  }
+}
+
+export function checkModel(model: ConfigModel, errors: Errors): void {
+  const feNames = new Array<string>();
+  for (let i = 0; i < model.frontends.length; i++) feNames.push(model.frontends[i].name);
+  checkUnique(feNames, "frontends", "frontend", errors);
+  const poolNames = new Array<string>();
+  for (let i = 0; i < model.pools.length; i++) {
+    const pool = model.pools[i];
+    poolNames.push(pool.name);
+    const bnames = new Array<string>();
+    for (let j = 0; j < pool.backends.length; j++) bnames.push(pool.backends[j].name);
+    checkUnique(bnames, join(at("backendPools", i), "backends"), "backend", errors);
+  }
+  checkUnique(poolNames, "backendPools", "pool", errors);
+  const probeNames = new Array<string>();
+  for (let i = 0; i < model.probes.length; i++) probeNames.push(model.probes[i].name);
+  checkUnique(probeNames, "probes", "probe", errors);
+  const ruleNames = new Array<string>();
+  for (let i = 0; i < model.rules.length; i++) ruleNames.push(model.rules[i].name);
+  checkUnique(ruleNames, "rules", "rule", errors);
+
+  // Frontend addresses are distinct (a packet's destination names one frontend).
+  const feAddr = new Map<string, i32>();
+  for (let i = 0; i < model.frontends.length; i++) {
+    const a = model.frontends[i].address;
+    if (a.family == 0) continue;
+    const key = a.lo().toString() + "/" + a.hi().toString() + "/" + a.family.toString();
+    if (feAddr.has(key)) {
+      errors.add(join(at("frontends", i), "address"), "same address as " + at("frontends", feAddr.get(key)));
+    } else {
+      feAddr.set(key, i);
+    }
+  }
+
+  // Rules: references, ports, one rule per (frontend, protocol, port).
+  const used = new Map<string, i32>();
+  for (let i = 0; i < model.rules.length; i++) {
+    const r = model.rules[i];
+    const path = at("rules", i);
+    if (r.frontend.length > 0) {
+      r.frontendIndex = feNames.indexOf(r.frontend);
+      if (r.frontendIndex < 0) errors.add(join(path, "frontend"), "unknown frontend " + quote(r.frontend));
+    }
+    if (r.pool.length > 0) {
+      r.poolIndex = poolNames.indexOf(r.pool);
+      if (r.poolIndex < 0) errors.add(join(path, "backendPool"), "unknown backend pool " + quote(r.pool));
+    }
+    if (r.probe.length > 0 && !probeNames.includes(r.probe)) {
+      errors.add(join(path, "probe"), "unknown probe " + quote(r.probe));
+    }
+    const all = r.protocol == RULE_PROTO_ALL;
+    const zero = r.frontendPort == 0 && r.backendPort == 0;
+    if (all && !zero) {
+      errors.add(path, "protocol \"all\" (HA ports) needs frontendPort 0 and backendPort 0");
+    } else if (!all && (r.frontendPort == 0 || r.backendPort == 0)) {
+      errors.add(path, "ports 0 mean HA ports, which needs protocol \"all\"; a " + (r.protocol == PROTO_TCP ? "tcp" : "udp")
+        + " rule needs frontendPort 1-65534 and backendPort 1-65535");
+    }
+    if (r.frontendIndex >= 0) {
+      const key = r.frontendIndex.toString() + "/" + r.protocol.toString() + "/" + r.frontendPort.toString();
+      if (used.has(key)) {
+        const other = used.get(key);
+        errors.add(path, (all ? "frontend " + quote(r.frontend) + " already has an HA-ports rule: " : "same frontend, protocol and port as ")
+          + "rule " + quote(model.rules[other].name) + " (" + at("rules", other) + ")");
+      } else {
+        used.set(key, i);
+      }
+      // A non-floating rule rewrites the destination: the families must agree.
+      if (!r.floating && r.poolIndex >= 0) {
+        const fam = model.frontends[r.frontendIndex].address.family;
+        const pool = model.pools[r.poolIndex];
+        for (let j = 0; j < pool.backends.length; j++) {
+          const bf = pool.backends[j].address.family;
+          if (fam != 0 && bf != 0 && bf != fam) {
+            errors.add(path, "frontend " + quote(r.frontend) + " is IPv" + fam.toString() + " but backend "
+              + quote(pool.backends[j].name) + " of pool " + quote(pool.name) + " is IPv" + bf.toString()
+              + "; a non-floating rule needs one address family");
+            break;
+          }
+        }
+      }
+    }
+  }
+}
+
+// ---- Compiling ---------------------------------------------------------------------------------
+
+function nextPowerOfTwo(n: i32): i32 {
+  let p = 1;
+  while (p < n) p <<= 1;
+  return p;
+}
+
+let sortKeys: StaticArray<string> = new StaticArray<string>(0);
+function byName(a: i32, b: i32): i32 {
+  const x = sortKeys[a];
+  const y = sortKeys[b];
+  return x == y ? a - b : (x < y ? -1 : 1);
+}
+
+/** Backend identity across configurations: pool name and backend name. */
+export function backendKey(pool: string, backend: string): string {
+  return pool + "\u0000" + backend;
+}
+
+/**
+ * Compiles a checked model into a Plan, with Maglev tables built. Health carries over
+ * from `previous` for backends with the same pool and name.
+ */
+export function compile(model: ConfigModel, previous: Plan | null): Plan {
+  const plan = new Plan();
+  plan.hashSeed = model.hashSeed;
+  plan.flowCapacity = model.flowCapacity;
+
+  const nf = model.frontends.length;
+  plan.frontendNames = new StaticArray<string>(nf);
+  plan.frontendFamily = new StaticArray<u8>(nf);
+  plan.frontendLo = new StaticArray<u64>(nf);
+  plan.frontendHi = new StaticArray<u64>(nf);
+  plan.frontendHaRule = new StaticArray<i32>(nf);
+  plan.frontendSlots = new StaticArray<i32>(nextPowerOfTwo(nf * 2 + 2));
+  plan.frontendSlots.fill(-1);
+  for (let i = 0; i < nf; i++) {
+    const f = model.frontends[i];
+    plan.frontendNames[i] = f.name;
+    plan.frontendFamily[i] = f.address.family;
+    plan.frontendLo[i] = f.address.lo();
+    plan.frontendHi[i] = f.address.hi();
+    plan.frontendHaRule[i] = NONE;
+    indexFrontend(plan, i);
+  }
+
+  // Backends: global indices, pools in order, backends in order.
+  let nb = 0;
+  for (let i = 0; i < model.pools.length; i++) nb += model.pools[i].backends.length;
+  plan.backendNames = new StaticArray<string>(nb);
+  plan.backendPool = new StaticArray<i32>(nb);
+  plan.backendFamily = new StaticArray<u8>(nb);
+  plan.backendLo = new StaticArray<u64>(nb);
+  plan.backendHi = new StaticArray<u64>(nb);
+  plan.backendWeight = new StaticArray<i32>(nb);
+  plan.backendAdmin = new StaticArray<u8>(nb);
+  plan.backendHealth = new StaticArray<u8>(nb);
+  plan.backendState = new StaticArray<u8>(nb);
+  plan.backendCounters = new StaticArray<u64>(nb * PER_OBJECT_COUNTERS);
+  const previousHealth = new Map<string, u8>();
+  if (previous != null) {
+    for (let b = 0; b < previous.backendNames.length; b++) {
+      const poolName = previous.pools[previous.backendPool[b]].name;
+      previousHealth.set(backendKey(poolName, previous.backendNames[b]), previous.backendHealth[b]);
+    }
+  }
+  plan.pools = new StaticArray<Pool>(model.pools.length);
+  let g = 0;
+  for (let i = 0; i < model.pools.length; i++) {
+    const pm = model.pools[i];
+    const pool = new Pool();
+    pool.name = pm.name;
+    pool.m = pm.m;
+    const members = new Array<i32>();
+    for (let j = 0; j < pm.backends.length; j++, g++) {
+      const bm = pm.backends[j];
+      plan.backendNames[g] = bm.name;
+      plan.backendPool[g] = i;
+      plan.backendFamily[g] = bm.address.family;
+      plan.backendLo[g] = bm.address.lo();
+      plan.backendHi[g] = bm.address.hi();
+      plan.backendWeight[g] = bm.weight;
+      plan.backendAdmin[g] = bm.admin;
+      const key = backendKey(pm.name, bm.name);
+      plan.backendHealth[g] = previousHealth.has(key) ? previousHealth.get(key) : BACKEND_UP;
+      members.push(g);
+    }
+    // The stable order: by backend name (§3.4 needs every instance to agree).
+    sortKeys = plan.backendNames;
+    members.sort(byName);
+    pool.members = StaticArray.fromArray<i32>(members);
+    pool.prepare(plan.backendNames);
+    pool.allocateTables();
+    plan.pools[i] = pool;
+  }
+  updateStates(plan);
+  for (let i = 0; i < plan.pools.length; i++) rebuildPool(plan.pools[i], plan.backendWeight, plan.backendState);
+
+  const nr = model.rules.length;
+  plan.ruleNames = new StaticArray<string>(nr);
+  plan.ruleFrontend = new StaticArray<i32>(nr);
+  plan.rulePool = new StaticArray<i32>(nr);
+  plan.ruleProto = new StaticArray<u8>(nr);
+  plan.ruleFrontendPort = new StaticArray<u16>(nr);
+  plan.ruleBackendPort = new StaticArray<u16>(nr);
+  plan.ruleFloating = new StaticArray<bool>(nr);
+  plan.ruleDistribution = new StaticArray<u8>(nr);
+  plan.ruleSymmetric = new StaticArray<bool>(nr);
+  plan.ruleIdleMs = new StaticArray<f64>(nr);
+  plan.rulePersist = new StaticArray<u8>(nr);
+  plan.ruleNoHealthy = new StaticArray<u8>(nr);
+  plan.ruleCounters = new StaticArray<u64>(nr * PER_OBJECT_COUNTERS);
+  plan.exactKeys = new StaticArray<u64>(nextPowerOfTwo(nr * 2 + 2));
+  plan.exactRules = new StaticArray<i32>(plan.exactKeys.length);
+  for (let i = 0; i < nr; i++) {
+    const r = model.rules[i];
+    plan.ruleNames[i] = r.name;
+    plan.ruleFrontend[i] = r.frontendIndex;
+    plan.rulePool[i] = r.poolIndex;
+    plan.ruleProto[i] = r.protocol;
+    plan.ruleFrontendPort[i] = <u16>r.frontendPort;
+    plan.ruleBackendPort[i] = <u16>r.backendPort;
+    plan.ruleFloating[i] = r.floating;
+    plan.ruleDistribution[i] = r.distribution;
+    plan.ruleSymmetric[i] = r.symmetric;
+    plan.ruleIdleMs[i] = <f64>r.idleMinutes * 60000.0;
+    plan.rulePersist[i] = r.persist;
+    plan.ruleNoHealthy[i] = r.noHealthy;
+    if (r.protocol == RULE_PROTO_ALL) plan.frontendHaRule[r.frontendIndex] = i;
+    else indexExactRule(plan, i);
+  }
+  return plan;
+}
+
+/** Effective state per backend: down if its probe says so, else its admin state. */
+export function updateStates(plan: Plan): void {
+  for (let b = 0; b < plan.backendState.length; b++) {
+    plan.backendState[b] = plan.backendHealth[b] != BACKEND_UP ? plan.backendHealth[b] : plan.backendAdmin[b];
+  }
+}
+
+/** Frees what a Plan holds outside the GC heap (its Maglev tables). */
+export function releasePlan(plan: Plan): void {
+  for (let i = 0; i < plan.pools.length; i++) plan.pools[i].freeTables();
+}
+
+/**
+ * Parses, reads and checks the configuration text at [ptr, ptr + len). Returns the
+ * model, or null with `errors` filled in.
+ */
+export function parseConfig(ptr: usize, len: i32, errors: Errors): ConfigModel | null {
+  const parsed = parseJson(ptr, len, MAX_JSON_DEPTH);
+  const value = parsed.value;
+  if (value == null || parsed.error.length > 0) {
+    errors.add("$", "invalid JSON at byte " + parsed.errorOffset.toString() + ": " + parsed.error);
+    return null;
+  }
+  const model = readConfig(value, errors);
+  checkModel(model, errors);
+  return errors.count > 0 ? null : model;
+}

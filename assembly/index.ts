@@ -1,0 +1,199 @@
+// The host ABI: scalars and shared buffers only (layout.ts documents the records).
+//
+// A host:
+//   1. writes the configuration JSON (UTF-8) at configBufferPtr() and calls
+//      configure(length) → 0, or the number of errors, whose `path: reason` lines are at
+//      errorBufferPtr() (errorLength() bytes, UTF-8, one per line);
+//   2. writes packets anywhere in the rx arena (rxArenaPtr(), rxArenaSize() bytes) and a
+//      descriptor (offset, length) per packet at descriptorsPtr();
+//   3. calls processBatch(count, nowMs, ingressFrontend, linkType) and reads a verdict
+//      record (and a tuple record) per packet at verdictsPtr() / tuplesPtr().
+// Health and admin changes, counters and the Maglev tables are reached by index.
+
+import {
+  BACKEND_DOWN, BACKEND_DRAINING, BACKEND_UP, CONFIG_BUFFER_BYTES, LINK_ETHERNET, LINK_RAW_IP,
+  MAX_BATCH, NONE, RX_ARENA_BYTES, ERROR_BUFFER_BYTES,
+} from "./consts";
+import {
+  C_CONFIG_APPLIED, C_CONFIG_REJECTED, C_FLOWS_DROPPED_BY_CONFIG, configBuffer, count, counters,
+  COUNTER_SLOTS, descriptors, errorBuffer, rxArena, tuples, verdicts,
+} from "./layout";
+import { backendKey, compile, Errors, parseConfig, releasePlan, updateStates } from "./config";
+import { Plan } from "./rules";
+import { rebuildPool } from "./maglev";
+import { processBatch as runBatch } from "./datapath";
+import {
+  flowCapacity as capacity, flowsAllocate, flowsRehash, flowsRemap, flowUsed, setRuleIdleMs,
+} from "./flows";
+
+export {
+  ACTION_FORWARD, ACTION_DROP, ACTION_NOMATCH, LINK_RAW_IP, LINK_ETHERNET, NONE,
+} from "./consts";
+
+memory.fill(counters, 0, <usize>(COUNTER_SLOTS * 8));
+
+let current: Plan = new Plan();
+let configured = false;
+let errorLen = 0;
+
+// ---- Buffers ------------------------------------------------------------------------
+
+export function rxArenaPtr(): usize { return rxArena; }
+export function rxArenaSize(): i32 { return RX_ARENA_BYTES; }
+export function descriptorsPtr(): usize { return descriptors; }
+export function verdictsPtr(): usize { return verdicts; }
+export function tuplesPtr(): usize { return tuples; }
+export function maxBatch(): i32 { return MAX_BATCH; }
+export function configBufferPtr(): usize { return configBuffer; }
+export function configBufferSize(): i32 { return CONFIG_BUFFER_BYTES; }
+export function errorBufferPtr(): usize { return errorBuffer; }
+export function errorLength(): i32 { return errorLen; }
+export function countersPtr(): usize { return counters; }
+export function counterSlots(): i32 { return COUNTER_SLOTS; }
+
+function writeErrors(text: string): void {
+  const bytes = String.UTF8.encode(text);
+  let n = bytes.byteLength;
+  if (n > ERROR_BUFFER_BYTES) n = ERROR_BUFFER_BYTES;
+  memory.copy(errorBuffer, changetype<usize>(bytes), <usize>n);
+  errorLen = n;
+}
+
+// ---- Configuration ----------------------------------------------------------------------
+
+/**
+ * Applies the configuration text at configBufferPtr() (`len` bytes). Returns 0 when
+ * applied, else the number of errors; the running configuration and tracked flows stay.
+ * Tracked flows whose rule (by name) and backend (by pool and name) still exist keep
+ * their backend.
+ */
+export function configure(len: i32): i32 {
+  const errors = new Errors();
+  if (len < 0 || len > CONFIG_BUFFER_BYTES) {
+    errors.add("$", "configuration larger than " + CONFIG_BUFFER_BYTES.toString() + " bytes");
+  }
+  const model = errors.count == 0 ? parseConfig(configBuffer, len, errors) : null;
+  if (model == null) {
+    writeErrors(errors.text());
+    count(C_CONFIG_REJECTED);
+    __collect();
+    return errors.count;
+  }
+
+  const old = current;
+  const plan = compile(model, configured ? old : null);
+  if (!configured) {
+    flowsAllocate(plan.flowCapacity);
+  } else {
+    const ruleIndex = new Map<string, i32>();
+    for (let i = 0; i < plan.ruleNames.length; i++) ruleIndex.set(plan.ruleNames[i], i);
+    const ruleMap = new StaticArray<i32>(old.ruleNames.length);
+    for (let i = 0; i < old.ruleNames.length; i++) {
+      ruleMap[i] = ruleIndex.has(old.ruleNames[i]) ? ruleIndex.get(old.ruleNames[i]) : -1;
+    }
+    const backendIndex = new Map<string, i32>();
+    for (let b = 0; b < plan.backendNames.length; b++) {
+      backendIndex.set(backendKey(plan.pools[plan.backendPool[b]].name, plan.backendNames[b]), b);
+    }
+    const backendMap = new StaticArray<i32>(old.backendNames.length);
+    for (let b = 0; b < old.backendNames.length; b++) {
+      const key = backendKey(old.pools[old.backendPool[b]].name, old.backendNames[b]);
+      backendMap[b] = backendIndex.has(key) ? backendIndex.get(key) : -1;
+    }
+    let lost = flowsRemap(ruleMap, backendMap, plan.rulePool, plan.backendPool);
+    if (plan.flowCapacity != old.flowCapacity || plan.hashSeed != old.hashSeed) {
+      lost += flowsRehash(plan.flowCapacity, plan.hashSeed);
+    }
+    count(C_FLOWS_DROPPED_BY_CONFIG, <u64>lost);
+  }
+  setRuleIdleMs(plan.ruleIdleMs);
+  current = plan;
+  configured = true;
+  if (old.pools.length > 0) releasePlan(old);
+  errorLen = 0;
+  count(C_CONFIG_APPLIED);
+  __collect();
+  return 0;
+}
+
+export function isConfigured(): bool { return configured; }
+
+// ---- Packets ---------------------------------------------------------------------------------
+
+/**
+ * Processes descriptors [0, count) at time `nowMs` (milliseconds, any epoch, never
+ * decreasing). `ingressFrontend` is the index of the frontend the batch arrived on (the
+ * next-hop use), or NONE (0xFFFF) to match by destination address. `linkType` is
+ * LINK_RAW_IP (0) or LINK_ETHERNET (1). Returns the number of forward verdicts, or -1
+ * when the arguments are invalid (nothing processed).
+ */
+export function processBatch(count: i32, nowMs: f64, ingressFrontend: i32, linkType: i32): i32 {
+  if (count < 0 || count > MAX_BATCH) return -1;
+  if (linkType != LINK_RAW_IP && linkType != LINK_ETHERNET) return -1;
+  if (ingressFrontend != NONE && (ingressFrontend < 0 || ingressFrontend >= current.frontendNames.length)) return -1;
+  return runBatch(current, count, nowMs, ingressFrontend, linkType);
+}
+
+// ---- Health and admin state ----------------------------------------------------------------
+
+function applyState(b: i32): void {
+  const plan = current;
+  const before = plan.backendState[b];
+  updateStates(plan);
+  if (plan.backendState[b] != before) {
+    rebuildPool(plan.pools[plan.backendPool[b]], plan.backendWeight, plan.backendState);
+  }
+}
+
+/** Sets backend `b`'s probe result: 1 up, 0 down. Returns 0, or -1 for a bad index. */
+export function setBackendHealth(b: i32, up: i32): i32 {
+  if (b < 0 || b >= current.backendNames.length) return -1;
+  current.backendHealth[b] = up != 0 ? BACKEND_UP : BACKEND_DOWN;
+  applyState(b);
+  return 0;
+}
+
+/** Sets backend `b`'s admin state: 0 up, 2 draining. Returns 0, or -1 when invalid. */
+export function setBackendAdmin(b: i32, state: i32): i32 {
+  if (b < 0 || b >= current.backendNames.length) return -1;
+  if (state != BACKEND_UP && state != BACKEND_DRAINING) return -1;
+  current.backendAdmin[b] = <u8>state;
+  applyState(b);
+  return 0;
+}
+
+/** Effective state of backend `b`: 0 up, 1 down, 2 draining; -1 for a bad index. */
+export function backendState(b: i32): i32 {
+  if (b < 0 || b >= current.backendNames.length) return -1;
+  return current.backendState[b];
+}
+
+// ---- Introspection -----------------------------------------------------------------------------
+
+export function frontendCount(): i32 { return current.frontendNames.length; }
+export function ruleCount(): i32 { return current.ruleNames.length; }
+export function backendCount(): i32 { return current.backendNames.length; }
+export function poolCount(): i32 { return current.pools.length; }
+/** u64 × 3 per backend / rule: packets, bytes, new flows. Valid until the next configure(). */
+export function backendCountersPtr(): usize { return changetype<usize>(current.backendCounters); }
+export function ruleCountersPtr(): usize { return changetype<usize>(current.ruleCounters); }
+export function flowTableCapacity(): i32 { return capacity; }
+export function flowTableUsed(): i32 { return flowUsed; }
+/** Pool `p`'s Maglev table for new flows: M u16 backend indices (0xFFFF = none). */
+export function maglevTablePtr(p: i32): usize {
+  return p >= 0 && p < current.pools.length ? current.pools[p].table : 0;
+}
+export function maglevTableSize(p: i32): i32 {
+  return p >= 0 && p < current.pools.length ? current.pools[p].m : 0;
+}
+
+/**
+ * Allocates and frees a small block and returns its address: the allocator hands out
+ * the same block again unless something else was allocated meanwhile. Tests call it
+ * before and after millions of packets to show the packet path allocates nothing.
+ */
+export function heapProbe(): usize {
+  const p = heap.alloc(64);
+  heap.free(p);
+  return p;
+}

@@ -1,0 +1,351 @@
+// Packet parsing: L2 → IPv4/IPv6 (options, extension headers, fragments) → L4 ports,
+// ICMP echo identifiers and the quoted header of ICMP errors.
+//
+// The parser never reads outside [p, p + len): every load is preceded by a length
+// check, and a packet that fails one gets a drop reason. Results go into module
+// globals (no allocation, no memory traffic): the packet's own header fields
+// (`pkt*`, reported to hosts as the packet's tuple) and the flow key the balancer
+// hashes (`key*`), which differs from the packet's own fields for ICMP (echo id,
+// or the quoted header of an error, reversed) and for non-first fragments.
+
+import {
+  LINK_ETHERNET, MAX_IPV6_EXT_HEADERS, PROTO_AH, PROTO_ICMP, PROTO_ICMPV6, PROTO_SCTP,
+  PROTO_TCP, PROTO_UDP, REASON_BAD_ICMP_ERROR, REASON_BAD_IP_HEADER, REASON_BAD_IP_VERSION,
+  REASON_BAD_L4_HEADER, REASON_EXT_HEADER_CHAIN, REASON_NONE, REASON_NOT_IP, REASON_TRUNCATED,
+  REASON_TRUNCATED_L4, FLAG_FRAGMENT, FLAG_FRAG_3TUPLE, FLAG_ICMP_ERROR, FLAG_IPV6,
+} from "./consts";
+
+// ---- Results of the last parse --------------------------------------------------
+
+/** Offset of the IP header from the packet start (bytes). */
+export let pktL3: i32 = 0;
+/** Length of the IP packet: IPv4 total length / 40 + IPv6 payload length (bytes). */
+export let pktL3Len: i32 = 0;
+/** Offset of the transport header from the packet start, or -1 (bytes). */
+export let pktL4: i32 = -1;
+/** 4 or 6; 0 when no IP header was parsed. */
+export let pktFamily: u8 = 0;
+/** Upper-layer protocol (after IPv6 extension headers). */
+export let pktProto: u8 = 0;
+/** Whether pktSport/pktDport hold the packet's own TCP/UDP/SCTP ports. */
+export let pktHasPorts: bool = false;
+export let pktSport: u16 = 0;
+export let pktDport: u16 = 0;
+/** Addresses of the packet's source and destination address bytes (4 or 16 bytes). */
+export let pktSrc: usize = 0;
+export let pktDst: usize = 0;
+/** TCP flags byte (FIN 0x01, SYN 0x02, RST 0x04, ACK 0x10); 0 for other protocols. */
+export let pktTcpFlags: u8 = 0;
+/** FLAG_* bits found while parsing (IPv6, fragment, ICMP error). */
+export let pktFlags: u16 = 0;
+/** IPv4 identification or IPv6 fragment identification (fragments only). */
+export let pktFragId: u32 = 0;
+
+/** The flow key: what the balancer hashes and tracks. */
+export let keyFamily: u8 = 0;
+export let keyProto: u8 = 0;
+export let keySport: u16 = 0;
+export let keyDport: u16 = 0;
+export let keySrc: usize = 0;
+export let keyDst: usize = 0;
+
+export const TCP_FIN: u8 = 0x01;
+export const TCP_SYN: u8 = 0x02;
+export const TCP_RST: u8 = 0x04;
+export const TCP_ACK: u8 = 0x10;
+
+@inline function be16(p: usize): u16 {
+  return bswap<u16>(load<u16>(p));
+}
+
+// ---- Entry point -----------------------------------------------------------------
+
+/**
+ * Parses the packet at [p, p + len) framed by `link` (LINK_RAW_IP / LINK_ETHERNET).
+ * Returns REASON_NONE with the globals filled in, or the drop reason.
+ */
+export function parsePacket(p: usize, len: i32, link: i32): u8 {
+  pktFamily = 0;
+  pktHasPorts = false;
+  pktSport = 0;
+  pktDport = 0;
+  pktTcpFlags = 0;
+  pktFlags = 0;
+  pktL4 = -1;
+  pktFragId = 0;
+
+  let l3 = 0;
+  let isV6 = false;
+  if (link == LINK_ETHERNET) {
+    if (len < 14) return REASON_TRUNCATED;
+    l3 = 12;
+    let etherType = be16(p + 12);
+    // Up to two VLAN tags (802.1Q 0x8100, 802.1ad 0x88a8, legacy QinQ 0x9100).
+    for (let tags = 0; tags < 2; tags++) {
+      if (etherType != 0x8100 && etherType != 0x88a8 && etherType != 0x9100) break;
+      l3 += 4;
+      if (len < l3 + 2) return REASON_TRUNCATED;
+      etherType = be16(p + l3);
+    }
+    l3 += 2;
+    if (etherType == 0x0800) isV6 = false;
+    else if (etherType == 0x86dd) isV6 = true;
+    else return REASON_NOT_IP;
+    if (len <= l3) return REASON_TRUNCATED;
+  } else {
+    if (len < 1) return REASON_TRUNCATED;
+    isV6 = (load<u8>(p) >> 4) == 6;
+  }
+  pktL3 = l3;
+  return isV6 ? parseIPv6(p + l3, len - l3) : parseIPv4(p + l3, len - l3);
+}
+
+// ---- IPv4 -------------------------------------------------------------------------
+
+function parseIPv4(q: usize, avail: i32): u8 {
+  if (avail < 20) return avail > 0 && (load<u8>(q) >> 4) != 4 ? REASON_BAD_IP_VERSION : REASON_TRUNCATED;
+  const b0 = load<u8>(q);
+  if ((b0 >> 4) != 4) return REASON_BAD_IP_VERSION;
+  const ihl = (<i32>(b0 & 15)) << 2;
+  if (ihl < 20) return REASON_BAD_IP_HEADER;
+  const total = <i32>be16(q + 2);
+  if (total < ihl) return REASON_BAD_IP_HEADER;
+  if (total > avail) return REASON_TRUNCATED;
+  // Bytes past `total` are link padding and are ignored.
+
+  pktFamily = 4;
+  pktL3Len = total;
+  pktProto = load<u8>(q + 9);
+  pktSrc = q + 12;
+  pktDst = q + 16;
+  keyFamily = 4;
+  keyProto = pktProto;
+  keySrc = pktSrc;
+  keyDst = pktDst;
+  keySport = 0;
+  keyDport = 0;
+
+  const frag = be16(q + 6);
+  const fragOffset = frag & 0x1fff;
+  if ((frag & 0x2000) != 0 || fragOffset != 0) {
+    pktFlags |= FLAG_FRAGMENT;
+    pktFragId = <u32>be16(q + 4);
+    if (fragOffset != 0) {
+      // Later fragment: no transport header. Hashed on (src, dst, proto).
+      pktFlags |= FLAG_FRAG_3TUPLE;
+      return REASON_NONE;
+    }
+  }
+  pktL4 = pktL3 + ihl;
+  return parseL4(q + ihl, total - ihl, false);
+}
+
+// ---- IPv6 -------------------------------------------------------------------------
+
+/** Result of walkIPv6: upper-layer protocol, its offset, and fragment facts. */
+let walkProto: u8 = 0;
+let walkOffset: i32 = 0;
+let walkLaterFragment: bool = false;
+let walkFragment: bool = false;
+let walkFragId: u32 = 0;
+
+/**
+ * Walks the extension-header chain of the IPv6 header at q (avail bytes, already
+ * trimmed to the payload length). Sets walk*; returns a reason.
+ */
+function walkIPv6(q: usize, avail: i32): u8 {
+  let next = load<u8>(q + 6);
+  let off = 40;
+  walkLaterFragment = false;
+  walkFragment = false;
+  walkFragId = 0;
+  for (let count = 0; ; count++) {
+    if (next != 0 && next != 43 && next != 60 && next != 44 && next != PROTO_AH) break;
+    if (count >= MAX_IPV6_EXT_HEADERS) return REASON_EXT_HEADER_CHAIN;
+    if (off + 8 > avail) return REASON_EXT_HEADER_CHAIN;
+    const h = q + <usize>off;
+    let hlen: i32;
+    if (next == 44) {
+      // Fragment header (RFC 8200 §4.5): fixed 8 bytes.
+      hlen = 8;
+      walkFragment = true;
+      walkFragId = bswap<u32>(load<u32>(h + 4));
+      if ((be16(h + 2) & 0xfff8) != 0) {
+        walkLaterFragment = true;
+        next = load<u8>(h);
+        off += hlen;
+        break;
+      }
+    } else if (next == PROTO_AH) {
+      hlen = (<i32>load<u8>(h + 1) + 2) << 2; // RFC 4302: length in 4-octet units, minus 2
+    } else {
+      hlen = (<i32>load<u8>(h + 1) + 1) << 3; // 8-octet units, not counting the first 8
+    }
+    if (off + hlen > avail) return REASON_EXT_HEADER_CHAIN;
+    next = load<u8>(h);
+    off += hlen;
+  }
+  walkProto = next;
+  walkOffset = off;
+  return REASON_NONE;
+}
+
+function parseIPv6(q: usize, avail: i32): u8 {
+  if (avail < 40) return avail > 0 && (load<u8>(q) >> 4) != 6 ? REASON_BAD_IP_VERSION : REASON_TRUNCATED;
+  if ((load<u8>(q) >> 4) != 6) return REASON_BAD_IP_VERSION;
+  const total = 40 + <i32>be16(q + 4);
+  if (total > avail) return REASON_TRUNCATED;
+
+  pktFamily = 6;
+  pktFlags |= FLAG_IPV6;
+  pktL3Len = total;
+  pktSrc = q + 8;
+  pktDst = q + 24;
+  keyFamily = 6;
+  keySrc = pktSrc;
+  keyDst = pktDst;
+  keySport = 0;
+  keyDport = 0;
+
+  const r = walkIPv6(q, total);
+  pktProto = walkProto;
+  keyProto = walkProto;
+  if (r != REASON_NONE) return r;
+  if (walkFragment) {
+    pktFlags |= FLAG_FRAGMENT;
+    pktFragId = walkFragId;
+    if (walkLaterFragment) {
+      pktFlags |= FLAG_FRAG_3TUPLE;
+      return REASON_NONE;
+    }
+  }
+  pktL4 = pktL3 + walkOffset;
+  return parseL4(q + <usize>walkOffset, total - walkOffset, true);
+}
+
+// ---- Transport ----------------------------------------------------------------------
+
+/** Sets the packet's own ports and the key's ports from a TCP/UDP/SCTP header. */
+@inline function takePorts(l4: usize): void {
+  pktHasPorts = true;
+  pktSport = be16(l4);
+  pktDport = be16(l4 + 2);
+  keySport = pktSport;
+  keyDport = pktDport;
+}
+
+function parseL4(l4: usize, avail: i32, isV6: bool): u8 {
+  const proto = pktProto;
+  if (proto == PROTO_TCP) {
+    if (avail < 20) return REASON_TRUNCATED_L4;
+    const dataOffset = (<i32>(load<u8>(l4 + 12) >> 4)) << 2;
+    if (dataOffset < 20) return REASON_BAD_L4_HEADER;
+    if (dataOffset > avail) return REASON_TRUNCATED_L4;
+    takePorts(l4);
+    pktTcpFlags = load<u8>(l4 + 13);
+    return REASON_NONE;
+  }
+  if (proto == PROTO_UDP) {
+    if (avail < 8) return REASON_TRUNCATED_L4;
+    takePorts(l4);
+    return REASON_NONE;
+  }
+  if (proto == PROTO_SCTP) {
+    if (avail < 12) return REASON_TRUNCATED_L4;
+    takePorts(l4);
+    return REASON_NONE;
+  }
+  if (proto == PROTO_ICMP && !isV6) {
+    if (avail < 8) return REASON_TRUNCATED_L4;
+    const type = load<u8>(l4);
+    // Echo (0/8), timestamp (13/14), information (15/16): a flow per identifier.
+    if (type == 0 || type == 8 || (type >= 13 && type <= 16)) {
+      keySport = be16(l4 + 4);
+      keyDport = keySport;
+      return REASON_NONE;
+    }
+    // Destination unreachable, source quench, redirect, time exceeded, parameter problem.
+    if (type == 3 || type == 4 || type == 5 || type == 11 || type == 12) {
+      return parseQuotedIPv4(l4 + 8, avail - 8);
+    }
+    return REASON_NONE;
+  }
+  if (proto == PROTO_ICMPV6 && isV6) {
+    if (avail < 8) return REASON_TRUNCATED_L4;
+    const type = load<u8>(l4);
+    if (type == 128 || type == 129) {
+      keySport = be16(l4 + 4);
+      keyDport = keySport;
+      return REASON_NONE;
+    }
+    // Destination unreachable, packet too big, time exceeded, parameter problem.
+    if (type >= 1 && type <= 4) {
+      return parseQuotedIPv6(l4 + 8, avail - 8);
+    }
+    return REASON_NONE;
+  }
+  // GRE, ESP, AH, ICMP in the wrong family, anything else: portless.
+  return REASON_NONE;
+}
+
+// ---- ICMP errors: the quoted header, reversed, is the flow key ------------------------
+//
+// An error about a packet F→C (sent by the frontend side) travels to F; reversing the
+// quoted header gives C→F, the flow the error belongs to, so it reaches that flow's
+// backend (PMTU discovery keeps working through the balancer).
+
+/** Sets the key's ports from the quoted transport header (reversed). */
+function quotedPorts(l4: usize, avail: i32, proto: u8, isV6: bool): u8 {
+  if (proto == PROTO_TCP || proto == PROTO_UDP || proto == PROTO_SCTP) {
+    if (avail < 4) return REASON_BAD_ICMP_ERROR;
+    keySport = be16(l4 + 2);
+    keyDport = be16(l4);
+    return REASON_NONE;
+  }
+  if ((proto == PROTO_ICMP && !isV6) || (proto == PROTO_ICMPV6 && isV6)) {
+    if (avail < 8) return REASON_BAD_ICMP_ERROR;
+    keySport = be16(l4 + 4);
+    keyDport = keySport;
+    return REASON_NONE;
+  }
+  keySport = 0;
+  keyDport = 0;
+  return REASON_NONE;
+}
+
+function parseQuotedIPv4(q: usize, avail: i32): u8 {
+  if (avail < 20) return REASON_BAD_ICMP_ERROR;
+  const b0 = load<u8>(q);
+  if ((b0 >> 4) != 4) return REASON_BAD_ICMP_ERROR;
+  const ihl = (<i32>(b0 & 15)) << 2;
+  if (ihl < 20 || ihl > avail) return REASON_BAD_ICMP_ERROR;
+  pktFlags |= FLAG_ICMP_ERROR;
+  keyFamily = 4;
+  keyProto = load<u8>(q + 9);
+  keySrc = q + 16; // reversed: the quoted destination is the flow's source
+  keyDst = q + 12;
+  if ((be16(q + 6) & 0x1fff) != 0) {
+    keySport = 0;
+    keyDport = 0;
+    return REASON_NONE;
+  }
+  return quotedPorts(q + <usize>ihl, avail - ihl, keyProto, false);
+}
+
+function parseQuotedIPv6(q: usize, avail: i32): u8 {
+  if (avail < 40) return REASON_BAD_ICMP_ERROR;
+  if ((load<u8>(q) >> 4) != 6) return REASON_BAD_ICMP_ERROR;
+  // The quote is cut short by the ICMPv6 size limit: walk only what is there.
+  if (walkIPv6(q, avail) != REASON_NONE) return REASON_BAD_ICMP_ERROR;
+  pktFlags |= FLAG_ICMP_ERROR;
+  keyFamily = 6;
+  keyProto = walkProto;
+  keySrc = q + 24;
+  keyDst = q + 8;
+  if (walkLaterFragment) {
+    keySport = 0;
+    keyDport = 0;
+    return REASON_NONE;
+  }
+  return quotedPorts(q + <usize>walkOffset, avail - walkOffset, walkProto, true);
+}

@@ -1,0 +1,147 @@
+// The compiled configuration (a Plan) and rule lookup.
+//
+// config.ts builds a Plan outside the packet path; index.ts swaps it in between
+// batches. The packet path only indexes arrays: frontend by destination address
+// (open-addressed hash), then the exact rule on (frontend, protocol, port), then the
+// frontend's HA-ports rule.
+
+import { NONE } from "./consts";
+import { fmix64 } from "./hash";
+import { Pool } from "./maglev";
+
+export class Plan {
+  hashSeed: u64 = 0;
+  flowCapacity: i32 = 0;
+
+  // Frontends, by index (configuration order).
+  frontendNames: StaticArray<string> = new StaticArray<string>(0);
+  frontendFamily: StaticArray<u8> = new StaticArray<u8>(0);
+  /** Address as key words (hash.ts): IPv4 in lo (little-endian u32 of the 4 bytes), hi = 0. */
+  frontendLo: StaticArray<u64> = new StaticArray<u64>(0);
+  frontendHi: StaticArray<u64> = new StaticArray<u64>(0);
+  /** The frontend's HA-ports rule, or NONE. */
+  frontendHaRule: StaticArray<i32> = new StaticArray<i32>(0);
+  /** Open-addressed index: frontend index or -1; size a power of two ≥ 2 × frontends. */
+  frontendSlots: StaticArray<i32> = new StaticArray<i32>(0);
+
+  // Exact rules: open-addressed (frontend, protocol, port) → rule index.
+  exactKeys: StaticArray<u64> = new StaticArray<u64>(0); // 0 = empty
+  exactRules: StaticArray<i32> = new StaticArray<i32>(0);
+
+  // Rules, by index (configuration order).
+  ruleNames: StaticArray<string> = new StaticArray<string>(0);
+  ruleFrontend: StaticArray<i32> = new StaticArray<i32>(0);
+  rulePool: StaticArray<i32> = new StaticArray<i32>(0);
+  ruleProto: StaticArray<u8> = new StaticArray<u8>(0);        // RULE_PROTO_ALL, 6, 17
+  ruleFrontendPort: StaticArray<u16> = new StaticArray<u16>(0);
+  ruleBackendPort: StaticArray<u16> = new StaticArray<u16>(0);
+  ruleFloating: StaticArray<bool> = new StaticArray<bool>(0);
+  ruleDistribution: StaticArray<u8> = new StaticArray<u8>(0); // DIST_*
+  ruleSymmetric: StaticArray<bool> = new StaticArray<bool>(0);
+  ruleIdleMs: StaticArray<f64> = new StaticArray<f64>(0);
+  rulePersist: StaticArray<u8> = new StaticArray<u8>(0);      // PERSIST_*
+  ruleNoHealthy: StaticArray<u8> = new StaticArray<u8>(0);    // NO_HEALTHY_*
+
+  // Pools and backends. Backend indices are global: pools in order, backends in order.
+  pools: StaticArray<Pool> = new StaticArray<Pool>(0);
+  backendNames: StaticArray<string> = new StaticArray<string>(0);
+  backendPool: StaticArray<i32> = new StaticArray<i32>(0);
+  backendFamily: StaticArray<u8> = new StaticArray<u8>(0);
+  backendLo: StaticArray<u64> = new StaticArray<u64>(0);
+  backendHi: StaticArray<u64> = new StaticArray<u64>(0);
+  backendWeight: StaticArray<i32> = new StaticArray<i32>(0);
+  /** Admin state from the configuration: BACKEND_UP or BACKEND_DRAINING. */
+  backendAdmin: StaticArray<u8> = new StaticArray<u8>(0);
+  /** Probe state set by hosts: BACKEND_UP or BACKEND_DOWN. */
+  backendHealth: StaticArray<u8> = new StaticArray<u8>(0);
+  /** Effective state used for new flows: UP only when admin and health are both up. */
+  backendState: StaticArray<u8> = new StaticArray<u8>(0);
+
+  /** Counters, PER_OBJECT_COUNTERS (packets, bytes, new flows) per backend and per rule. */
+  backendCounters: StaticArray<u64> = new StaticArray<u64>(0);
+  ruleCounters: StaticArray<u64> = new StaticArray<u64>(0);
+}
+
+@inline function addressSlot(family: u8, lo: u64, hi: u64, mask: i32): i32 {
+  return <i32>(fmix64(lo ^ (hi * 0x9e3779b97f4a7c15) ^ (<u64>family << 56)) & <u64>mask);
+}
+
+/** Adds frontend `index` to the open-addressed index (configuration time). */
+export function indexFrontend(plan: Plan, index: i32): void {
+  const slots = plan.frontendSlots;
+  const mask = slots.length - 1;
+  let s = addressSlot(plan.frontendFamily[index], plan.frontendLo[index], plan.frontendHi[index], mask);
+  while (slots[s] >= 0) s = (s + 1) & mask;
+  slots[s] = index;
+}
+
+/** Frontend whose address is the `family` address at `p`, or NONE. */
+export function findFrontend(plan: Plan, family: u8, p: usize): i32 {
+  let lo: u64, hi: u64;
+  if (family == 4) {
+    lo = <u64>load<u32>(p);
+    hi = 0;
+  } else {
+    lo = load<u64>(p);
+    hi = load<u64>(p, 8);
+  }
+  const slots = plan.frontendSlots;
+  const mask = slots.length - 1;
+  if (mask < 0) return NONE;
+  // The slot array is at least twice the frontend count, so an empty slot ends the probe.
+  let s = addressSlot(family, lo, hi, mask);
+  let f = unchecked(slots[s]);
+  while (f >= 0) {
+    if (unchecked(plan.frontendLo[f]) == lo && unchecked(plan.frontendHi[f]) == hi
+      && unchecked(plan.frontendFamily[f]) == family) return f;
+    s = (s + 1) & mask;
+    f = unchecked(slots[s]);
+  }
+  return NONE;
+}
+
+@inline export function exactKey(frontend: i32, proto: u8, port: u16): u64 {
+  // +1 so that no key is 0 (the empty marker).
+  return <u64>(frontend + 1) | (<u64>proto << 32) | (<u64>port << 40);
+}
+
+/** Adds exact rule `rule` (configuration time); returns false when the key is taken. */
+export function indexExactRule(plan: Plan, rule: i32): bool {
+  const key = exactKey(plan.ruleFrontend[rule], plan.ruleProto[rule], plan.ruleFrontendPort[rule]);
+  const keys = plan.exactKeys;
+  const mask = keys.length - 1;
+  let s = <i32>(fmix64(key) & <u64>mask);
+  while (keys[s] != 0) {
+    if (keys[s] == key) return false;
+    s = (s + 1) & mask;
+  }
+  keys[s] = key;
+  plan.exactRules[s] = rule;
+  return true;
+}
+
+/**
+ * The rule for a flow of `proto` to `port` on `frontend`: the exact rule on
+ * (frontend, protocol, port) first, then the frontend's HA-ports rule; NONE if neither.
+ * `exact` reports which one matched.
+ */
+export let matchedExact: bool = false;
+export function matchRule(plan: Plan, frontend: i32, proto: u8, port: u16, hasPort: bool): i32 {
+  matchedExact = false;
+  const keys = plan.exactKeys;
+  if (hasPort && keys.length > 0) {
+    const key = exactKey(frontend, proto, port);
+    const mask = keys.length - 1;
+    let s = <i32>(fmix64(key) & <u64>mask);
+    for (;;) {
+      const k = unchecked(keys[s]);
+      if (k == 0) break;
+      if (k == key) {
+        matchedExact = true;
+        return unchecked(plan.exactRules[s]);
+      }
+      s = (s + 1) & mask;
+    }
+  }
+  return unchecked(plan.frontendHaRule[frontend]);
+}

@@ -1,0 +1,208 @@
+// The `haports` command line.
+//
+// Exit codes (every command): 0 success, 1 the input was understood but rejected (an
+// invalid configuration), 2 usage error or unreadable input.
+
+import { readFileSync, writeFileSync, openSync, writeSync, closeSync } from 'node:fs';
+import { parseArgs } from 'node:util';
+import { ConfigError, Core, LINK_ETHERNET, LINK_RAW_IP, NONE } from './core.js';
+import {
+  LINKTYPE_ETHERNET, LINKTYPE_IPV4, LINKTYPE_IPV6, LINKTYPE_RAW, readCapture, writePcap,
+} from './pcap.js';
+
+const USAGE = `usage: haports <command> [options]
+
+commands:
+  replay    run a capture through the dataplane and report a verdict per packet
+  validate  check a configuration file
+
+run 'haports <command> --help' for the options of a command.
+exit codes: 0 success, 1 invalid configuration, 2 usage error or unreadable input.
+`;
+
+const REPLAY_USAGE = `usage: haports replay --config CONFIG.json [--verdicts OUT.jsonl] [--out OUT.pcap]
+                      [--frontend NAME] [--quiet] INPUT.pcap|INPUT.pcapng
+
+Runs every packet of INPUT (pcap or pcapng; link types Ethernet, raw IP) through the
+dataplane and writes one JSON line per packet:
+  {"index","verdict":"forward"|"drop"|"nomatch","rule","backend","reason",
+   "tuple":{"src","dst","proto","sport","dport"}}
+to --verdicts (or standard output), then a summary (to standard error when the verdicts
+go to standard output).
+
+  --config FILE     haports configuration (JSON)
+  --verdicts FILE   write the verdict lines here instead of standard output
+  --out FILE        write the forwarded packets (as they leave) to a pcap file
+  --frontend NAME   treat the capture as next-hop traffic routed to frontend NAME
+  --quiet           no summary
+`;
+
+const VALIDATE_USAGE = `usage: haports validate [--json] CONFIG.json
+
+Checks a configuration. Prints one 'path: reason' line per error; exit 0 when valid,
+1 when invalid, 2 when the file cannot be read.
+
+  --json   print {"valid": bool, "errors": [...]} instead
+`;
+
+class UsageError extends Error {}
+
+function linkOf(linktype: number): number {
+  if (linktype === LINKTYPE_ETHERNET) return LINK_ETHERNET;
+  if (linktype === LINKTYPE_RAW || linktype === LINKTYPE_IPV4 || linktype === LINKTYPE_IPV6) return LINK_RAW_IP;
+  return -1;
+}
+
+function readText(path: string, what: string): string {
+  try {
+    return readFileSync(path, 'utf8');
+  } catch (e: any) {
+    throw new UsageError(`cannot read ${what} ${path}: ${e.code ?? e.message}`);
+  }
+}
+
+/** A batch ends at the core's batch size, a link-type change, or a second of capture time. */
+const BATCH_SPAN_MS = 1000;
+
+async function replay(argv: string[], out: NodeJS.WriteStream, err: NodeJS.WriteStream): Promise<number> {
+  const { values, positionals } = parseArgs({
+    args: argv,
+    allowPositionals: true,
+    options: {
+      config: { type: 'string' }, verdicts: { type: 'string' }, out: { type: 'string' },
+      frontend: { type: 'string' }, quiet: { type: 'boolean' }, help: { type: 'boolean', short: 'h' },
+    },
+  });
+  if (values.help) { out.write(REPLAY_USAGE); return 0; }
+  if (!values.config) throw new UsageError('replay: --config is required');
+  if (positionals.length !== 1) throw new UsageError('replay: give exactly one capture file');
+
+  const configText = readText(values.config, 'configuration');
+  const core = Core.load();
+  try {
+    core.configure(configText);
+  } catch (e) {
+    if (e instanceof ConfigError) {
+      err.write(`haports: ${values.config} is not a valid configuration:\n`);
+      for (const line of e.errors) err.write(`  ${line}\n`);
+      return 1;
+    }
+    throw e;
+  }
+  let ingress = NONE;
+  if (values.frontend !== undefined) {
+    ingress = core.names.frontends.indexOf(values.frontend);
+    if (ingress < 0) throw new UsageError(`replay: no frontend named ${JSON.stringify(values.frontend)} in ${values.config}`);
+  }
+
+  let bytes: Uint8Array;
+  try {
+    bytes = readFileSync(positionals[0]);
+  } catch (e: any) {
+    throw new UsageError(`cannot read capture ${positionals[0]}: ${e.code ?? e.message}`);
+  }
+  let capture;
+  try {
+    capture = readCapture(bytes);
+  } catch (e: any) {
+    throw new UsageError(`${positionals[0]}: ${e.message}`);
+  }
+
+  const verdictFd = values.verdicts ? openSync(values.verdicts, 'w') : 1;
+  const summaryTo = values.verdicts ? out : err;
+  const forwarded: { data: Uint8Array; tsSec: number; tsNsec: number }[] = [];
+  let outLinktype = -1;
+  const perVerdict: Record<string, number> = { forward: 0, drop: 0, nomatch: 0 };
+  const perBackend = new Map<string, number>();
+  const perReason = new Map<string, number>();
+  const names = core.names;
+  const packets = capture.packets;
+  let lines: string[] = [];
+
+  for (let start = 0; start < packets.length;) {
+    const link = linkOf(packets[start].linktype);
+    if (link < 0) throw new UsageError(`${positionals[0]}: packet ${start}: unsupported link type ${packets[start].linktype}`);
+    const t0 = packets[start].tsSec * 1000 + packets[start].tsNsec / 1e6;
+    let end = start;
+    while (end < packets.length && end - start < core.maxBatch && packets[end].linktype === packets[start].linktype
+      && packets[end].tsSec * 1000 + packets[end].tsNsec / 1e6 - t0 < BATCH_SPAN_MS) end++;
+    core.load(packets.slice(start, end).map((p) => p.data));
+    core.process(end - start, t0, ingress, link);
+    for (let i = 0; i < end - start; i++) {
+      const v = core.verdict(i);
+      const rule = v.rule === NONE ? null : names.rules[v.rule] ?? null;
+      const backend = v.backend === NONE ? null : names.backends[v.backend] ?? null;
+      const reason = v.action === 'forward' ? null : v.reason;
+      lines.push(JSON.stringify({ index: start + i, verdict: v.action, rule, backend, reason, tuple: core.tuple(i) }));
+      perVerdict[v.action]++;
+      if (backend !== null && v.action === 'forward') perBackend.set(backend, (perBackend.get(backend) ?? 0) + 1);
+      if (reason !== null) perReason.set(reason, (perReason.get(reason) ?? 0) + 1);
+      if (values.out && v.action === 'forward') {
+        if (outLinktype < 0) outLinktype = packets[start].linktype;
+        if (packets[start].linktype === outLinktype) {
+          const p = packets[start + i];
+          forwarded.push({ data: core.packet(i).slice(), tsSec: p.tsSec, tsNsec: p.tsNsec });
+        }
+      }
+    }
+    if (lines.length >= 4096) {
+      writeSync(verdictFd, lines.join('\n') + '\n');
+      lines = [];
+    }
+    start = end;
+  }
+  if (lines.length > 0) writeSync(verdictFd, lines.join('\n') + '\n');
+  if (verdictFd !== 1) closeSync(verdictFd);
+  if (values.out) writeFileSync(values.out, writePcap(forwarded, outLinktype < 0 ? LINKTYPE_ETHERNET : outLinktype));
+
+  if (!values.quiet) {
+    const s: string[] = [];
+    s.push(`packets ${packets.length}: forward ${perVerdict.forward}, drop ${perVerdict.drop}, nomatch ${perVerdict.nomatch}`);
+    for (const name of names.backends) {
+      if (perBackend.has(name)) s.push(`  backend ${name}: ${perBackend.get(name)}`);
+    }
+    for (const [reason, n] of [...perReason].sort()) s.push(`  ${reason}: ${n}`);
+    const c = core.counters();
+    s.push(`flows tracked ${core.exports.flowTableUsed()} of ${core.exports.flowTableCapacity()}, new ${c.flowNew}, hits ${c.flowHits}`);
+    summaryTo.write(s.join('\n') + '\n');
+  }
+  return 0;
+}
+
+async function validate(argv: string[], out: NodeJS.WriteStream): Promise<number> {
+  const { values, positionals } = parseArgs({
+    args: argv,
+    allowPositionals: true,
+    options: { json: { type: 'boolean' }, help: { type: 'boolean', short: 'h' } },
+  });
+  if (values.help) { out.write(VALIDATE_USAGE); return 0; }
+  if (positionals.length !== 1) throw new UsageError('validate: give exactly one configuration file');
+  const text = readText(positionals[0], 'configuration');
+  const errors = Core.validate(text);
+  if (values.json) out.write(JSON.stringify({ valid: errors.length === 0, errors }) + '\n');
+  else if (errors.length === 0) out.write(`${positionals[0]}: valid\n`);
+  else out.write(errors.join('\n') + '\n');
+  return errors.length === 0 ? 0 : 1;
+}
+
+export async function main(argv: string[], out = process.stdout, err = process.stderr): Promise<number> {
+  const [command, ...rest] = argv;
+  try {
+    switch (command) {
+      case 'replay': return await replay(rest, out, err);
+      case 'validate': return await validate(rest, out);
+      case undefined: case '-h': case '--help': case 'help':
+        out.write(USAGE);
+        return command === undefined ? 2 : 0;
+      default:
+        throw new UsageError(`unknown command ${JSON.stringify(command)}`);
+    }
+  } catch (e: any) {
+    if (e instanceof UsageError || e?.code === 'ERR_PARSE_ARGS_UNKNOWN_OPTION' || e?.code === 'ERR_PARSE_ARGS_INVALID_OPTION_VALUE') {
+      err.write(`haports: ${e.message}\n`);
+      if (!(e instanceof UsageError)) err.write(USAGE);
+      return 2;
+    }
+    throw e;
+  }
+}
