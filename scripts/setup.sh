@@ -1,0 +1,25 @@
+#!/usr/bin/env bash
+# Installs what the build, the demo and the tests need, skipping what is already there.
+#   scripts/setup.sh          npm packages (the build and the demo)
+#   scripts/setup.sh --test   also scapy (PyPI) and tshark (Debian) for the test suite
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+if [ ! -x node_modules/.bin/asc ] || [ package-lock.json -nt node_modules/.package-lock.json ]; then
+  echo "setup: npm ci" >&2
+  npm ci --no-audit --no-fund --loglevel=error
+fi
+
+if [ "${1:-}" = "--test" ]; then
+  if ! python3 -c "import scapy" 2>/dev/null; then
+    echo "setup: pip install -r test/requirements.txt" >&2
+    python3 -m pip install --quiet --disable-pip-version-check -r test/requirements.txt
+  fi
+  if ! command -v tshark >/dev/null 2>&1; then
+    echo "setup: apt-get install tshark" >&2
+    SUDO=""
+    [ "$(id -u)" = 0 ] || SUDO="sudo"
+    $SUDO apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq tshark >/dev/null
+  fi
+fi

@@ -1,0 +1,13 @@
+#!/usr/bin/env bash
+# The whole test suite, as CI runs it: install, build, then every kind of test.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash scripts/setup.sh --test
+npm run build
+
+echo "== AssemblyScript unit tests (as-pect)"
+npx asp --config as-pect.config.js
+echo "== host tests (node --test)"
+node --test test/host/
+echo "== differential test against tshark"
+python3 test/diff/test_tshark_diff.py
