@@ -208,9 +208,12 @@ function parseIPv6(q: usize, avail: i32): u8 {
   keyDport = 0;
 
   const r = walkIPv6(q, total);
+  if (r != REASON_NONE) {
+    pktFamily = 0; // the upper-layer protocol is unknown: report no tuple
+    return r;
+  }
   pktProto = walkProto;
   keyProto = walkProto;
-  if (r != REASON_NONE) return r;
   if (walkFragment) {
     pktFlags |= FLAG_FRAGMENT;
     pktFragId = walkFragId;

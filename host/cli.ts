@@ -115,6 +115,8 @@ async function replay(argv: string[], out: NodeJS.WriteStream, err: NodeJS.Write
   const perVerdict: Record<string, number> = { forward: 0, drop: 0, nomatch: 0 };
   const perBackend = new Map<string, number>();
   const perReason = new Map<string, number>();
+  // Per flow (endpoints in canonical order): the backends it reached and its directions.
+  const flows = new Map<string, { backends: Set<string>; dirs: Set<string> }>();
   const names = core.names;
   const packets = capture.packets;
   let lines: string[] = [];
@@ -133,10 +135,21 @@ async function replay(argv: string[], out: NodeJS.WriteStream, err: NodeJS.Write
       const rule = v.rule === NONE ? null : names.rules[v.rule] ?? null;
       const backend = v.backend === NONE ? null : names.backends[v.backend] ?? null;
       const reason = v.action === 'forward' ? null : v.reason;
-      lines.push(JSON.stringify({ index: start + i, verdict: v.action, rule, backend, reason, tuple: core.tuple(i) }));
+      const tuple = core.tuple(i);
+      lines.push(JSON.stringify({ index: start + i, verdict: v.action, rule, backend, reason, tuple }));
       perVerdict[v.action]++;
       if (backend !== null && v.action === 'forward') perBackend.set(backend, (perBackend.get(backend) ?? 0) + 1);
       if (reason !== null) perReason.set(reason, (perReason.get(reason) ?? 0) + 1);
+      const t = tuple;
+      if (t && backend !== null && v.action === 'forward') {
+        const a = `${t.src}|${t.sport}`;
+        const b = `${t.dst}|${t.dport}`;
+        const key = `${t.proto}|${a < b ? a + '|' + b : b + '|' + a}`;
+        let f = flows.get(key);
+        if (!f) flows.set(key, (f = { backends: new Set(), dirs: new Set() }));
+        f.backends.add(backend);
+        f.dirs.add(a);
+      }
       if (values.out && v.action === 'forward') {
         if (outLinktype < 0) outLinktype = packets[start].linktype;
         if (packets[start].linktype === outLinktype) {
@@ -162,6 +175,9 @@ async function replay(argv: string[], out: NodeJS.WriteStream, err: NodeJS.Write
       if (perBackend.has(name)) s.push(`  backend ${name}: ${perBackend.get(name)}`);
     }
     for (const [reason, n] of [...perReason].sort()) s.push(`  ${reason}: ${n}`);
+    const both = [...flows.values()].filter((f) => f.dirs.size > 1);
+    const split = [...flows.values()].filter((f) => f.backends.size > 1).length;
+    s.push(`flows ${flows.size} (${both.length} seen in both directions): ${split === 0 ? 'each stayed on one backend' : `${split} reached more than one backend`}`);
     const c = core.counters();
     s.push(`flows tracked ${core.exports.flowTableUsed()} of ${core.exports.flowTableCapacity()}, new ${c.flowNew}, hits ${c.flowHits}`);
     summaryTo.write(s.join('\n') + '\n');
