@@ -18,7 +18,7 @@ import {
 import { Address, parseAddress } from "./addr";
 import { JsonArray, JsonBool, JsonKind, JsonNumber, JsonObject, JsonString, JsonValue, parseJson } from "./json";
 import { Pool, rebuildPool } from "./maglev";
-import { indexExactRule, indexFrontend, Plan } from "./rules";
+import { indexAddress, indexExactRule, Plan } from "./rules";
 import { PER_OBJECT_COUNTERS } from "./layout";
 
 /** Most errors reported for one configuration (the rest are summarised). */
@@ -56,6 +56,7 @@ export class BackendModel {
 export class PoolModel {
   name: string = "";
   m: i32 = DEFAULT_MAGLEV_M;
+  drainSeconds: i32 = 0;
   backends: Array<BackendModel> = new Array<BackendModel>();
 }
 
@@ -269,7 +270,7 @@ function isPowerOfTwo(n: i64): bool {
 const ROOT_FIELDS = ["hashSeed", "flowTable", "frontends", "backendPools", "probes", "rules"];
 const FLOW_TABLE_FIELDS = ["capacity"];
 const FRONTEND_FIELDS = ["name", "address"];
-const POOL_FIELDS = ["name", "maglevTableSize", "backends"];
+const POOL_FIELDS = ["name", "maglevTableSize", "drainPeriodSeconds", "backends"];
 const BACKEND_FIELDS = ["name", "address", "weight", "adminState"];
 const PROBE_FIELDS = ["name", "protocol", "port", "intervalSeconds", "threshold", "path", "timeoutSeconds"];
 const RULE_FIELDS = [
@@ -339,6 +340,7 @@ export function readConfig(root: JsonValue, errors: Errors): ConfigModel {
     m.name = readName(p, path, errors);
     m.m = <i32>readInt(p, "maglevTableSize", path, errors, 3, MAX_MAGLEV_M, DEFAULT_MAGLEV_M);
     if (!isPrime(m.m)) errors.add(join(path, "maglevTableSize"), "must be prime, got " + m.m.toString());
+    m.drainSeconds = <i32>readInt(p, "drainPeriodSeconds", path, errors, 0, 86400, 0);
     const backends = objectsOf(p, "backends", errors, MAX_BACKENDS);
     // (objectsOf reports with the key only; prefix the pool path.)
     for (let j = 0; j < backends.length; j++) {
@@ -532,7 +534,7 @@ export function backendKey(pool: string, backend: string): string {
  * Compiles a checked model into a Plan, with Maglev tables built. Health carries over
  * from `previous` for backends with the same pool and name.
  */
-export function compile(model: ConfigModel, previous: Plan | null): Plan {
+export function compile(model: ConfigModel, previous: Plan | null, now: f64): Plan {
   const plan = new Plan();
   plan.hashSeed = model.hashSeed;
   plan.flowCapacity = model.flowCapacity;
@@ -552,7 +554,7 @@ export function compile(model: ConfigModel, previous: Plan | null): Plan {
     plan.frontendLo[i] = f.address.lo();
     plan.frontendHi[i] = f.address.hi();
     plan.frontendHaRule[i] = NONE;
-    indexFrontend(plan, i);
+    indexAddress(plan.frontendSlots, plan.frontendFamily, plan.frontendLo, plan.frontendHi, i);
   }
 
   // Backends: global indices, pools in order, backends in order.
@@ -568,11 +570,12 @@ export function compile(model: ConfigModel, previous: Plan | null): Plan {
   plan.backendHealth = new StaticArray<u8>(nb);
   plan.backendState = new StaticArray<u8>(nb);
   plan.backendCounters = new StaticArray<u64>(nb * PER_OBJECT_COUNTERS);
-  const previousHealth = new Map<string, u8>();
+  plan.backendDrainSince = new StaticArray<f64>(nb);
+  const previousIndex = new Map<string, i32>();
   if (previous != null) {
     for (let b = 0; b < previous.backendNames.length; b++) {
       const poolName = previous.pools[previous.backendPool[b]].name;
-      previousHealth.set(backendKey(poolName, previous.backendNames[b]), previous.backendHealth[b]);
+      previousIndex.set(backendKey(poolName, previous.backendNames[b]), b);
     }
   }
   plan.pools = new StaticArray<Pool>(model.pools.length);
@@ -582,6 +585,7 @@ export function compile(model: ConfigModel, previous: Plan | null): Plan {
     const pool = new Pool();
     pool.name = pm.name;
     pool.m = pm.m;
+    pool.drainMs = <f64>pm.drainSeconds * 1000.0;
     const members = new Array<i32>();
     for (let j = 0; j < pm.backends.length; j++, g++) {
       const bm = pm.backends[j];
@@ -592,8 +596,12 @@ export function compile(model: ConfigModel, previous: Plan | null): Plan {
       plan.backendHi[g] = bm.address.hi();
       plan.backendWeight[g] = bm.weight;
       plan.backendAdmin[g] = bm.admin;
+      // Health, and a drain already under way, carry over from the running configuration.
       const key = backendKey(pm.name, bm.name);
-      plan.backendHealth[g] = previousHealth.has(key) ? previousHealth.get(key) : BACKEND_UP;
+      const old = previousIndex.has(key) ? previousIndex.get(key) : -1;
+      plan.backendHealth[g] = old >= 0 ? previous!.backendHealth[old] : BACKEND_UP;
+      plan.backendDrainSince[g] = old >= 0 && previous!.backendAdmin[old] == BACKEND_DRAINING
+        ? previous!.backendDrainSince[old] : now;
       members.push(g);
     }
     // The stable order: by backend name (§3.4 needs every instance to agree).
@@ -639,6 +647,30 @@ export function compile(model: ConfigModel, previous: Plan | null): Plan {
     plan.ruleNoHealthy[i] = r.noHealthy;
     if (r.protocol == RULE_PROTO_ALL) plan.frontendHaRule[r.frontendIndex] = i;
     else indexExactRule(plan, i);
+  }
+
+  // Backends behind non-floating rules: their replies are recognised by source address.
+  let natCount = 0;
+  const isNat = new StaticArray<bool>(nb);
+  for (let i = 0; i < nr; i++) {
+    if (plan.ruleFloating[i]) continue;
+    const pool = plan.pools[plan.rulePool[i]];
+    for (let k = 0; k < pool.members.length; k++) {
+      if (!isNat[pool.members[k]]) natCount++;
+      isNat[pool.members[k]] = true;
+    }
+  }
+  plan.natBackendSlots = new StaticArray<i32>(natCount > 0 ? nextPowerOfTwo(natCount * 2 + 2) : 0);
+  plan.natBackendSlots.fill(-1);
+  const seenAddress = new Map<string, bool>();
+  for (let b = 0; b < nb; b++) {
+    if (!isNat[b]) continue;
+    // One entry per address: a backend in several pools is found once (its reply
+    // entries name the rule and backend exactly).
+    const key = plan.backendLo[b].toString() + "/" + plan.backendHi[b].toString() + "/" + plan.backendFamily[b].toString();
+    if (seenAddress.has(key)) continue;
+    seenAddress.set(key, true);
+    indexAddress(plan.natBackendSlots, plan.backendFamily, plan.backendLo, plan.backendHi, b);
   }
   return plan;
 }

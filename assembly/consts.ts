@@ -43,6 +43,8 @@ export const FLOW_BUCKET_WAYS: i32 = 8;
 export const DEFAULT_IDLE_TIMEOUT_MIN: i32 = 4;
 export const MIN_IDLE_TIMEOUT_MIN: i32 = 4;
 export const MAX_IDLE_TIMEOUT_MIN: i32 = 100;
+/** Life of a fragment entry: later fragments must arrive within this (milliseconds). */
+export const FRAGMENT_TIMEOUT_MS: f64 = isDefined(HAPORTS_FRAGMENT_TIMEOUT_MS) ? HAPORTS_FRAGMENT_TIMEOUT_MS : 30000;
 /** Life of a TCP flow after FIN or RST (milliseconds). */
 export const TCP_CLOSE_TIMEOUT_MS: f64 = isDefined(HAPORTS_TCP_CLOSE_TIMEOUT_MS) ? HAPORTS_TCP_CLOSE_TIMEOUT_MS : 10000;
 
@@ -90,6 +92,8 @@ export const FLAG_EXACT_RULE: u16 = 1 << 7;    // matched an exact (protocol, po
 export const FLAG_NEXT_HOP: u16 = 1 << 8;      // matched through the batch's ingress frontend
 export const FLAG_EVICTED: u16 = 1 << 9;       // inserting this flow evicted a live one
 export const FLAG_FAIL_OPEN: u16 = 1 << 10;    // all backends down; spread over all (failOpen)
+export const FLAG_REWRITTEN: u16 = 1 << 11;    // the packet was rewritten in place (NAT)
+export const FLAG_REPLY: u16 = 1 << 12;        // a backend's reply, translated back to the frontend
 
 // ---- Link types of a batch (processBatch argument) --------------------------
 

@@ -1,36 +1,43 @@
 // The packet pipeline, top to bottom:
 //
-//   descriptor → parse → rule → flow → pick → track → verdict
+//   descriptor → parse → later fragment → reply → rule → flow → pick → track → rewrite → verdict
 //
-// Each stage returns early with a verdict. No allocation: packets are read in place in
-// the rx arena, results are written into the verdict and tuple records.
+// Each stage returns early with a verdict. No allocation: packets are read and rewritten
+// in place in the rx arena, results are written into the verdict and tuple records.
 
 import {
-  ACTION_DROP, ACTION_FORWARD, ACTION_NOMATCH, BACKEND_DOWN, BACKEND_UP, DIST_DEFAULT,
+  ACTION_DROP, ACTION_FORWARD, ACTION_NOMATCH, BACKEND_DOWN, BACKEND_DRAINING, DIST_DEFAULT,
   DIST_SOURCE_IP_PROTOCOL, FLAG_EVICTED, FLAG_EXACT_RULE, FLAG_FAIL_OPEN, FLAG_FLOW_HIT,
-  FLAG_FLOW_NEW, FLAG_FRAG_3TUPLE, FLAG_ICMP_ERROR, FLAG_NEXT_HOP, FLAG_UNTRACKED,
-  NO_HEALTHY_FAIL_OPEN, NONE, PERSIST_ALWAYS, PERSIST_NEVER, PROTO_TCP, REASON_BAD_DESCRIPTOR,
-  REASON_NO_HEALTHY_BACKEND, REASON_NO_RULE, REASON_NONE, RX_ARENA_BYTES,
+  FLAG_FLOW_NEW, FLAG_FRAG_3TUPLE, FLAG_FRAGMENT, FLAG_ICMP_ERROR, FLAG_NEXT_HOP, FLAG_REPLY,
+  FLAG_REWRITTEN, FLAG_UNTRACKED, NO_HEALTHY_FAIL_OPEN, NONE, PERSIST_ALWAYS, PERSIST_NEVER,
+  PROTO_TCP, REASON_BAD_DESCRIPTOR, REASON_NO_HEALTHY_BACKEND, REASON_NO_RULE, REASON_NONE,
+  RX_ARENA_BYTES,
 } from "./consts";
 import {
-  C_BATCHES, C_BYTES, C_DROP_REASON_BASE, C_DROPPED, C_EVICTIONS, C_FLOW_HITS, C_FLOW_MOVED,
-  C_FLOW_NEW, C_FORWARDED, C_FRAG_3TUPLE, C_ICMP_ERRORS, C_NOMATCH, C_PACKETS, C_UNTRACKED,
-  count, DESCRIPTOR_BYTES, descriptors, PB_BYTES, PB_NEW_FLOWS, PB_PACKETS, PER_OBJECT_COUNTERS,
-  rxArena, T_DPORT, T_DST, T_FAMILY, T_HAS_PORTS, T_PROTO, T_SPORT, T_SRC, TUPLE_BYTES, tuples,
-  V_ACTION, V_BACKEND, V_FLAGS, V_FRONTEND, V_HASH, V_L3, V_REASON, V_RULE, VERDICT_BYTES, verdicts,
+  C_BATCHES, C_BYTES, C_DROP_REASON_BASE, C_DROPPED, C_EVICTIONS, C_FLOW_DRAINED, C_FLOW_HITS,
+  C_FLOW_MOVED, C_FLOW_NEW, C_FORWARDED, C_FRAG_3TUPLE, C_FRAG_ENTRIES, C_FRAG_HITS,
+  C_ICMP_ERRORS, C_NAT_FORWARD, C_NAT_REPLY, C_NOMATCH, C_PACKETS, C_UNTRACKED, count,
+  DESCRIPTOR_BYTES, descriptors, PB_BYTES, PB_NEW_FLOWS, PB_PACKETS, PER_OBJECT_COUNTERS, rxArena,
+  T_DPORT, T_DST, T_FAMILY, T_HAS_PORTS, T_PROTO, T_SPORT, T_SRC, TUPLE_BYTES, tuples, V_ACTION,
+  V_BACKEND, V_FLAGS, V_FRONTEND, V_HASH, V_L3, V_REASON, V_RULE, VERDICT_BYTES, verdicts,
 } from "./layout";
 import {
   keyDport, keyDst, keyFamily, keyProto, keySport, parsePacket, pktDport, pktDst, pktFamily,
-  pktFlags, pktHasPorts, pktL3, pktProto, pktSport, pktSrc, pktTcpFlags, TCP_ACK, TCP_FIN,
-  TCP_RST, TCP_SYN,
+  pktFlags, pktHasPorts, pktL3, pktProto, pktSport, pktSrc, pktTcpFlags, TCP_ACK, TCP_FIN, TCP_RST,
 } from "./packet";
-import { distributionHash, hashKey, loadKey } from "./hash";
-import { findFrontend, matchedExact, matchRule, Plan } from "./rules";
+import {
+  distributionHash, hashKey, loadFragmentKey, loadKey, loadReplyKey, markReply,
+} from "./hash";
+import { findFrontend, findNatBackend, isFrontendAddress, matchedExact, matchRule, Plan } from "./rules";
 import { lookup, Pool } from "./maglev";
 import {
-  entryBackend, entryRule, flowInsert, flowLookup, lastInsertEvicted, setEntryBackend,
-  STATE_CLOSING, STATE_ESTABLISHED, touchEntry,
+  entryBackend, entryRule, entryState, flowInsert, flowLookup, lastInsertEvicted, setEntryBackend,
+  STATE_CLOSING, STATE_ESTABLISHED, STATE_FRAGMENT, STATE_REPLY, touchEntry,
 } from "./flows";
+import { natForward, natReverse } from "./nat";
+
+/** The newest batch time seen (milliseconds): when drains start. */
+export let lastNow: f64 = 0;
 
 /**
  * Processes descriptors [0, n) of the current batch at time `now` (milliseconds).
@@ -39,6 +46,7 @@ import {
  * Returns the number of forward verdicts.
  */
 export function processBatch(plan: Plan, n: i32, now: f64, ingress: i32, link: i32): i32 {
+  if (now > lastNow) lastNow = now;
   let forwarded = 0;
   for (let i = 0; i < n; i++) {
     const v = verdicts + <usize>(i * VERDICT_BYTES);
@@ -98,13 +106,39 @@ function writeTuple(t: usize): void {
 }
 
 /** Whether a tracked flow on backend `b` must move to another backend. */
-@inline function mustLeave(plan: Plan, rule: i32, b: i32): bool {
+@inline function mustLeave(plan: Plan, pool: Pool, rule: i32, b: i32, now: f64): bool {
   const state = unchecked(plan.backendState[b]);
-  if (state != BACKEND_DOWN) return false; // up, or draining: keeps its flows
+  if (state == BACKEND_DRAINING) {
+    // Draining keeps its flows until they end, or until the pool's drain period passes.
+    return pool.drainMs > 0 && now - unchecked(plan.backendDrainSince[b]) > pool.drainMs;
+  }
+  if (state != BACKEND_DOWN) return false;
   const persist = unchecked(plan.rulePersist[rule]);
   if (persist == PERSIST_ALWAYS) return false;
   if (persist == PERSIST_NEVER) return true;
   return keyProto != PROTO_TCP; // defaultForProtocol: TCP stays, others move
+}
+
+/** The destination port a flow of `rule` has at the backend (the rule's mapping, or its own). */
+@inline function backendPortOf(plan: Plan, rule: i32): u16 {
+  const bport = unchecked(plan.ruleBackendPort[rule]);
+  return bport != 0 ? bport : keyDport;
+}
+
+/** Whether packets of `rule` to `frontend` are translated: a non-floating rule, and the
+ *  packet (and for ICMP errors the quoted header) addressed to the frontend itself. */
+@inline function translates(plan: Plan, rule: i32, frontend: i32): bool {
+  return !unchecked(plan.ruleFloating[rule])
+    && isFrontendAddress(plan, frontend, pktFamily, pktDst)
+    && isFrontendAddress(plan, frontend, keyFamily, keyDst);
+}
+
+/** The port to write when translating `rule`'s packets: 0 when the rule maps no port. */
+@inline function mappedPort(plan: Plan, rule: i32, toBackend: bool): u32 {
+  const fport = unchecked(plan.ruleFrontendPort[rule]);
+  const bport = unchecked(plan.ruleBackendPort[rule]);
+  if (fport == bport) return 0;
+  return toBackend ? <u32>bport : <u32>fport;
 }
 
 function processPacket(plan: Plan, i: i32, now: f64, ingress: i32, link: i32, v: usize): void {
@@ -130,14 +164,55 @@ function processPacket(plan: Plan, i: i32, now: f64, ingress: i32, link: i32, v:
     drop(v, reason, flags, NONE, NONE);
     return;
   }
+  if (flags & FLAG_ICMP_ERROR) count(C_ICMP_ERRORS);
+  if (ingress != NONE) flags |= FLAG_NEXT_HOP;
+  const seed = plan.hashSeed;
+
+  // ---- Later fragment: follows the backend its first fragment chose.
+  if (flags & FLAG_FRAG_3TUPLE) {
+    loadFragmentKey();
+    const e = flowLookup(hashKey(seed), now);
+    if (e != 0) {
+      const rule = entryRule(e);
+      const b = entryBackend(e);
+      const frontend = unchecked(plan.ruleFrontend[rule]);
+      touchEntry(e, now, 0);
+      count(C_FRAG_HITS);
+      if (entryState(e) & STATE_REPLY) {
+        const fe = frontend;
+        natReverse(unchecked(plan.frontendLo[fe]), unchecked(plan.frontendHi[fe]), 0);
+        flags |= FLAG_REPLY | FLAG_REWRITTEN;
+      } else if (translates(plan, rule, frontend)) {
+        natForward(unchecked(plan.backendLo[b]), unchecked(plan.backendHi[b]), 0);
+        flags |= FLAG_REWRITTEN;
+      }
+      forward(plan, v, b, rule, frontend, flags | FLAG_FLOW_HIT, 0, len, false);
+      return;
+    }
+    // Its first fragment was not seen: the 3-tuple below, counted.
+  }
+
+  // ---- Reply: a backend's packet of a translated flow goes back as the frontend.
+  if (plan.natBackendSlots.length > 0 && (flags & FLAG_FRAG_3TUPLE) == 0
+    && findNatBackend(plan, pktFamily, pktSrc) != NONE) {
+    loadKey(false);
+    markReply();
+    const e = flowLookup(hashKey(seed), now);
+    if (e != 0) {
+      const rule = entryRule(e);
+      const b = entryBackend(e);
+      const fe = unchecked(plan.ruleFrontend[rule]);
+      touchEntry(e, now, STATE_ESTABLISHED);
+      natReverse(unchecked(plan.frontendLo[fe]), unchecked(plan.frontendHi[fe]), mappedPort(plan, rule, false));
+      count(C_NAT_REPLY);
+      if (flags & FLAG_FRAGMENT) recordFragment(plan, now, rule, b, STATE_REPLY);
+      forward(plan, v, b, rule, fe, flags | FLAG_REPLY | FLAG_REWRITTEN | FLAG_FLOW_HIT, 0, len, false);
+      return;
+    }
+  }
 
   // ---- Rule: the ingress frontend (next hop) or the frontend addressed.
-  let frontend = ingress;
-  if (frontend == NONE) {
-    frontend = findFrontend(plan, keyFamily, keyDst);
-  } else {
-    flags |= FLAG_NEXT_HOP;
-  }
+  const frontend = ingress != NONE ? ingress : findFrontend(plan, keyFamily, keyDst);
   const rule = frontend == NONE ? NONE
     : matchRule(plan, frontend, keyProto, keyDport, keySport != 0 || keyDport != 0);
   if (rule == NONE) {
@@ -147,18 +222,22 @@ function processPacket(plan: Plan, i: i32, now: f64, ingress: i32, link: i32, v:
     return;
   }
   if (matchedExact) flags |= FLAG_EXACT_RULE;
-  if (flags & FLAG_ICMP_ERROR) count(C_ICMP_ERRORS);
 
-  const seed = plan.hashSeed;
   const pool = unchecked(plan.pools[unchecked(plan.rulePool[rule])]);
   const mode = unchecked(plan.ruleDistribution[rule]);
+  const nat = translates(plan, rule, frontend);
   loadKey(unchecked(plan.ruleSymmetric[rule]));
 
-  // ---- Later fragments carry no ports: (src, dst, proto), untracked.
+  // ---- Later fragment without its first: (src, dst, proto), untracked.
   if (flags & FLAG_FRAG_3TUPLE) {
     count(C_FRAG_3TUPLE);
     const h = distributionHash(seed, mode == DIST_DEFAULT ? DIST_SOURCE_IP_PROTOCOL : mode);
-    forward(plan, v, selectBackend(plan, pool, rule, h), rule, frontend, flags, h, len, false);
+    const b = selectBackend(plan, pool, rule, h);
+    if (b != NONE && nat) {
+      natForward(unchecked(plan.backendLo[b]), unchecked(plan.backendHi[b]), 0);
+      flags |= FLAG_REWRITTEN;
+    }
+    forward(plan, v, b, rule, frontend, flags, h, len, false);
     return;
   }
 
@@ -169,53 +248,82 @@ function processPacket(plan: Plan, i: i32, now: f64, ingress: i32, link: i32, v:
     if (pktTcpFlags & TCP_ACK) state |= STATE_ESTABLISHED;
     if (pktTcpFlags & (TCP_FIN | TCP_RST)) state |= STATE_CLOSING;
   }
+  let b = NONE;
+  let h = flowHash;
+  let newFlow = false;
   const e = flowLookup(flowHash, now);
   if (e != 0 && entryRule(e) == rule) {
     flags |= FLAG_FLOW_HIT;
     count(C_FLOW_HITS);
-    // Non-TCP flows count as established from their second packet.
-    const seen = keyProto == PROTO_TCP ? state : STATE_ESTABLISHED;
-    let b = entryBackend(e);
-    if (mustLeave(plan, rule, b)) {
-      // Its backend is down and the rule's persistence says move: re-pick, and keep
-      // the entry, now pointing at the new backend.
-      const h = mode == DIST_DEFAULT ? flowHash : distributionHash(seed, mode);
+    b = entryBackend(e);
+    if (mustLeave(plan, pool, rule, b, now)) {
+      // Down (and the rule's persistence says move), or drained past its period:
+      // re-pick, and keep the entry, now pointing at the new backend.
+      count(unchecked(plan.backendState[b]) == BACKEND_DRAINING ? C_FLOW_DRAINED : C_FLOW_MOVED);
+      h = mode == DIST_DEFAULT ? flowHash : distributionHash(seed, mode);
       b = selectBackend(plan, pool, rule, h);
       if (b == NONE) {
         drop(v, REASON_NO_HEALTHY_BACKEND, flags, rule, frontend);
         return;
       }
       setEntryBackend(e, b);
-      count(C_FLOW_MOVED);
+      if (nat) insertReply(plan, seed, now, rule, b, STATE_ESTABLISHED);
     }
-    touchEntry(e, now, seen);
-    forward(plan, v, b, rule, frontend, flags, flowHash, len, false);
-    return;
-  }
-
-  // ---- Pick: Maglev over the pool's healthy backends.
-  const h = mode == DIST_DEFAULT ? flowHash : distributionHash(seed, mode);
-  const b = selectBackend(plan, pool, rule, h);
-  if (selectedFailOpen) flags |= FLAG_FAIL_OPEN;
-  if (b == NONE) {
-    drop(v, REASON_NO_HEALTHY_BACKEND, flags, rule, frontend);
-    return;
-  }
-
-  // ---- Track the new flow. When the table cannot hold it, it still gets its
-  // consistent-hash backend.
-  if (flowInsert(flowHash, now, rule, b, state) == 0) {
-    flags |= FLAG_UNTRACKED;
-    count(C_UNTRACKED);
+    // Non-TCP flows count as established from their second packet.
+    touchEntry(e, now, keyProto == PROTO_TCP ? state : STATE_ESTABLISHED);
   } else {
-    flags |= FLAG_FLOW_NEW;
-    count(C_FLOW_NEW);
-    if (lastInsertEvicted) {
-      flags |= FLAG_EVICTED;
-      count(C_EVICTIONS);
+    // ---- Pick: Maglev over the pool's healthy backends.
+    h = mode == DIST_DEFAULT ? flowHash : distributionHash(seed, mode);
+    b = selectBackend(plan, pool, rule, h);
+    if (selectedFailOpen) flags |= FLAG_FAIL_OPEN;
+    if (b == NONE) {
+      drop(v, REASON_NO_HEALTHY_BACKEND, flags, rule, frontend);
+      return;
     }
+    // ---- Track the new flow. When the table cannot hold it, it still gets its
+    // consistent-hash backend.
+    if (flowInsert(flowHash, now, rule, b, state) == 0) {
+      flags |= FLAG_UNTRACKED;
+      count(C_UNTRACKED);
+    } else {
+      flags |= FLAG_FLOW_NEW;
+      newFlow = true;
+      count(C_FLOW_NEW);
+      if (lastInsertEvicted) {
+        flags |= FLAG_EVICTED;
+        count(C_EVICTIONS);
+      }
+    }
+    if (nat && (flags & FLAG_ICMP_ERROR) == 0) insertReply(plan, seed, now, rule, b, state & STATE_ESTABLISHED);
   }
-  forward(plan, v, b, rule, frontend, flags, h, len, (flags & FLAG_FLOW_NEW) != 0);
+
+  // ---- Rewrite: destination NAT for non-floating rules; first fragments are recorded
+  // so that later ones follow.
+  if (flags & FLAG_FRAGMENT) recordFragment(plan, now, rule, b, 0);
+  if (nat) {
+    natForward(unchecked(plan.backendLo[b]), unchecked(plan.backendHi[b]), mappedPort(plan, rule, true));
+    flags |= FLAG_REWRITTEN;
+    count(C_NAT_FORWARD);
+  }
+  forward(plan, v, b, rule, frontend, flags, h, len, newFlow);
+}
+
+/**
+ * Tracks the reply direction of a translated flow: backend:port → client:port. It is
+ * established when its flow is (so a flood of half-open flows cannot pin reply entries),
+ * and becomes so at the backend's first reply.
+ */
+function insertReply(plan: Plan, seed: u64, now: f64, rule: i32, b: i32, state: u8): void {
+  loadReplyKey(unchecked(plan.backendLo[b]), unchecked(plan.backendHi[b]), backendPortOf(plan, rule));
+  flowInsert(hashKey(seed), now, rule, b, STATE_REPLY | state);
+}
+
+/** Records the backend of a first fragment for the later fragments of its datagram. */
+function recordFragment(plan: Plan, now: f64, rule: i32, b: i32, extra: u8): void {
+  loadFragmentKey();
+  if (flowInsert(hashKey(plan.hashSeed), now, rule, b, STATE_FRAGMENT | STATE_ESTABLISHED | extra) != 0) {
+    count(C_FRAG_ENTRIES);
+  }
 }
 
 /** Backend for hash `h` in the rule's pool: a healthy one, or any under failOpen. */

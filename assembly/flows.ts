@@ -1,6 +1,10 @@
 // The flow table (connection tracking): remembers the backend of every live flow, so
 // that pool and health changes do not move existing flows.
 //
+// Besides flows it holds two kinds of entries, told apart by a marker bit in the key that
+// no flow key has: reverse-NAT entries (a backend's replies → the frontend) and fragment
+// entries ((src, dst, proto, IP ID) → the backend the first fragment chose, 30 s).
+//
 // Design: set-associative buckets of FLOW_BUCKET_WAYS (8) entries, 64 bytes each, in
 // one region of linear memory allocated at configuration time. A flow lives only in
 // bucket (hash & bucketMask). Chosen over open addressing because:
@@ -23,7 +27,7 @@
 //
 // tag = high 32 bits of the key hash (a fast reject before comparing the key).
 
-import { FLOW_BUCKET_WAYS, TCP_CLOSE_TIMEOUT_MS } from "./consts";
+import { FLOW_BUCKET_WAYS, FRAGMENT_TIMEOUT_MS, TCP_CLOSE_TIMEOUT_MS } from "./consts";
 import { hashKey, setKeyWords, w0, w1, w2, w3, w4 } from "./hash";
 
 export const ENTRY_BYTES: i32 = 64;
@@ -40,6 +44,8 @@ const F_STATE: usize = 56;
 export const STATE_USED: u8 = 1 << 0;        // slot holds a flow
 export const STATE_ESTABLISHED: u8 = 1 << 1; // TCP: an ACK was seen; others: a second packet
 export const STATE_CLOSING: u8 = 1 << 2;     // TCP FIN or RST seen: short close timeout
+export const STATE_REPLY: u8 = 1 << 3;       // reverse-NAT entry: backend → client, keyed with REPLY_MARK
+export const STATE_FRAGMENT: u8 = 1 << 4;    // fragment entry: (src, dst, proto, IP ID) → backend
 
 /** Table base, capacity (entries) and bucket mask. */
 export let flowBase: usize = 0;
@@ -69,8 +75,8 @@ export let lastInsertEvicted: bool = false;
 
 @inline function isExpired(e: usize, now: f64): bool {
   const state = load<u8>(e + F_STATE);
-  const idle = (state & STATE_CLOSING) != 0
-    ? TCP_CLOSE_TIMEOUT_MS
+  const idle = (state & STATE_FRAGMENT) != 0 ? FRAGMENT_TIMEOUT_MS
+    : (state & STATE_CLOSING) != 0 ? TCP_CLOSE_TIMEOUT_MS
     : unchecked(ruleIdleMs[<i32>load<u16>(e + F_RULE)]);
   return now - load<f64>(e + F_LAST_SEEN) > idle;
 }

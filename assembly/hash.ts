@@ -15,7 +15,14 @@
 // multiply-rotate per word, fmix64 at the end. No 128-bit multiply, which wasm lacks.
 
 import { DIST_SOURCE_IP, DIST_SOURCE_IP_PROTOCOL } from "./consts";
-import { keyDport, keyDst, keyFamily, keyProto, keySport, keySrc } from "./packet";
+import {
+  keyDport, keyDst, keyFamily, keyProto, keySport, keySrc, pktDst, pktFamily, pktFragId, pktProto, pktSrc,
+} from "./packet";
+
+/** w4 marker of a backend's reply entry (reverse NAT): never set in a flow key. */
+export const REPLY_MARK: u64 = 1 << 48;
+/** w4 marker of a fragment entry: never set in a flow key. */
+export const FRAGMENT_MARK: u64 = 1 << 49;
 
 export let w0: u64 = 0;
 export let w1: u64 = 0;
@@ -98,6 +105,45 @@ export function loadKey(symmetric: bool): void {
     }
   }
   w4 = sport | (dport << 16) | (<u64>keyProto << 32) | (<u64>keyFamily << 40);
+}
+
+/** Marks the loaded (directional) key as a reply entry's key. */
+export function markReply(): void {
+  w4 |= REPLY_MARK;
+}
+
+/**
+ * Loads the key of a reply entry: the backend's (lo, hi):bport towards the client
+ * endpoint of the parser's key. Call while the parser's key is the client's flow.
+ */
+export function loadReplyKey(lo: u64, hi: u64, bport: u16): void {
+  const family = keyFamily;
+  w0 = lo;
+  w1 = hi;
+  if (family == 4) {
+    w2 = <u64>load<u32>(keySrc);
+    w3 = 0;
+  } else {
+    w2 = load<u64>(keySrc);
+    w3 = load<u64>(keySrc, 8);
+  }
+  w4 = <u64>bport | (<u64>keySport << 16) | (<u64>keyProto << 32) | (<u64>family << 40) | REPLY_MARK;
+}
+
+/** Loads the key of the packet's fragment entry: (src, dst, proto, IP ID), directional. */
+export function loadFragmentKey(): void {
+  if (pktFamily == 4) {
+    w0 = <u64>load<u32>(pktSrc);
+    w1 = 0;
+    w2 = <u64>load<u32>(pktDst);
+    w3 = 0;
+  } else {
+    w0 = load<u64>(pktSrc);
+    w1 = load<u64>(pktSrc, 8);
+    w2 = load<u64>(pktDst);
+    w3 = load<u64>(pktDst, 8);
+  }
+  w4 = <u64>pktFragId | (<u64>pktProto << 32) | (<u64>pktFamily << 40) | FRAGMENT_MARK;
 }
 
 /**

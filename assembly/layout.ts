@@ -75,12 +75,17 @@ export const C_UNTRACKED: i32 = 7;        // flows the table could not hold (has
 export const C_EVICTIONS: i32 = 8;        // live entries evicted to make room
 export const C_FRAG_3TUPLE: i32 = 9;      // non-first fragments hashed on the 3-tuple
 export const C_ICMP_ERRORS: i32 = 10;     // ICMP errors mapped through their quoted header
-export const C_FLOW_MOVED: i32 = 11;      // tracked flows moved off a down backend
+export const C_FLOW_MOVED: i32 = 11;      // tracked flows moved off a down (or drained) backend
 export const C_BATCHES: i32 = 12;         // processBatch calls
 export const C_CONFIG_APPLIED: i32 = 13;  // configurations applied
 export const C_CONFIG_REJECTED: i32 = 14; // configurations rejected
 export const C_FLOWS_DROPPED_BY_CONFIG: i32 = 15; // tracked flows whose rule/backend went away
-export const C_DROP_REASON_BASE: i32 = 16; // + REASON_*: drops (and no-matches) by reason
+export const C_FRAG_HITS: i32 = 16;       // later fragments that followed their first fragment
+export const C_FRAG_ENTRIES: i32 = 17;    // fragment entries recorded (first fragments)
+export const C_NAT_FORWARD: i32 = 18;     // packets rewritten towards a backend (DNAT)
+export const C_NAT_REPLY: i32 = 19;       // backend replies translated back to the frontend
+export const C_FLOW_DRAINED: i32 = 20;    // tracked flows moved off a backend past its drain period
+export const C_DROP_REASON_BASE: i32 = 24; // + REASON_*: drops (and no-matches) by reason
 export const COUNTER_SLOTS: i32 = C_DROP_REASON_BASE + REASON_COUNT;
 
 // Per-backend and per-rule counters (u64 × 3 each, in the Plan): packets, bytes, new flows.

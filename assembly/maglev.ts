@@ -31,6 +31,8 @@ export class Pool {
   spare: usize = 0;
   /** Members in `table`. 0 means no healthy backend. */
   eligible: i32 = 0;
+  /** How long a draining member keeps its flows (milliseconds; 0 = until they end). */
+  drainMs: f64 = 0;
 
   /** Fills offsets/skips from the members' names. */
   prepare(names: StaticArray<string>): void {

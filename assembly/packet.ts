@@ -41,6 +41,14 @@ export let pktFlags: u16 = 0;
 /** IPv4 identification or IPv6 fragment identification (fragments only). */
 export let pktFragId: u32 = 0;
 
+/** Start of the packet in memory (pktL3 and pktL4 are offsets from here). */
+export let pktBase: usize = 0;
+/** ICMP errors: the quoted IP header, its transport header, and the bytes quoted from
+ *  that transport header on (0 / 0 / 0 for other packets). */
+export let quoteIp: usize = 0;
+export let quoteL4: usize = 0;
+export let quoteL4Len: i32 = 0;
+
 /** The flow key: what the balancer hashes and tracks. */
 export let keyFamily: u8 = 0;
 export let keyProto: u8 = 0;
@@ -73,6 +81,10 @@ export function parsePacket(p: usize, len: i32, link: i32): u8 {
   pktFlags = 0;
   pktL4 = -1;
   pktFragId = 0;
+  pktBase = p;
+  quoteIp = 0;
+  quoteL4 = 0;
+  quoteL4Len = 0;
 
   let l3 = 0;
   let isV6 = false;
@@ -327,12 +339,15 @@ function parseQuotedIPv4(q: usize, avail: i32): u8 {
   keyProto = load<u8>(q + 9);
   keySrc = q + 16; // reversed: the quoted destination is the flow's source
   keyDst = q + 12;
+  quoteIp = q;
   if ((be16(q + 6) & 0x1fff) != 0) {
     keySport = 0;
     keyDport = 0;
     return REASON_NONE;
   }
-  return quotedPorts(q + <usize>ihl, avail - ihl, keyProto, false);
+  quoteL4 = q + <usize>ihl;
+  quoteL4Len = avail - ihl;
+  return quotedPorts(quoteL4, quoteL4Len, keyProto, false);
 }
 
 function parseQuotedIPv6(q: usize, avail: i32): u8 {
@@ -345,10 +360,13 @@ function parseQuotedIPv6(q: usize, avail: i32): u8 {
   keyProto = walkProto;
   keySrc = q + 24;
   keyDst = q + 8;
+  quoteIp = q;
   if (walkLaterFragment) {
     keySport = 0;
     keyDport = 0;
     return REASON_NONE;
   }
-  return quotedPorts(q + <usize>walkOffset, avail - walkOffset, walkProto, true);
+  quoteL4 = q + <usize>walkOffset;
+  quoteL4Len = avail - walkOffset;
+  return quotedPorts(quoteL4, quoteL4Len, walkProto, true);
 }

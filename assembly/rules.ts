@@ -57,6 +57,11 @@ export class Plan {
   /** Effective state used for new flows: UP only when admin and health are both up. */
   backendState: StaticArray<u8> = new StaticArray<u8>(0);
 
+  /** Backends of pools behind non-floating rules, by address (their replies are translated). */
+  natBackendSlots: StaticArray<i32> = new StaticArray<i32>(0);
+  /** When each backend started draining (host milliseconds), for its pool's drain period. */
+  backendDrainSince: StaticArray<f64> = new StaticArray<f64>(0);
+
   /** Counters, PER_OBJECT_COUNTERS (packets, bytes, new flows) per backend and per rule. */
   backendCounters: StaticArray<u64> = new StaticArray<u64>(0);
   ruleCounters: StaticArray<u64> = new StaticArray<u64>(0);
@@ -66,38 +71,60 @@ export class Plan {
   return <i32>(fmix64(lo ^ (hi * 0x9e3779b97f4a7c15) ^ (<u64>family << 56)) & <u64>mask);
 }
 
-/** Adds frontend `index` to the open-addressed index (configuration time). */
-export function indexFrontend(plan: Plan, index: i32): void {
-  const slots = plan.frontendSlots;
+/**
+ * Adds `index` to an open-addressed address index `slots` (a power of two, at least
+ * twice the entries, -1 = empty) over the address arrays (configuration time).
+ */
+export function indexAddress(
+  slots: StaticArray<i32>, family: StaticArray<u8>, lo: StaticArray<u64>, hi: StaticArray<u64>, index: i32,
+): void {
   const mask = slots.length - 1;
-  let s = addressSlot(plan.frontendFamily[index], plan.frontendLo[index], plan.frontendHi[index], mask);
+  let s = addressSlot(family[index], lo[index], hi[index], mask);
   while (slots[s] >= 0) s = (s + 1) & mask;
   slots[s] = index;
 }
 
-/** Frontend whose address is the `family` address at `p`, or NONE. */
-export function findFrontend(plan: Plan, family: u8, p: usize): i32 {
-  let lo: u64, hi: u64;
-  if (family == 4) {
-    lo = <u64>load<u32>(p);
-    hi = 0;
+/** The index whose address is the `fam` address at `p` in an address index, or NONE. */
+export function findAddress(
+  slots: StaticArray<i32>, family: StaticArray<u8>, lo: StaticArray<u64>, hi: StaticArray<u64>,
+  fam: u8, p: usize,
+): i32 {
+  let a: u64, b: u64;
+  if (fam == 4) {
+    a = <u64>load<u32>(p);
+    b = 0;
   } else {
-    lo = load<u64>(p);
-    hi = load<u64>(p, 8);
+    a = load<u64>(p);
+    b = load<u64>(p, 8);
   }
-  const slots = plan.frontendSlots;
   const mask = slots.length - 1;
   if (mask < 0) return NONE;
-  // The slot array is at least twice the frontend count, so an empty slot ends the probe.
-  let s = addressSlot(family, lo, hi, mask);
-  let f = unchecked(slots[s]);
-  while (f >= 0) {
-    if (unchecked(plan.frontendLo[f]) == lo && unchecked(plan.frontendHi[f]) == hi
-      && unchecked(plan.frontendFamily[f]) == family) return f;
+  // The slots outnumber the entries, so an empty slot ends the probe.
+  let s = addressSlot(fam, a, b, mask);
+  let i = unchecked(slots[s]);
+  while (i >= 0) {
+    if (unchecked(lo[i]) == a && unchecked(hi[i]) == b && unchecked(family[i]) == fam) return i;
     s = (s + 1) & mask;
-    f = unchecked(slots[s]);
+    i = unchecked(slots[s]);
   }
   return NONE;
+}
+
+/** Frontend whose address is the `family` address at `p`, or NONE. */
+@inline export function findFrontend(plan: Plan, family: u8, p: usize): i32 {
+  return findAddress(plan.frontendSlots, plan.frontendFamily, plan.frontendLo, plan.frontendHi, family, p);
+}
+
+/** Whether the `family` address at `p` is frontend `f`'s. */
+@inline export function isFrontendAddress(plan: Plan, f: i32, family: u8, p: usize): bool {
+  if (unchecked(plan.frontendFamily[f]) != family) return false;
+  if (family == 4) return <u64>load<u32>(p) == unchecked(plan.frontendLo[f]);
+  return load<u64>(p) == unchecked(plan.frontendLo[f]) && load<u64>(p, 8) == unchecked(plan.frontendHi[f]);
+}
+
+/** A backend of a non-floating rule whose address is the `family` address at `p`, or NONE. */
+@inline export function findNatBackend(plan: Plan, family: u8, p: usize): i32 {
+  return findAddress(plan.natBackendSlots, plan.backendFamily, plan.backendLo, plan.backendHi, family, p);
 }
 
 @inline export function exactKey(frontend: i32, proto: u8, port: u16): u64 {

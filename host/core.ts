@@ -25,16 +25,17 @@ export const REASONS = [
 export const FLAGS = {
   ipv6: 1 << 0, flowHit: 1 << 1, flowNew: 1 << 2, untracked: 1 << 3, fragment: 1 << 4,
   frag3Tuple: 1 << 5, icmpError: 1 << 6, exactRule: 1 << 7, nextHop: 1 << 8, evicted: 1 << 9,
-  failOpen: 1 << 10,
+  failOpen: 1 << 10, rewritten: 1 << 11, reply: 1 << 12,
 } as const;
 
 /** Global counter slots (assembly/layout.ts C_*), by name. */
 export const COUNTERS = [
   'packets', 'bytes', 'forwarded', 'dropped', 'nomatch', 'flowHits', 'flowNew', 'untracked',
   'evictions', 'frag3Tuple', 'icmpErrors', 'flowMoved', 'batches', 'configApplied',
-  'configRejected', 'flowsDroppedByConfig',
+  'configRejected', 'flowsDroppedByConfig', 'fragHits', 'fragEntries', 'natForward', 'natReply',
+  'flowDrained',
 ] as const;
-const C_DROP_REASON_BASE = 16;
+const C_DROP_REASON_BASE = 24;
 
 const DESCRIPTOR_BYTES = 8;
 const VERDICT_BYTES = 16;

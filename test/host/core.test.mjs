@@ -288,7 +288,8 @@ test('configuration errors: every error as path: reason, running configuration k
   assert.throws(() => core.configure('[]'), /\$: expected an object, got array/);
   assert.deepEqual(backendsOf(core, flows, 2000), before);
   assert.equal(core.counters().configRejected, 3);
-  assert.equal(core.exports.flowTableUsed(), 100);
+  assert.equal(core.counters().flowNew, 100);
+  assert.equal(core.exports.flowTableUsed(), 200); // each translated flow: its entry and its reply entry
 });
 
 test('malformed packets: random and truncated bytes never trap; each is counted', () => {
