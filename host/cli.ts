@@ -21,7 +21,7 @@ exit codes: 0 success, 1 invalid configuration, 2 usage error or unreadable inpu
 `;
 
 const REPLAY_USAGE = `usage: haports replay --config CONFIG.json [--verdicts OUT.jsonl] [--out OUT.pcap]
-                      [--frontend NAME] [--quiet] INPUT.pcap|INPUT.pcapng
+                      [--events EVENTS.jsonl] [--frontend NAME] [--quiet] INPUT.pcap|INPUT.pcapng
 
 Runs every packet of INPUT (pcap or pcapng; link types Ethernet, raw IP) through the
 dataplane and writes one JSON line per packet:
@@ -32,7 +32,10 @@ go to standard output).
 
   --config FILE     haports configuration (JSON)
   --verdicts FILE   write the verdict lines here instead of standard output
-  --out FILE        write the forwarded packets (as they leave) to a pcap file
+  --out FILE        write the forwarded packets as they leave (rewritten) to a pcap file
+  --events FILE     backend state changes, one JSON line each, applied before packet "at":
+                    {"at": 120, "backend": "nva-1", "state": "down"|"up"|"draining"}
+                    (every backend of that name, in every pool)
   --frontend NAME   treat the capture as next-hop traffic routed to frontend NAME
   --quiet           no summary
 `;
@@ -61,6 +64,41 @@ function readText(path: string, what: string): string {
   }
 }
 
+interface BackendEvent { at: number; backends: number[]; state: 'up' | 'down' | 'draining'; line: number }
+
+/** Reads an events file: one {"at", "backend", "state"} object per line, sorted by "at". */
+function readEvents(path: string, backendNames: string[]): BackendEvent[] {
+  const out: BackendEvent[] = [];
+  readText(path, 'events').split('\n').forEach((text, i) => {
+    if (text.trim() === '') return;
+    const where = `${path}:${i + 1}`;
+    let e: any;
+    try {
+      e = JSON.parse(text);
+    } catch {
+      throw new UsageError(`${where}: not JSON`);
+    }
+    if (!Number.isInteger(e?.at) || e.at < 0) throw new UsageError(`${where}: "at" must be a packet index`);
+    if (!['up', 'down', 'draining'].includes(e.state)) throw new UsageError(`${where}: "state" must be "up", "down" or "draining"`);
+    const backends = backendNames.flatMap((n, b) => (n === e.backend ? [b] : []));
+    if (backends.length === 0) throw new UsageError(`${where}: no backend named ${JSON.stringify(e.backend)}`);
+    out.push({ at: e.at, backends, state: e.state, line: i + 1 });
+  });
+  return out.sort((a, b) => a.at - b.at || a.line - b.line);
+}
+
+/** down/up is the probe's verdict; draining/up the operator's. "up" clears both. */
+function applyEvent(core: Core, e: BackendEvent): void {
+  for (const b of e.backends) {
+    if (e.state === 'down') core.setBackendHealth(b, false);
+    else if (e.state === 'draining') core.setBackendAdmin(b, 'draining');
+    else {
+      core.setBackendHealth(b, true);
+      core.setBackendAdmin(b, 'up');
+    }
+  }
+}
+
 /** A batch ends at the core's batch size, a link-type change, or a second of capture time. */
 const BATCH_SPAN_MS = 1000;
 
@@ -71,6 +109,7 @@ async function replay(argv: string[], out: NodeJS.WriteStream, err: NodeJS.Write
     options: {
       config: { type: 'string' }, verdicts: { type: 'string' }, out: { type: 'string' },
       frontend: { type: 'string' }, quiet: { type: 'boolean' }, help: { type: 'boolean', short: 'h' },
+      events: { type: 'string' },
     },
   });
   if (values.help) { out.write(REPLAY_USAGE); return 0; }
@@ -94,6 +133,9 @@ async function replay(argv: string[], out: NodeJS.WriteStream, err: NodeJS.Write
     ingress = core.names.frontends.indexOf(values.frontend);
     if (ingress < 0) throw new UsageError(`replay: no frontend named ${JSON.stringify(values.frontend)} in ${values.config}`);
   }
+
+  const events = values.events ? readEvents(values.events, core.names.backends) : [];
+  let nextEvent = 0;
 
   let bytes: Uint8Array;
   try {
@@ -122,11 +164,14 @@ async function replay(argv: string[], out: NodeJS.WriteStream, err: NodeJS.Write
   let lines: string[] = [];
 
   for (let start = 0; start < packets.length;) {
+    // Events due before this packet, then a batch that stops at the next event.
+    while (nextEvent < events.length && events[nextEvent].at <= start) applyEvent(core, events[nextEvent++]);
+    const stopAt = nextEvent < events.length ? events[nextEvent].at : Infinity;
     const link = linkOf(packets[start].linktype);
     if (link < 0) throw new UsageError(`${positionals[0]}: packet ${start}: unsupported link type ${packets[start].linktype}`);
     const t0 = packets[start].tsSec * 1000 + packets[start].tsNsec / 1e6;
     let end = start;
-    while (end < packets.length && end - start < core.maxBatch && packets[end].linktype === packets[start].linktype
+    while (end < packets.length && end < stopAt && end - start < core.maxBatch && packets[end].linktype === packets[start].linktype
       && packets[end].tsSec * 1000 + packets[end].tsNsec / 1e6 - t0 < BATCH_SPAN_MS) end++;
     core.load(packets.slice(start, end).map((p) => p.data));
     core.process(end - start, t0, ingress, link);
@@ -179,7 +224,13 @@ async function replay(argv: string[], out: NodeJS.WriteStream, err: NodeJS.Write
     const split = [...flows.values()].filter((f) => f.backends.size > 1).length;
     s.push(`flows ${flows.size} (${both.length} seen in both directions): ${split === 0 ? 'each stayed on one backend' : `${split} reached more than one backend`}`);
     const c = core.counters();
-    s.push(`flows tracked ${core.exports.flowTableUsed()} of ${core.exports.flowTableCapacity()}, new ${c.flowNew}, hits ${c.flowHits}`);
+    s.push(`flows tracked ${core.exports.flowTableUsed()} of ${core.exports.flowTableCapacity()}, new ${c.flowNew}, hits ${c.flowHits}`
+      + (c.evictions || c.untracked ? `, evicted ${c.evictions}, untracked ${c.untracked}` : '')
+      + (c.flowMoved || c.flowDrained ? `, moved off down backends ${c.flowMoved}, off drained ${c.flowDrained}` : ''));
+    if (c.natForward || c.natReply) s.push(`nat: ${c.natForward} rewritten to backends, ${c.natReply} replies translated back`);
+    if (c.fragEntries || c.fragHits || c.frag3Tuple) {
+      s.push(`fragments: ${c.fragEntries} first, ${c.fragHits} followed their first, ${c.frag3Tuple} hashed on the 3-tuple`);
+    }
     summaryTo.write(s.join('\n') + '\n');
   }
   return 0;
