@@ -24,12 +24,17 @@ import { PER_OBJECT_COUNTERS } from "./layout";
 /** Most errors reported for one configuration (the rest are summarised). */
 const MAX_ERRORS: i32 = 200;
 
+/** Errors (reject the configuration) and warnings (never do), as `path: reason` lines. */
 export class Errors {
   lines: Array<string> = new Array<string>();
   dropped: i32 = 0;
+  warnings: Array<string> = new Array<string>();
   add(path: string, reason: string): void {
     if (this.lines.length < MAX_ERRORS) this.lines.push((path.length > 0 ? path : "$") + ": " + reason);
     else this.dropped++;
+  }
+  warn(path: string, reason: string): void {
+    if (this.warnings.length < MAX_ERRORS) this.warnings.push((path.length > 0 ? path : "$") + ": " + reason);
   }
   get count(): i32 { return this.lines.length + this.dropped; }
   text(): string {
@@ -49,6 +54,7 @@ export class FrontendModel {
 export class BackendModel {
   name: string = "";
   address: Address = new Address();
+  addressText: string = "";
   weight: i32 = 1;
   admin: u8 = BACKEND_UP;
 }
@@ -84,6 +90,8 @@ export class RuleModel {
   tcpReset: bool = false;
   persist: u8 = PERSIST_DEFAULT_FOR_PROTOCOL;
   noHealthy: u8 = NO_HEALTHY_DROP;
+  /** A port or the protocol was already reported invalid: skip checks built on them. */
+  portsReported: bool = false;
   // Resolved by checkModel.
   frontendIndex: i32 = -1;
   poolIndex: i32 = -1;
@@ -351,6 +359,7 @@ export function readConfig(root: JsonValue, errors: Errors): ConfigModel {
       const bm = new BackendModel();
       bm.name = readName(b, bpath, errors);
       bm.address = readAddress(b, bpath, errors);
+      bm.addressText = readString(b, "address", bpath, new Errors(), false, "");
       bm.weight = <i32>readInt(b, "weight", bpath, errors, 0, MAX_WEIGHT, 1);
       const admin = readEnum(b, "adminState", bpath, errors, ADMIN_STATES, 0);
       bm.admin = admin == 1 ? BACKEND_DRAINING : BACKEND_UP;
@@ -393,8 +402,10 @@ export function readConfig(root: JsonValue, errors: Errors): ConfigModel {
     m.probe = readString(r, "probe", path, errors, false, "");
     const proto = readEnum(r, "protocol", path, errors, PROTOCOLS, 0);
     if (proto >= 0) m.protocol = PROTOCOL_VALUES[proto];
+    const before = errors.count;
     m.frontendPort = <i32>readInt(r, "frontendPort", path, errors, 0, 65534, 0);
     m.backendPort = <i32>readInt(r, "backendPort", path, errors, 0, 65535, 0);
+    m.portsReported = errors.count > before || proto < 0;
     m.floating = readBool(r, "floatingIp", path, errors, false);
     const dist = readEnum(r, "loadDistribution", path, errors, DISTRIBUTIONS, 0);
     if (dist >= 0) m.distribution = DISTRIBUTION_VALUES[dist];
@@ -422,6 +433,113 @@ function checkUnique(names: Array<string>, path: string, what: string, errors: E
       errors.add(join(at(path, i), "name"), what + " name " + quote(n) + " already used by " + at(path, seen.get(n)));
     } else {
       seen.set(n, i);
+    }
+  }
+}
+
+/** Identity of a backend address across pools. */
+function addressKey(a: Address): string {
+  return a.family.toString() + "/" + a.lo().toString() + "/" + a.hi().toString();
+}
+
+function ruleRef(model: ConfigModel, i: i32): string {
+  return "rule " + quote(model.rules[i].name) + " (" + at("rules", i) + ")";
+}
+
+/**
+ * The HA-ports caveats of Azure's HA-ports overview (DESIGN.md §1), each reported with
+ * the rules, frontend, pool and backend address involved. A "backend" in the caveats is
+ * a backend address: the same address may stand in several pools.
+ */
+function checkCaveats(model: ConfigModel, errors: Errors): void {
+  const rules = model.rules;
+  // Per rule: the backend addresses of its pool, by address key → text.
+  const addresses = new Array<Map<string, string>>();
+  for (let i = 0; i < rules.length; i++) {
+    const m = new Map<string, string>();
+    const p = rules[i].poolIndex;
+    if (p >= 0) {
+      const backends = model.pools[p].backends;
+      for (let j = 0; j < backends.length; j++) {
+        if (backends[j].address.family != 0) m.set(addressKey(backends[j].address), backends[j].addressText);
+      }
+    }
+    addresses.push(m);
+  }
+
+  // Caveats 2 and 3: rules that share a backend address.
+  for (let i = 0; i < rules.length; i++) {
+    for (let k = 0; k < rules.length; k++) {
+      if (k == i || rules[i].poolIndex < 0 || rules[k].poolIndex < 0) continue;
+      const a = rules[i];
+      const b = rules[k];
+      // The first shared address, and how many more.
+      const keys = addresses[i].keys();
+      let shared = "";
+      let more = 0;
+      for (let x = 0; x < keys.length; x++) {
+        if (!addresses[k].has(keys[x])) continue;
+        if (shared.length == 0) shared = addresses[i].get(keys[x]);
+        else more++;
+      }
+      if (shared.length == 0) continue;
+      const what = "backend address " + shared + (more > 0 ? " (and " + more.toString() + " more)" : "");
+      if (a.isHaPorts() && !a.floating) {
+        if (b.isHaPorts() && !b.floating && k < i) continue; // reported from the other rule
+        errors.add(at("rules", k), what + " is in non-floating HA-ports " + ruleRef(model, i)
+          + ", so it may be in no other rule, but " + ruleRef(model, k) + " uses it through pool " + quote(b.pool)
+          + " (HA-ports caveat 2)");
+      } else if (k > i && a.isHaPorts() && a.floating && b.isHaPorts() && b.floating && a.frontendIndex == b.frontendIndex) {
+        errors.add(at("rules", k), "floating-IP HA-ports " + ruleRef(model, i) + " and " + ruleRef(model, k)
+          + " share " + what + " and frontend " + quote(a.frontend) + "; rules sharing a backend need distinct frontends"
+          + " (HA-ports caveat 3)");
+      }
+    }
+  }
+
+  // Caveat 4: the rules of one pool are all HA-ports rules (then floating IP) or none is.
+  for (let p = 0; p < model.pools.length; p++) {
+    let ha = -1;
+    let nonHa = -1;
+    let haNonFloating = -1;
+    let users = 0;
+    for (let i = 0; i < rules.length; i++) {
+      if (rules[i].poolIndex != p) continue;
+      users++;
+      if (rules[i].isHaPorts()) {
+        if (ha < 0) ha = i;
+        if (!rules[i].floating && haNonFloating < 0) haNonFloating = i;
+      } else if (nonHa < 0) {
+        nonHa = i;
+      }
+    }
+    if (users < 2) continue;
+    const path = at("backendPools", p);
+    if (ha >= 0 && nonHa >= 0) {
+      errors.add(path, "pool " + quote(model.pools[p].name) + " is used by HA-ports " + ruleRef(model, ha)
+        + " and by non-HA-ports " + ruleRef(model, nonHa) + "; the rules of one pool must all be HA-ports rules"
+        + " (with floating IP) or all non-HA-ports rules (HA-ports caveat 4)");
+    } else if (ha >= 0 && haNonFloating >= 0) {
+      errors.add(path, "pool " + quote(model.pools[p].name) + " is used by several HA-ports rules, so all must have"
+        + " floatingIp true, but " + ruleRef(model, haNonFloating) + " does not (HA-ports caveat 4)");
+    }
+  }
+}
+
+/** Advice that never rejects a configuration. */
+function checkWarnings(model: ConfigModel, errors: Errors): void {
+  for (let i = 0; i < model.rules.length; i++) {
+    const r = model.rules[i];
+    if (r.isHaPorts() && r.frontendIndex >= 0 && model.frontends[r.frontendIndex].address.family == 6) {
+      errors.warn(at("rules", i), "HA ports on IPv6 frontend " + quote(r.frontend)
+        + ": not available in Azure's original HA-ports release (Azure supports it now; so does haports)");
+    }
+  }
+  for (let p = 0; p < model.pools.length; p++) {
+    const pool = model.pools[p];
+    if (<i64>pool.m < 100 * <i64>pool.backends.length) {
+      errors.warn(join(at("backendPools", p), "maglevTableSize"), pool.m.toString() + " is less than 100 × "
+        + pool.backends.length.toString() + " backends; the spread over backends will be uneven");
     }
   }
 }
@@ -477,7 +595,9 @@ export function checkModel(model: ConfigModel, errors: Errors): void {
     }
     const all = r.protocol == RULE_PROTO_ALL;
     const zero = r.frontendPort == 0 && r.backendPort == 0;
-    if (all && !zero) {
+    if (r.portsReported) {
+      // Already reported; its ports prove nothing more.
+    } else if (all && !zero) {
       errors.add(path, "protocol \"all\" (HA ports) needs frontendPort 0 and backendPort 0");
     } else if (!all && (r.frontendPort == 0 || r.backendPort == 0)) {
       errors.add(path, "ports 0 mean HA ports, which needs protocol \"all\"; a " + (r.protocol == PROTO_TCP ? "tcp" : "udp")
@@ -487,8 +607,13 @@ export function checkModel(model: ConfigModel, errors: Errors): void {
       const key = r.frontendIndex.toString() + "/" + r.protocol.toString() + "/" + r.frontendPort.toString();
       if (used.has(key)) {
         const other = used.get(key);
-        errors.add(path, (all ? "frontend " + quote(r.frontend) + " already has an HA-ports rule: " : "same frontend, protocol and port as ")
-          + "rule " + quote(model.rules[other].name) + " (" + at("rules", other) + ")");
+        if (all) {
+          errors.add(path, "frontend " + quote(r.frontend) + " already has HA-ports rule " + quote(model.rules[other].name)
+            + " (" + at("rules", other) + "); a frontend may have one floating-IP or one non-floating HA-ports rule, never both"
+            + " (HA-ports caveat 1)");
+        } else {
+          errors.add(path, "same frontend, protocol and port as rule " + quote(model.rules[other].name) + " (" + at("rules", other) + ")");
+        }
       } else {
         used.set(key, i);
       }
@@ -508,6 +633,8 @@ export function checkModel(model: ConfigModel, errors: Errors): void {
       }
     }
   }
+  checkCaveats(model, errors);
+  checkWarnings(model, errors);
 }
 
 // ---- Compiling ---------------------------------------------------------------------------------

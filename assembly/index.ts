@@ -16,7 +16,7 @@ import {
 } from "./consts";
 import {
   C_CONFIG_APPLIED, C_CONFIG_REJECTED, C_FLOWS_DROPPED_BY_CONFIG, configBuffer, count, counters,
-  COUNTER_SLOTS, descriptors, errorBuffer, rxArena, tuples, verdicts,
+  COUNTER_SLOTS, descriptors, errorBuffer, rxArena, tuples, verdicts, warningBuffer,
 } from "./layout";
 import { backendKey, compile, Errors, parseConfig, releasePlan, updateStates } from "./config";
 import { Plan } from "./rules";
@@ -35,6 +35,7 @@ memory.fill(counters, 0, <usize>(COUNTER_SLOTS * 8));
 let current: Plan = new Plan();
 let configured = false;
 let errorLen = 0;
+let warningLen = 0;
 
 // ---- Buffers ------------------------------------------------------------------------
 
@@ -48,15 +49,19 @@ export function configBufferPtr(): usize { return configBuffer; }
 export function configBufferSize(): i32 { return CONFIG_BUFFER_BYTES; }
 export function errorBufferPtr(): usize { return errorBuffer; }
 export function errorLength(): i32 { return errorLen; }
+/** Warnings of the last configure() call (applied or not), `path: reason` lines. */
+export function warningBufferPtr(): usize { return warningBuffer; }
+export function warningLength(): i32 { return warningLen; }
 export function countersPtr(): usize { return counters; }
 export function counterSlots(): i32 { return COUNTER_SLOTS; }
 
-function writeErrors(text: string): void {
+/** Writes `text` as UTF-8 into a buffer of ERROR_BUFFER_BYTES; returns the length written. */
+function writeText(buffer: usize, text: string): i32 {
   const bytes = String.UTF8.encode(text);
   let n = bytes.byteLength;
   if (n > ERROR_BUFFER_BYTES) n = ERROR_BUFFER_BYTES;
-  memory.copy(errorBuffer, changetype<usize>(bytes), <usize>n);
-  errorLen = n;
+  memory.copy(buffer, changetype<usize>(bytes), <usize>n);
+  return n;
 }
 
 // ---- Configuration ----------------------------------------------------------------------
@@ -73,8 +78,9 @@ export function configure(len: i32): i32 {
     errors.add("$", "configuration larger than " + CONFIG_BUFFER_BYTES.toString() + " bytes");
   }
   const model = errors.count == 0 ? parseConfig(configBuffer, len, errors) : null;
+  warningLen = writeText(warningBuffer, errors.warnings.join("\n"));
   if (model == null) {
-    writeErrors(errors.text());
+    errorLen = writeText(errorBuffer, errors.text());
     count(C_CONFIG_REJECTED);
     __collect();
     return errors.count;

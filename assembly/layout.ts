@@ -100,6 +100,7 @@ export const verdicts: usize = heap.alloc(<usize>(MAX_BATCH * VERDICT_BYTES));
 export const tuples: usize = heap.alloc(<usize>(MAX_BATCH * TUPLE_BYTES));
 export const configBuffer: usize = heap.alloc(<usize>CONFIG_BUFFER_BYTES);
 export const errorBuffer: usize = heap.alloc(<usize>ERROR_BUFFER_BYTES);
+export const warningBuffer: usize = heap.alloc(<usize>ERROR_BUFFER_BYTES);
 export const counters: usize = heap.alloc(<usize>(COUNTER_SLOTS * 8));
 
 @inline export function count(slot: i32, n: u64 = 1): void {

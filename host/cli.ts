@@ -42,10 +42,11 @@ go to standard output).
 
 const VALIDATE_USAGE = `usage: haports validate [--json] CONFIG.json
 
-Checks a configuration. Prints one 'path: reason' line per error; exit 0 when valid,
-1 when invalid, 2 when the file cannot be read.
+Checks a configuration: shape, references, ranges and the HA-ports caveats. Prints
+one 'path: reason' line per error, then 'warning: path: reason' lines (warnings never
+fail validation); exit 0 when valid, 1 when invalid, 2 when the file cannot be read.
 
-  --json   print {"valid": bool, "errors": [...]} instead
+  --json   print {"valid": bool, "errors": [...], "warnings": [...]} instead
 `;
 
 class UsageError extends Error {}
@@ -245,10 +246,14 @@ async function validate(argv: string[], out: NodeJS.WriteStream): Promise<number
   if (values.help) { out.write(VALIDATE_USAGE); return 0; }
   if (positionals.length !== 1) throw new UsageError('validate: give exactly one configuration file');
   const text = readText(positionals[0], 'configuration');
-  const errors = Core.validate(text);
-  if (values.json) out.write(JSON.stringify({ valid: errors.length === 0, errors }) + '\n');
-  else if (errors.length === 0) out.write(`${positionals[0]}: valid\n`);
-  else out.write(errors.join('\n') + '\n');
+  const { errors, warnings } = Core.check(text);
+  if (values.json) {
+    out.write(JSON.stringify({ valid: errors.length === 0, errors, warnings }) + '\n');
+  } else {
+    if (errors.length === 0) out.write(`${positionals[0]}: valid\n`);
+    else out.write(errors.join('\n') + '\n');
+    for (const w of warnings) out.write(`warning: ${w}\n`);
+  }
   return errors.length === 0 ? 0 : 1;
 }
 

@@ -60,7 +60,7 @@ export interface Verdict {
 }
 
 export class ConfigError extends Error {
-  constructor(public readonly errors: string[]) {
+  constructor(public readonly errors: string[], public readonly warnings: string[] = []) {
     super(`invalid configuration:\n  ${errors.join('\n  ')}`);
     this.name = 'ConfigError';
   }
@@ -71,6 +71,7 @@ interface Exports {
   rxArenaPtr(): number; rxArenaSize(): number; descriptorsPtr(): number; verdictsPtr(): number;
   tuplesPtr(): number; maxBatch(): number; configBufferPtr(): number; configBufferSize(): number;
   errorBufferPtr(): number; errorLength(): number; countersPtr(): number; counterSlots(): number;
+  warningBufferPtr(): number; warningLength(): number;
   configure(len: number): number; isConfigured(): number;
   processBatch(count: number, nowMs: number, ingress: number, link: number): number;
   setBackendHealth(b: number, up: number): number; setBackendAdmin(b: number, s: number): number;
@@ -120,6 +121,8 @@ export class Core {
   readonly maxBatch: number;
   readonly arenaSize: number;
   names: Names = { frontends: [], rules: [], pools: [], backends: [], backendPool: [] };
+  /** Warnings of the last configure() (applied or rejected): advice, never a rejection. */
+  warnings: string[] = [];
   private u8!: Uint8Array;
   private view!: DataView;
 
@@ -170,26 +173,35 @@ export class Core {
     this.memory.set(bytes, this.exports.configBufferPtr());
     const n = this.exports.configure(bytes.length);
     this.refresh();
+    this.warnings = this.lines(this.exports.warningBufferPtr(), this.exports.warningLength());
     if (n !== 0) {
-      const at = this.exports.errorBufferPtr();
-      const msg = new TextDecoder().decode(this.memory.subarray(at, at + this.exports.errorLength()));
-      throw new ConfigError(msg.split('\n').filter((l) => l.length > 0));
+      throw new ConfigError(this.lines(this.exports.errorBufferPtr(), this.exports.errorLength()), this.warnings);
     }
     let parsed: any = config;
     if (typeof config === 'string') parsed = JSON.parse(config);
     this.names = namesOf(parsed);
   }
 
-  /** The errors of a configuration (none when valid), found by applying it to a fresh core. */
-  static validate(config: unknown, wasmPath?: string): string[] {
+  private lines(at: number, length: number): string[] {
+    const text = new TextDecoder().decode(this.memory.subarray(at, at + length));
+    return text.split('\n').filter((l) => l.length > 0);
+  }
+
+  /** The errors (none when valid) and warnings of a configuration, from a fresh core. */
+  static check(config: unknown, wasmPath?: string): { errors: string[]; warnings: string[] } {
     const core = Core.load(wasmPath);
     try {
       core.configure(config);
-      return [];
+      return { errors: [], warnings: core.warnings };
     } catch (e) {
-      if (e instanceof ConfigError) return e.errors;
+      if (e instanceof ConfigError) return { errors: e.errors, warnings: e.warnings };
       throw e;
     }
+  }
+
+  /** The errors of a configuration (none when valid). */
+  static validate(config: unknown, wasmPath?: string): string[] {
+    return Core.check(config, wasmPath).errors;
   }
 
   /**

@@ -1,0 +1,130 @@
+// Configuration validation: the HA-ports caveat matrix (a valid and a violating
+// configuration per caveat, with the exact message), the other checks, warnings, and
+// `haports validate` exit codes.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { Core } from '../../build/host/core.mjs';
+
+const bin = new URL('../../bin/haports.mjs', import.meta.url).pathname;
+
+const fe = (name, address) => ({ name, address });
+const pool = (name, ...addresses) => ({
+  name, backends: addresses.map((a, i) => ({ name: `${name}-${i}`, address: a })),
+});
+const ha = (name, frontend, backendPool, floatingIp) => ({
+  name, frontend, backendPool, protocol: 'all', frontendPort: 0, backendPort: 0, floatingIp,
+});
+const tcp = (name, frontend, backendPool, port, floatingIp = false) => ({
+  name, frontend, backendPool, protocol: 'tcp', frontendPort: port, backendPort: port, floatingIp,
+});
+const config = (frontends, backendPools, rules) => ({ frontends, backendPools, rules });
+
+const FE = [fe('fe1', '10.0.0.100'), fe('fe2', '10.0.0.101')];
+
+/** [caveat, description, configuration, expected errors (exact)] */
+const matrix = [
+  ['1', 'one non-floating HA-ports rule on a frontend', config(FE, [pool('p', '10.0.1.4')], [ha('a', 'fe1', 'p', false)]), []],
+  ['1', 'a floating and a non-floating HA-ports rule on one frontend',
+    config(FE, [pool('p', '10.0.1.4'), pool('q', '10.0.1.5')], [ha('a', 'fe1', 'p', true), ha('b', 'fe1', 'q', false)]),
+    ['rules[1]: frontend "fe1" already has HA-ports rule "a" (rules[0]); a frontend may have one floating-IP or one non-floating HA-ports rule, never both (HA-ports caveat 1)']],
+  ['2', 'a backend address in one non-floating HA-ports rule only',
+    config(FE, [pool('p', '10.0.1.4'), pool('q', '10.0.1.5')], [ha('a', 'fe1', 'p', false), tcp('web', 'fe2', 'q', 80)]), []],
+  ['2', 'a backend address of a non-floating HA-ports rule also in a TCP rule (through another pool)',
+    config(FE, [pool('p', '10.0.1.4', '10.0.1.6'), pool('q', '10.0.1.5', '10.0.1.4', '10.0.1.6')], [ha('a', 'fe1', 'p', false), tcp('web', 'fe2', 'q', 80)]),
+    ['rules[1]: backend address 10.0.1.4 (and 1 more) is in non-floating HA-ports rule "a" (rules[0]), so it may be in no other rule, but rule "web" (rules[1]) uses it through pool "q" (HA-ports caveat 2)']],
+  ['3', 'floating HA-ports rules on distinct frontends share backend addresses',
+    config(FE, [pool('p', '10.0.1.4'), pool('q', '10.0.1.4')], [ha('a', 'fe1', 'p', true), ha('b', 'fe2', 'q', true)]), []],
+  ['3', 'floating HA-ports rules share a backend address and a frontend',
+    config(FE, [pool('p', '10.0.1.4'), pool('q', '10.0.1.4')], [ha('a', 'fe1', 'p', true), ha('b', 'fe1', 'q', true)]),
+    ['rules[1]: frontend "fe1" already has HA-ports rule "a" (rules[0]); a frontend may have one floating-IP or one non-floating HA-ports rule, never both (HA-ports caveat 1)',
+      'rules[1]: floating-IP HA-ports rule "a" (rules[0]) and rule "b" (rules[1]) share backend address 10.0.1.4 and frontend "fe1"; rules sharing a backend need distinct frontends (HA-ports caveat 3)']],
+  ['4', 'two floating HA-ports rules on one pool',
+    config(FE, [pool('p', '10.0.1.4')], [ha('a', 'fe1', 'p', true), ha('b', 'fe2', 'p', true)]), []],
+  ['4', 'two non-HA-ports rules (one floating) on one pool',
+    config(FE, [pool('p', '10.0.1.4')], [tcp('web', 'fe1', 'p', 80), tcp('tls', 'fe1', 'p', 443, true)]), []],
+  ['4', 'an HA-ports rule and a non-HA-ports rule on one pool',
+    config(FE, [pool('p', '10.0.1.4')], [ha('a', 'fe1', 'p', true), tcp('web', 'fe2', 'p', 80, true)]),
+    ['backendPools[0]: pool "p" is used by HA-ports rule "a" (rules[0]) and by non-HA-ports rule "web" (rules[1]); the rules of one pool must all be HA-ports rules (with floating IP) or all non-HA-ports rules (HA-ports caveat 4)']],
+  ['4', 'two HA-ports rules on one pool, one not floating',
+    config(FE, [pool('p', '10.0.1.4')], [ha('a', 'fe1', 'p', true), ha('b', 'fe2', 'p', false)]),
+    ['rules[0]: backend address 10.0.1.4 is in non-floating HA-ports rule "b" (rules[1]), so it may be in no other rule, but rule "a" (rules[0]) uses it through pool "p" (HA-ports caveat 2)',
+      'backendPools[0]: pool "p" is used by several HA-ports rules, so all must have floatingIp true, but rule "b" (rules[1]) does not (HA-ports caveat 4)']],
+];
+
+for (const [caveat, description, cfg, expected] of matrix) {
+  test(`caveat ${caveat}: ${description} → ${expected.length ? 'rejected' : 'valid'}`, () => {
+    const { errors } = Core.check(cfg);
+    assert.deepEqual(errors, expected);
+  });
+}
+
+test('other checks: ports, protocol all, idle timeout, names, families, prime M — all reported at once', () => {
+  const cfg = config(
+    [fe('fe1', '10.0.0.100'), fe('fe1', 'fd00::1')],
+    [{ name: 'p', maglevTableSize: 1000, backends: [{ name: 'b', address: 'fd00:1::4' }, { name: 'b', address: '10.0.1.4' }] }],
+    [
+      { ...tcp('web', 'fe1', 'p', 80), frontendPort: 65535, idleTimeoutMinutes: 3 },
+      { ...tcp('dns', 'fe1', 'p', 53), protocol: 'udp', backendPort: 0 },
+      { ...ha('a', 'fe1', 'p', false), frontendPort: 80 },
+      { ...tcp('web2', 'fe1', 'p', 22), probe: 'nope', extra: 1 },
+      tcp('web2', 'fe1', 'p', 22),
+    ],
+  );
+  const { errors } = Core.check(cfg);
+  assert.deepEqual(errors.sort(), [
+    'backendPools[0].backends[1].name: backend name "b" already used by backendPools[0].backends[0]',
+    'backendPools[0].maglevTableSize: must be prime, got 1000',
+    'frontends[1].name: frontend name "fe1" already used by frontends[0]',
+    'rules[0].frontendPort: must be between 0 and 65534, got 65535',
+    'rules[0].idleTimeoutMinutes: must be between 4 and 100, got 3',
+    'rules[0]: frontend "fe1" is IPv4 but backend "b" of pool "p" is IPv6; a non-floating rule needs one address family',
+    'rules[1]: frontend "fe1" is IPv4 but backend "b" of pool "p" is IPv6; a non-floating rule needs one address family',
+    'rules[1]: ports 0 mean HA ports, which needs protocol "all"; a udp rule needs frontendPort 1-65534 and backendPort 1-65535',
+    'rules[2]: frontend "fe1" is IPv4 but backend "b" of pool "p" is IPv6; a non-floating rule needs one address family',
+    'rules[2]: protocol "all" (HA ports) needs frontendPort 0 and backendPort 0',
+    'rules[3].extra: unknown field',
+    'rules[3].probe: unknown probe "nope"',
+    'rules[3]: frontend "fe1" is IPv4 but backend "b" of pool "p" is IPv6; a non-floating rule needs one address family',
+    'rules[4].name: rule name "web2" already used by rules[3]',
+    'rules[4]: frontend "fe1" is IPv4 but backend "b" of pool "p" is IPv6; a non-floating rule needs one address family',
+    'rules[4]: same frontend, protocol and port as rule "web2" (rules[3])',
+  ].sort());
+});
+
+test('warnings: HA ports on IPv6, M < 100 × backends — never a rejection', () => {
+  const cfg = config([fe('fe6', 'fd00::100')], [{ name: 'p', maglevTableSize: 101, backends: [{ name: 'b0', address: 'fd00:1::4' }, { name: 'b1', address: 'fd00:1::5' }] }],
+    [ha('a', 'fe6', 'p', true)]);
+  const { errors, warnings } = Core.check(cfg);
+  assert.deepEqual(errors, []);
+  assert.deepEqual(warnings, [
+    'rules[0]: HA ports on IPv6 frontend "fe6": not available in Azure\'s original HA-ports release (Azure supports it now; so does haports)',
+    'backendPools[0].maglevTableSize: 101 is less than 100 × 2 backends; the spread over backends will be uneven',
+  ]);
+});
+
+test('haports validate: exit 0 valid, 1 invalid (one line per error), 2 unreadable; --json', () => {
+  const dir = mkdtempSync(join(tmpdir(), 'haports-validate-'));
+  const good = join(dir, 'good.json');
+  const bad = join(dir, 'bad.json');
+  writeFileSync(good, JSON.stringify(matrix[0][2]));
+  writeFileSync(bad, JSON.stringify(matrix[1][2]));
+  const run = (...args) => spawnSync(process.execPath, [bin, 'validate', ...args], { encoding: 'utf8' });
+  let r = run(good);
+  assert.equal(r.status, 0, r.stderr);
+  assert.equal(r.stdout, `${good}: valid\n`);
+  r = run(bad);
+  assert.equal(r.status, 1);
+  assert.equal(r.stdout, `${matrix[1][3][0]}\n`);
+  r = run('--json', bad);
+  assert.equal(r.status, 1);
+  assert.deepEqual(JSON.parse(r.stdout), { valid: false, errors: matrix[1][3], warnings: [] });
+  r = run(join(dir, 'missing.json'));
+  assert.equal(r.status, 2);
+  assert.match(r.stderr, /cannot read configuration .*missing\.json: ENOENT/);
+  r = run();
+  assert.equal(r.status, 2);
+});
