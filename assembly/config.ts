@@ -109,8 +109,35 @@ export class ConfigModel {
 
 // ---- Field readers ----------------------------------------------------------------------------
 
+function isIdentifier(key: string): bool {
+  if (key.length == 0) return false;
+  for (let i = 0; i < key.length; i++) {
+    const c = key.charCodeAt(i);
+    const letter = (c >= 65 && c <= 90) || (c >= 97 && c <= 122) || c == 95;
+    if (!letter && !(i > 0 && c >= 48 && c <= 57)) return false;
+  }
+  return true;
+}
+
+/** `path.key`, or `path["key"]` (JSON-escaped) when the key is not an identifier. */
 function join(path: string, key: string): string {
+  if (!isIdentifier(key)) return (path.length == 0 ? "$" : path) + "[" + jsonQuote(key) + "]";
   return path.length == 0 ? key : path + "." + key;
+}
+
+/** A JSON string literal of `s`, cut to 40 characters. */
+function jsonQuote(s: string): string {
+  let out = "\"";
+  const n = min(s.length, 40);
+  for (let i = 0; i < n; i++) {
+    const c = s.charCodeAt(i);
+    if (c == 34) out += "\\\"";
+    else if (c == 92) out += "\\\\";
+    else if (c < 32) out += "\\u00" + (c < 16 ? "0" : "") + c.toString(16);
+    else out += String.fromCharCode(c);
+  }
+  if (s.length > n) out += "…";
+  return out + "\"";
 }
 
 function at(path: string, i: i32): string {

@@ -1,0 +1,72 @@
+// TypeScript types of the haports configuration (config.schema.json is the published
+// JSON Schema; the core validates everything, including what neither can express).
+
+export type Protocol = 'all' | 'tcp' | 'udp';
+export type LoadDistribution = 'default' | 'sourceIPProtocol' | 'sourceIP';
+export type PersistOnUnhealthy = 'defaultForProtocol' | 'never' | 'always';
+export type NoHealthyBackends = 'drop' | 'failOpen';
+
+export interface Frontend {
+  name: string;
+  /** IPv4 or IPv6 address text. */
+  address: string;
+}
+
+export interface Backend {
+  name: string;
+  address: string;
+  /** Integer 0–1000; default 1. 0 takes no new flows. */
+  weight?: number;
+  /** Default "up". A draining backend takes no new flows and keeps its existing ones. */
+  adminState?: 'up' | 'draining';
+}
+
+export interface BackendPool {
+  name: string;
+  /** Maglev table size, prime; default 65537. */
+  maglevTableSize?: number;
+  /** How long a draining backend keeps its flows (seconds); 0 (default) = until they end. */
+  drainPeriodSeconds?: number;
+  backends?: Backend[];
+}
+
+export interface Probe {
+  name: string;
+  protocol?: 'tcp' | 'http' | 'https';
+  port: number;
+  intervalSeconds?: number;
+  threshold?: number;
+  timeoutSeconds?: number;
+  path?: string;
+}
+
+export interface Rule {
+  name: string;
+  frontend: string;
+  backendPool: string;
+  /** "all" (HA ports) if and only if both ports are 0. */
+  protocol?: Protocol;
+  frontendPort?: number;
+  backendPort?: number;
+  floatingIp?: boolean;
+  loadDistribution?: LoadDistribution;
+  /** Default: true on HA-ports rules, false on others. */
+  symmetric?: boolean;
+  idleTimeoutMinutes?: number;
+  enableTcpReset?: boolean;
+  probe?: string;
+  persistOnUnhealthy?: PersistOnUnhealthy;
+  noHealthyBackends?: NoHealthyBackends;
+}
+
+export interface Config {
+  /** "0x" + up to 16 hex digits, or an integer up to 2^53. */
+  hashSeed?: string | number;
+  flowTable?: { capacity?: number };
+  frontends?: Frontend[];
+  backendPools?: BackendPool[];
+  probes?: Probe[];
+  rules?: Rule[];
+  /** Hosts may add their own sections (a pump's listeners, say). */
+  [section: string]: unknown;
+}
