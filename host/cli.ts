@@ -3,7 +3,8 @@
 // Exit codes (every command): 0 success, 1 the input was understood but rejected (an
 // invalid configuration), 2 usage error or unreadable input.
 
-import { readFileSync, writeFileSync, openSync, writeSync, closeSync } from 'node:fs';
+import { createWriteStream, readFileSync, writeFileSync } from 'node:fs';
+import { once } from 'node:events';
 import { parseArgs } from 'node:util';
 import { ConfigError, Core, LINK_ETHERNET, LINK_RAW_IP, NONE } from './core.js';
 import {
@@ -151,7 +152,12 @@ async function replay(argv: string[], out: NodeJS.WriteStream, err: NodeJS.Write
     throw new UsageError(`${positionals[0]}: ${e.message}`);
   }
 
-  const verdictFd = values.verdicts ? openSync(values.verdicts, 'w') : 1;
+  // Verdict lines go to a file or standard output, with back-pressure (a pipe that is
+  // read slowly must not cut the output short).
+  const verdictOut: NodeJS.WritableStream = values.verdicts ? createWriteStream(values.verdicts) : out;
+  const emit = async (text: string) => {
+    if (!verdictOut.write(text)) await once(verdictOut, 'drain');
+  };
   const summaryTo = values.verdicts ? out : err;
   const forwarded: { data: Uint8Array; tsSec: number; tsNsec: number }[] = [];
   let outLinktype = -1;
@@ -205,13 +211,16 @@ async function replay(argv: string[], out: NodeJS.WriteStream, err: NodeJS.Write
       }
     }
     if (lines.length >= 4096) {
-      writeSync(verdictFd, lines.join('\n') + '\n');
+      await emit(lines.join('\n') + '\n');
       lines = [];
     }
     start = end;
   }
-  if (lines.length > 0) writeSync(verdictFd, lines.join('\n') + '\n');
-  if (verdictFd !== 1) closeSync(verdictFd);
+  if (lines.length > 0) await emit(lines.join('\n') + '\n');
+  if (verdictOut !== out) {
+    verdictOut.end();
+    await once(verdictOut, 'finish');
+  }
   if (values.out) writeFileSync(values.out, writePcap(forwarded, outLinktype < 0 ? LINKTYPE_ETHERNET : outLinktype));
 
   if (!values.quiet) {

@@ -21,6 +21,11 @@ export const REASONS = [
   'bad-descriptor',
 ] as const;
 
+/** The name of a REASON_* code: null for 0 (none), `reason-N` for a code this host does not know. */
+export function reasonName(code: number): string | null {
+  return code === 0 ? null : REASONS[code] ?? `reason-${code}`;
+}
+
 /** FLAG_* of assembly/consts.ts. */
 export const FLAGS = {
   ipv6: 1 << 0, flowHit: 1 << 1, flowNew: 1 << 2, untracked: 1 << 3, fragment: 1 << 4,
@@ -255,7 +260,7 @@ export class Core {
     const dv = this.dv;
     return {
       action: ACTIONS[dv.getUint8(v)] as Action,
-      reason: REASONS[dv.getUint8(v + 1)] ?? `reason-${dv.getUint8(v + 1)}`,
+      reason: reasonName(dv.getUint8(v + 1)),
       flags: dv.getUint16(v + 2, true),
       rule: dv.getUint16(v + 4, true),
       backend: dv.getUint16(v + 6, true),

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs what the build, the demo and the tests need, skipping what is already there.
 #   scripts/setup.sh          npm packages (the build and the demo)
-#   scripts/setup.sh --test   also scapy (PyPI) and tshark (Debian) for the test suite
+#   scripts/setup.sh --test   also scapy and wasmtime (PyPI) and tshark (Debian) for the test suite
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -11,7 +11,15 @@ if [ ! -x node_modules/.bin/asc ] || [ package-lock.json -nt node_modules/.packa
 fi
 
 if [ "${1:-}" = "--test" ]; then
-  if ! python3 -c "import scapy" 2>/dev/null; then
+  # Every pin of test/requirements.txt (scapy, wasmtime) installed at its exact version?
+  if ! python3 - <<'PY' 2>/dev/null
+import importlib.metadata as md, sys
+for line in open("test/requirements.txt"):
+    name, _, version = line.split("#")[0].strip().partition("==")
+    if name and md.version(name) != version:
+        sys.exit(1)
+PY
+  then
     echo "setup: pip install -r test/requirements.txt" >&2
     python3 -m pip install --quiet --disable-pip-version-check -r test/requirements.txt
   fi

@@ -11,3 +11,5 @@ echo "== host tests (node --test)"
 node --test test/host/
 echo "== differential test against tshark"
 python3 test/diff/test_tshark_diff.py
+echo "== conformance: V8 and wasmtime give byte-identical results"
+python3 test/conformance/test_conformance.py

@@ -1,0 +1,257 @@
+// The haports library: `import { Dataplane } from 'haports'`.
+//
+// A Dataplane is one instance of the core (the release wasm, embedded in this bundle)
+// with its configuration, flow table and counters. Two ways to run packets:
+//
+// - convenience: `dp.process([buf, buf, …], { ingress: 'fe-v4' })` copies the packets
+//   into the core and returns a Decision per packet;
+// - zero copy: write packets straight into `dp.arena` (wasm memory), describe them with
+//   `dp.setPacket(i, offset, length)`, call `dp.run(count)`, read `dp.decision(i)` and
+//   the (possibly rewritten) bytes with `dp.packet(i)` — views into wasm memory that stay
+//   valid until the next run() or reconfigure().
+
+import wasmBytes from '../build/haports.wasm';
+import { ConfigError, Core, FLAGS, LINK_ETHERNET, LINK_RAW_IP, NONE, type Tuple } from './core.js';
+import type { Config } from './config.js';
+
+export { ConfigError };
+export type { Config, Tuple };
+export type * from './config.js';
+
+export type Link = 'ip' | 'ethernet';
+export type BackendHealth = 'up' | 'down';
+export type AdminState = 'up' | 'draining';
+
+export interface RunOptions {
+  /** Milliseconds on a clock that never goes back; default Date.now(). */
+  now?: number;
+  /** The frontend the packets arrived on (next-hop use). Default: match by destination address. */
+  ingress?: string;
+  /** How packets start: 'ip' (default) or 'ethernet'. */
+  link?: Link;
+}
+
+export interface Decision {
+  verdict: 'forward' | 'drop' | 'nomatch';
+  /** Why a packet was dropped or matched nothing; null when forwarded. */
+  reason: string | null;
+  rule: string | null;
+  /** The chosen backend (for a translated reply: the backend it came from). */
+  backend: string | null;
+  pool: string | null;
+  frontend: string | null;
+  /** The backend came from a tracked flow. */
+  tracked: boolean;
+  /** This packet created a flow entry. */
+  newFlow: boolean;
+  /** The packet was rewritten in place (non-floating rule: NAT). */
+  rewritten: boolean;
+  /** A backend's reply translated back to the frontend. */
+  reply: boolean;
+  /** Raw FLAG_* bits (see FLAGS). */
+  flags: number;
+}
+
+export interface ObjectCounters { packets: number; bytes: number; newFlows: number }
+
+export interface Counters {
+  /** Global counters: packets, forwarded, dropped, nomatch, flowHits, flowNew, evictions, … */
+  totals: Record<string, number>;
+  /** Drops and no-matches by reason. */
+  reasons: Record<string, number>;
+  backends: Record<string, ObjectCounters>;
+  rules: Record<string, ObjectCounters>;
+  flowTable: { used: number; capacity: number };
+}
+
+export { FLAGS };
+
+const LINKS: Record<Link, number> = { ip: LINK_RAW_IP, ethernet: LINK_ETHERNET };
+
+let sharedModule: WebAssembly.Module | undefined;
+
+export class Dataplane {
+  private readonly core: Core;
+
+  private constructor(core: Core) {
+    this.core = core;
+  }
+
+  /**
+   * A dataplane running `config` (an object or JSON text). Throws ConfigError with every
+   * `path: reason` error when the configuration is invalid.
+   */
+  static create(config: Config | string): Dataplane {
+    sharedModule ??= new WebAssembly.Module(wasmBytes);
+    const dp = new Dataplane(new Core(sharedModule));
+    dp.core.configure(config);
+    return dp;
+  }
+
+  /** The errors (empty when valid) and warnings of a configuration, without running it. */
+  static validate(config: Config | string): { errors: string[]; warnings: string[] } {
+    sharedModule ??= new WebAssembly.Module(wasmBytes);
+    const core = new Core(sharedModule);
+    try {
+      core.configure(config);
+      return { errors: [], warnings: core.warnings };
+    } catch (e) {
+      if (e instanceof ConfigError) return { errors: e.errors, warnings: e.warnings };
+      throw e;
+    }
+  }
+
+  /** Packets per run (the core's batch size). */
+  get maxBatch(): number {
+    return this.core.maxBatch;
+  }
+
+  /** Warnings of the running configuration. */
+  get warnings(): string[] {
+    return this.core.warnings;
+  }
+
+  /**
+   * Applies a new configuration. Tracked flows whose rule and backend still exist keep
+   * their backend. On error (ConfigError) the running configuration stays.
+   */
+  reconfigure(config: Config | string): void {
+    this.core.configure(config);
+  }
+
+  /** Runs packets (at most maxBatch per call) and returns a decision per packet. */
+  process(packets: Uint8Array[], options: RunOptions = {}): Decision[] {
+    if (!Array.isArray(packets)) throw new TypeError('process(packets): packets must be an array of Uint8Array');
+    const out: Decision[] = [];
+    for (let start = 0; start < packets.length; start += this.maxBatch) {
+      const batch = packets.slice(start, start + this.maxBatch);
+      batch.forEach((p, i) => {
+        if (!(p instanceof Uint8Array)) throw new TypeError(`process(packets): packets[${start + i}] is not a Uint8Array`);
+      });
+      this.core.load(batch);
+      this.run(batch.length, options);
+      for (let i = 0; i < batch.length; i++) out.push(this.decision(i));
+    }
+    return out;
+  }
+
+  /** The receive arena: a view of wasm memory to write packets into (zero-copy path). */
+  get arena(): Uint8Array {
+    return this.core.arena();
+  }
+
+  /** Describes packet i of the next run: `length` bytes at `offset` in the arena. */
+  setPacket(i: number, offset: number, length: number): void {
+    if (!Number.isInteger(i) || i < 0 || i >= this.maxBatch) throw new RangeError(`setPacket: index ${i} outside 0..${this.maxBatch - 1}`);
+    if (!Number.isInteger(offset) || !Number.isInteger(length) || offset < 0 || length < 0 || offset + length > this.core.arenaSize) {
+      throw new RangeError(`setPacket: ${length} bytes at ${offset} do not fit the ${this.core.arenaSize}-byte arena`);
+    }
+    this.core.setDescriptor(i, offset, length);
+  }
+
+  /** Runs packets [0, count) as described by setPacket. Returns how many were forwarded. */
+  run(count: number, options: RunOptions = {}): number {
+    if (!Number.isInteger(count) || count < 0 || count > this.maxBatch) {
+      throw new RangeError(`run: count ${count} outside 0..${this.maxBatch}`);
+    }
+    const link = LINKS[options.link ?? 'ip'];
+    if (link === undefined) throw new TypeError(`run: link must be "ip" or "ethernet", got ${JSON.stringify(options.link)}`);
+    let ingress = NONE;
+    if (options.ingress !== undefined) {
+      ingress = this.core.names.frontends.indexOf(options.ingress);
+      if (ingress < 0) throw new RangeError(`run: no frontend named ${JSON.stringify(options.ingress)}`);
+    }
+    const now = options.now ?? Date.now();
+    if (!Number.isFinite(now)) throw new TypeError('run: now must be a finite number of milliseconds');
+    return this.core.process(count, now, ingress, link);
+  }
+
+  /** The decision for packet i of the last run. */
+  decision(i: number): Decision {
+    const v = this.core.verdict(i);
+    const n = this.core.names;
+    return {
+      verdict: v.action,
+      reason: v.action === 'forward' ? null : v.reason,
+      rule: v.rule === NONE ? null : n.rules[v.rule] ?? null,
+      backend: v.backend === NONE ? null : n.backends[v.backend] ?? null,
+      pool: v.backend === NONE ? null : n.pools[n.backendPool[v.backend]] ?? null,
+      frontend: v.frontend === NONE ? null : n.frontends[v.frontend] ?? null,
+      tracked: (v.flags & FLAGS.flowHit) !== 0,
+      newFlow: (v.flags & FLAGS.flowNew) !== 0,
+      rewritten: (v.flags & FLAGS.rewritten) !== 0,
+      reply: (v.flags & FLAGS.reply) !== 0,
+      flags: v.flags,
+    };
+  }
+
+  /** Packet i's bytes after the last run (rewritten in place when translated). */
+  packet(i: number): Uint8Array {
+    return this.core.packet(i);
+  }
+
+  /** Packet i's own header fields as parsed; null when it has no IP header. */
+  tuple(i: number): Tuple | null {
+    return this.core.tuple(i);
+  }
+
+  private backendIndices(name: string, pool: string | undefined, what: string): number[] {
+    const n = this.core.names;
+    const found = n.backends.flatMap((b, i) => (b === name && (pool === undefined || n.pools[n.backendPool[i]] === pool) ? [i] : []));
+    if (found.length === 0) {
+      throw new RangeError(`${what}: no backend named ${JSON.stringify(name)}${pool === undefined ? '' : ` in pool ${JSON.stringify(pool)}`}`);
+    }
+    return found;
+  }
+
+  /** A probe's verdict for a backend (in every pool, or only `pool`). New flows avoid a down backend. */
+  setHealth(backend: string, health: BackendHealth, pool?: string): void {
+    if (health !== 'up' && health !== 'down') throw new TypeError(`setHealth: health must be "up" or "down", got ${JSON.stringify(health)}`);
+    for (const b of this.backendIndices(backend, pool, 'setHealth')) this.core.setBackendHealth(b, health === 'up');
+  }
+
+  /** The operator's state for a backend: "draining" takes no new flows and keeps existing ones. */
+  setAdminState(backend: string, state: AdminState, pool?: string): void {
+    if (state !== 'up' && state !== 'draining') throw new TypeError(`setAdminState: state must be "up" or "draining", got ${JSON.stringify(state)}`);
+    for (const b of this.backendIndices(backend, pool, 'setAdminState')) this.core.setBackendAdmin(b, state);
+  }
+
+  /** Effective state of a backend: up, down or draining. */
+  backendState(backend: string, pool?: string): 'up' | 'down' | 'draining' {
+    const [b] = this.backendIndices(backend, pool, 'backendState');
+    return (['up', 'down', 'draining'] as const)[this.core.exports.backendState(b)];
+  }
+
+  counters(): Counters {
+    const all = this.core.counters();
+    const totals: Record<string, number> = {};
+    const reasons: Record<string, number> = {};
+    for (const [k, v] of Object.entries(all)) {
+      if (k.startsWith('reason.')) reasons[k.slice(7)] = v;
+      else totals[k] = v;
+    }
+    const read = (ptr: number, names: string[]) => {
+      const view = new DataView(this.core.memory.buffer);
+      const out: Record<string, ObjectCounters> = {};
+      names.forEach((name, i) => {
+        const at = ptr + i * 24;
+        const key = out[name] ? `${name}#${i}` : name;
+        out[key] = {
+          packets: Number(view.getBigUint64(at, true)),
+          bytes: Number(view.getBigUint64(at + 8, true)),
+          newFlows: Number(view.getBigUint64(at + 16, true)),
+        };
+      });
+      return out;
+    };
+    const n = this.core.names;
+    const backendNames = n.backends.map((b, i) => `${n.pools[n.backendPool[i]]}/${b}`);
+    return {
+      totals,
+      reasons,
+      backends: read(this.core.exports.backendCountersPtr(), backendNames),
+      rules: read(this.core.exports.ruleCountersPtr(), n.rules),
+      flowTable: { used: this.core.exports.flowTableUsed(), capacity: this.core.exports.flowTableCapacity() },
+    };
+  }
+}

@@ -1,0 +1,126 @@
+// The public library API (`import { Dataplane } from 'haports'`): ESM and CommonJS,
+// both run paths, health and admin state, reconfiguration, counters, and misuse.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { createRequire } from 'node:module';
+import { execFileSync } from 'node:child_process';
+import { Dataplane, ConfigError } from 'haports';
+import { packet, rng, randomV4 } from './packets.mjs';
+import { baseConfig, FE4 } from './configs.mjs';
+
+const require = createRequire(import.meta.url);
+
+function floating() {
+  const c = baseConfig();
+  for (const r of c.rules) r.floatingIp = true;
+  return c;
+}
+
+test('ESM and CommonJS entry points are the same API and agree', () => {
+  const cjs = require('haports');
+  assert.equal(typeof cjs.Dataplane.create, 'function');
+  const flows = Array.from({ length: 200 }, (_, i) => packet({ src: `192.168.1.${i}`, dst: FE4, sport: 3000 + i }));
+  const a = Dataplane.create(floating()).process(flows, { now: 1 }).map((d) => d.backend);
+  const b = cjs.Dataplane.create(floating()).process(flows, { now: 1 }).map((d) => d.backend);
+  assert.deepEqual(a, b);
+  assert.ok(new Set(a).size === 4);
+});
+
+test('process: decisions by name; zero-copy run gives the same decisions', () => {
+  const dp = Dataplane.create(floating());
+  const flows = Array.from({ length: 50 }, (_, i) => packet({ src: `192.168.2.${i}`, dst: FE4, sport: 4000 + i, proto: 17 }));
+  const decisions = dp.process(flows, { now: 10 });
+  assert.equal(decisions[0].verdict, 'forward');
+  assert.equal(decisions[0].rule, 'ha');
+  assert.equal(decisions[0].pool, 'nvas');
+  assert.equal(decisions[0].frontend, 'fe-v4');
+  assert.ok(decisions[0].newFlow && !decisions[0].tracked);
+
+  const dp2 = Dataplane.create(floating());
+  const arena = dp2.arena;
+  let off = 0;
+  flows.forEach((p, i) => { arena.set(p, off); dp2.setPacket(i, off, p.length); off += p.length; });
+  assert.equal(dp2.run(flows.length, { now: 10 }), flows.length);
+  assert.deepEqual(flows.map((_, i) => dp2.decision(i).backend), decisions.map((d) => d.backend));
+  assert.deepEqual(dp2.packet(3), flows[3]);
+  assert.equal(dp2.tuple(3).sport, 4003);
+  // Second pass: tracked.
+  assert.ok(dp.process(flows, { now: 20 }).every((d) => d.tracked));
+});
+
+test('more packets than a batch are processed in several runs', () => {
+  const dp = Dataplane.create(floating());
+  const next = rng(5);
+  const flows = Array.from({ length: dp.maxBatch * 2 + 7 }, () => packet({ src: randomV4(next), dst: FE4, sport: 1 + (next() % 65000) }));
+  const d = dp.process(flows);
+  assert.equal(d.length, flows.length);
+  assert.equal(dp.counters().totals.packets, flows.length);
+});
+
+test('NAT: a non-floating rule rewrites the packet and process returns it via packet(i)', () => {
+  const dp = Dataplane.create(baseConfig());
+  const [d] = dp.process([packet({ src: '192.168.3.3', dst: FE4, dport: 443, proto: 6 })]);
+  assert.equal(d.rule, 'https');
+  assert.ok(d.rewritten);
+  const out = dp.packet(0);
+  assert.deepEqual([...out.subarray(16, 20)], [10, 0, 2, 4]); // web-0
+  assert.equal((out[22] << 8) | out[23], 8443);
+});
+
+test('health, admin state and backendState by name; counters by pool/backend and rule', () => {
+  const dp = Dataplane.create(floating());
+  const flows = Array.from({ length: 400 }, (_, i) => packet({ src: `10.9.${i >> 8}.${i & 255}`, dst: FE4, proto: 17, sport: 5000 + i }));
+  dp.process(flows, { now: 1 });
+  dp.setHealth('nva-1', 'down');
+  assert.equal(dp.backendState('nva-1'), 'down');
+  const moved = dp.process(flows, { now: 2 });
+  assert.ok(!moved.some((d) => d.backend === 'nva-1'));
+  dp.setHealth('nva-1', 'up');
+  dp.setAdminState('nva-2', 'draining');
+  assert.equal(dp.backendState('nva-2'), 'draining');
+  const c = dp.counters();
+  assert.equal(c.totals.packets, 800);
+  assert.equal(c.rules.ha.packets, 800);
+  assert.equal(Object.values(c.backends).reduce((s, b) => s + b.packets, 0), 800);
+  assert.ok(c.backends['nvas/nva-0'].newFlows > 50);
+  assert.ok(c.flowTable.used >= 400 && c.flowTable.capacity === 65536);
+});
+
+test('reconfigure keeps flows; a bad configuration throws ConfigError and changes nothing', () => {
+  const dp = Dataplane.create(floating());
+  const flows = Array.from({ length: 100 }, (_, i) => packet({ src: `172.16.0.${i}`, dst: FE4, sport: 6000 + i }));
+  const before = dp.process(flows, { now: 1 }).map((d) => d.backend);
+  const more = floating();
+  more.backendPools[0].backends.push({ name: 'nva-9', address: '10.0.1.99' });
+  dp.reconfigure(more);
+  assert.deepEqual(dp.process(flows, { now: 2 }).map((d) => d.backend), before);
+  assert.throws(() => dp.reconfigure({ rules: [{ name: 'x' }] }), (e) => e instanceof ConfigError
+    && e.errors.includes('rules[0].frontend: required') && e.errors.includes('rules[0].backendPool: required'));
+  assert.deepEqual(dp.process(flows, { now: 3 }).map((d) => d.backend), before);
+  assert.deepEqual(Dataplane.validate({ frontends: 1 }).errors, ['frontends: expected an array, got number']);
+});
+
+test('misuse gets clear errors', () => {
+  assert.throws(() => Dataplane.create('{'), ConfigError);
+  const dp = Dataplane.create(floating());
+  assert.throws(() => dp.process('x'), /packets must be an array/);
+  assert.throws(() => dp.process([new Uint8Array(4), 'y']), /packets\[1\] is not a Uint8Array/);
+  assert.throws(() => dp.run(dp.maxBatch + 1), /count 1025 outside 0..1024/);
+  assert.throws(() => dp.run(1, { ingress: 'nope' }), /no frontend named "nope"/);
+  assert.throws(() => dp.run(1, { link: 'token-ring' }), /link must be "ip" or "ethernet"/);
+  assert.throws(() => dp.run(1, { now: NaN }), /now must be a finite number/);
+  assert.throws(() => dp.setPacket(0, dp.arena.length - 1, 2), /do not fit/);
+  assert.throws(() => dp.setPacket(-1, 0, 1), /index -1/);
+  assert.throws(() => dp.setHealth('nva-9', 'down'), /no backend named "nva-9"/);
+  assert.throws(() => dp.setHealth('nva-1', 'sideways'), /health must be "up" or "down"/);
+  assert.throws(() => dp.setAdminState('nva-1', 'down'), /state must be "up" or "draining"/);
+  assert.throws(() => dp.setHealth('nva-1', 'down', 'web'), /no backend named "nva-1" in pool "web"/);
+});
+
+test('the types compile for a TypeScript user', () => {
+  const tsc = new URL('../../node_modules/.bin/tsc', import.meta.url).pathname;
+  const dir = new URL('./', import.meta.url).pathname;
+  // Type-checks test/host/typed-usage.ts against the published .d.ts (through the exports map).
+  execFileSync(tsc, ['--noEmit', '--strict', '--module', 'nodenext', '--moduleResolution', 'nodenext', '--target', 'es2022',
+    '--types', 'node', `${dir}typed-usage.ts`], { stdio: 'pipe' });
+});
