@@ -7,6 +7,7 @@ import { createWriteStream, readFileSync, writeFileSync } from 'node:fs';
 import { once } from 'node:events';
 import { parseArgs } from 'node:util';
 import { ConfigError, Core, LINK_ETHERNET, LINK_RAW_IP, NONE } from './core.js';
+import { demoCommand } from './demo.js';
 import {
   LINKTYPE_ETHERNET, LINKTYPE_IPV4, LINKTYPE_IPV6, LINKTYPE_RAW, readCapture, writePcap,
 } from './pcap.js';
@@ -14,6 +15,8 @@ import {
 const USAGE = `usage: haports <command> [options]
 
 commands:
+  demo      generated traffic through an HA-ports rule over four appliances: spread,
+            stickiness, symmetry, failover and recovery
   replay    run a capture through the dataplane and report a verdict per packet
   validate  check a configuration file
 
@@ -270,6 +273,7 @@ export async function main(argv: string[], out = process.stdout, err = process.s
   const [command, ...rest] = argv;
   try {
     switch (command) {
+      case 'demo': return await demoCommand(rest, out, err);
       case 'replay': return await replay(rest, out, err);
       case 'validate': return await validate(rest, out);
       case undefined: case '-h': case '--help': case 'help':
@@ -279,7 +283,8 @@ export async function main(argv: string[], out = process.stdout, err = process.s
         throw new UsageError(`unknown command ${JSON.stringify(command)}`);
     }
   } catch (e: any) {
-    if (e instanceof UsageError || e?.code === 'ERR_PARSE_ARGS_UNKNOWN_OPTION' || e?.code === 'ERR_PARSE_ARGS_INVALID_OPTION_VALUE') {
+    if (e instanceof UsageError || e?.usage === true || e?.code === 'ERR_PARSE_ARGS_UNKNOWN_OPTION'
+      || e?.code === 'ERR_PARSE_ARGS_INVALID_OPTION_VALUE' || e?.code === 'ERR_PARSE_ARGS_UNEXPECTED_POSITIONAL') {
       err.write(`haports: ${e.message}\n`);
       if (!(e instanceof UsageError)) err.write(USAGE);
       return 2;

@@ -1,0 +1,45 @@
+// The command line: --help for every command, consistent exit codes, and the demo's
+// claims (spread, stickiness, symmetry, failover, recovery) checked on its JSON output.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
+
+const bin = new URL('../../bin/haports.mjs', import.meta.url).pathname;
+const run = (...args) => spawnSync(process.execPath, [bin, ...args], { encoding: 'utf8' });
+
+test('every command has --help (exit 0); unknown commands and options exit 2', () => {
+  for (const command of ['demo', 'replay', 'validate']) {
+    const r = run(command, '--help');
+    assert.equal(r.status, 0, command);
+    assert.match(r.stdout, new RegExp(`^usage: haports ${command}`), command);
+  }
+  const top = run('--help');
+  assert.equal(top.status, 0);
+  for (const command of ['demo', 'replay', 'validate']) assert.match(top.stdout, new RegExp(`\\n  ${command} `));
+  assert.equal(run().status, 2);
+  assert.equal(run('frobnicate').status, 2);
+  assert.equal(run('demo', '--bogus').status, 2);
+  assert.equal(run('demo', '--flows', '3').status, 2);
+  assert.equal(run('replay', '--config', 'examples/config.json').status, 2);
+});
+
+test('haports demo: what it claims is what happens', () => {
+  const r = run('demo', '--json', '--flows', '4000', '--seed', '7');
+  assert.equal(r.status, 0, r.stderr);
+  const d = JSON.parse(r.stdout);
+  for (const s of d.spread) assert.ok(Math.abs(s.flows - 1000) <= 100, JSON.stringify(d.spread));
+  assert.deepEqual(d.stickiness, { same: 4000, of: 4000 });
+  assert.deepEqual(d.symmetry, { same: 4000, of: 4000 });
+  const f = d.failover;
+  assert.equal(f.tcpStayed, f.tcpOnFailed);
+  assert.equal(f.otherMoved, f.otherOnFailed);
+  assert.ok(f.tcpOnFailed > 0 && f.otherOnFailed > 0);
+  assert.equal(f.bystandersMoved, 0);
+  assert.equal(f.newFlowsToFailed, 0);
+  assert.ok(Math.abs(d.recovery.newFlowsToReturned / d.recovery.newFlows - 0.25) < 0.06, JSON.stringify(d.recovery));
+  assert.equal(d.recovery.existingMoved, 0);
+  // The human-readable form says the same.
+  const text = run('demo', '--flows', '4000', '--seed', '7').stdout;
+  assert.match(text, /Stickiness: the same flows again: 4,000 of 4,000/);
+  assert.match(text, /flows on the other appliances that moved: +0/);
+});
