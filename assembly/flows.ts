@@ -109,11 +109,6 @@ export function flowsFree(): void {
   flowUsed = 0;
 }
 
-export function flowsClear(): void {
-  memory.fill(flowBase, 0, <usize>flowCapacity * <usize>ENTRY_BYTES);
-  flowUsed = 0;
-}
-
 // ---- Packet path -----------------------------------------------------------------------------
 
 /** Finds the live entry for the key in w0..w4 with hash `hash`; 0 when none. */
