@@ -8,6 +8,7 @@ import { once } from 'node:events';
 import { parseArgs } from 'node:util';
 import { ConfigError, Core, LINK_ETHERNET, LINK_RAW_IP, NONE } from './core.js';
 import { demoCommand } from './demo.js';
+import { armCommand } from './arm.js';
 import {
   LINKTYPE_ETHERNET, LINKTYPE_IPV4, LINKTYPE_IPV6, LINKTYPE_RAW, readCapture, writePcap,
 } from './pcap.js';
@@ -19,6 +20,8 @@ commands:
             stickiness, symmetry, failover and recovery
   replay    run a capture through the dataplane and report a verdict per packet
   validate  check a configuration file
+  import-arm
+            turn an Azure Resource Manager template's load balancers into a configuration
 
 run 'haports <command> --help' for the options of a command.
 exit codes: 0 success, 1 invalid configuration, 2 usage error or unreadable input.
@@ -276,6 +279,7 @@ export async function main(argv: string[], out = process.stdout, err = process.s
       case 'demo': return await demoCommand(rest, out, err);
       case 'replay': return await replay(rest, out, err);
       case 'validate': return await validate(rest, out);
+      case 'import-arm': return await armCommand(rest, out, err);
       case undefined: case '-h': case '--help': case 'help':
         out.write(USAGE);
         return command === undefined ? 2 : 0;

@@ -1,0 +1,227 @@
+// The template expression evaluator, and the edges of the mapping, through importArm().
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+
+import { evaluateTemplateString, importArm } from '../../build/host/arm.mjs';
+
+const TEMPLATE = {
+  parameters: {
+    name: { type: 'string', defaultValue: 'lb1' },
+    count: { type: 'int', defaultValue: 3 },
+    flag: { type: 'bool', defaultValue: false },
+    noDefault: { type: 'string' },
+  },
+  variables: {
+    prefix: "[concat('nva-', parameters('name'))]",
+    obj: { list: ['a', "[variables('prefix')]"], inner: { key: 'v' } },
+    loopA: "[variables('loopB')]",
+    loopB: "[variables('loopA')]",
+  },
+};
+
+// [template string, expected value | Error message]
+const CASES = [
+  ['plain text', 'plain text'],
+  ['[[not an expression]', '[not an expression]'],
+  ['[not closed', '[not closed'],
+  ["['it''s']", "it's"],
+  ['[42]', 42],
+  ['[-1]', -1],
+  ["[ concat( 'a' , 'b' ) ]", 'ab'],
+  ["[concat('x', 1, true())]", 'x1True'],
+  ["[concat(createArray(1), createArray(2, 3))]", [1, 2, 3]],
+  ["[parameters('name')]", 'lb1'],
+  ["[parameters('NAME')]", 'lb1'],
+  ["[variables('prefix')]", 'nva-lb1'],
+  ["[variables('obj').list[1]]", 'nva-lb1'],
+  ["[variables('obj')['inner'].key]", 'v'],
+  ["[variables('obj').INNER.Key]", 'v'],
+  ["[format('{0}-{1}-{{x}}', parameters('name'), parameters('count'))]", 'lb1-3-{x}'],
+  ["[toLower('AbC')]", 'abc'],
+  ["[toUpper(variables('prefix'))]", 'NVA-LB1'],
+  ["[resourceId('Microsoft.Network/loadBalancers', 'lb1')]", '/subscriptions/{sub}/resourceGroups/{rg}/providers/Microsoft.Network/loadBalancers/lb1'],
+  ["[resourceId('Microsoft.Network/loadBalancers/frontendIPConfigurations', 'lb1', 'fe')]",
+    '/subscriptions/{sub}/resourceGroups/{rg}/providers/Microsoft.Network/loadBalancers/lb1/frontendIPConfigurations/fe'],
+  ["[resourceId('sub1', 'rg1', 'Microsoft.Network/loadBalancers', 'lb1')]", '/subscriptions/sub1/resourceGroups/rg1/providers/Microsoft.Network/loadBalancers/lb1'],
+  ["[if(parameters('flag'), uniqueString('never'), 'lazy')]", 'lazy'],
+  ["[and(equals(parameters('count'), 3), not(empty(variables('prefix'))))]", true],
+  ["[length(variables('obj').list)]", 2],
+  ["[int('7')]", 7],
+  ["[string(parameters('count'))]", '3'],
+  // errors
+  ['[uniqueString(resourceGroup().id)]', Error('$: unsupported template function uniqueString()')],
+  ["[reference('x').y]", Error('$: unsupported template function reference()')],
+  ['[copyIndex()]', Error('$: unsupported template function copyIndex()')],
+  ["[myns.fn('a')]", Error('$: unsupported template function myns.fn()')],
+  ["[variables('loopA')]", Error("variables.loopB: circular reference: variables('loopA') → variables('loopB') → variables('loopA')")],
+  ["[variables('missing')]", Error('$: no variable "missing" in the template')],
+  ["[parameters('noDefault')]", Error('$: parameter "noDefault" has no value; pass it in a --parameters file or with --set noDefault=VALUE')],
+  ["[variables('obj').nope]", Error('$: no property "nope"')],
+  ["[variables('obj').list[5]]", Error('$: index 5 is outside the array (length 2)')],
+  ["[format('{0:D2}', 1)]", Error('$: format(): format specifiers like "{0:D2}" are not supported')],
+  ["[format('{1}', 'a')]", Error('$: format(): "{1}" but only 1 argument')],
+  ["[resourceId('Microsoft.Network/loadBalancers/probes', 'lb1')]", Error('$: resourceId(): type Microsoft.Network/loadBalancers/probes needs 2 names, got 1')],
+  ["[concat('a', ]", Error('$: invalid template expression: unexpected end at character 13 of "concat(\'a\', "')],
+  ["[concat('a')", '[concat(\'a\')'],
+  ['[name]', Error('$: invalid template expression: "name" is not a function call at character 5 of "name"')],
+  ["['unterminated]", Error('$: invalid template expression: unterminated string at character 1 of "\'unterminated"')],
+];
+
+for (const [input, expected] of CASES) {
+  test(`expression ${input}`, () => {
+    if (expected instanceof Error) {
+      assert.throws(() => evaluateTemplateString(input, TEMPLATE), { message: expected.message });
+    } else {
+      assert.deepEqual(evaluateTemplateString(input, TEMPLATE), expected);
+    }
+  });
+}
+
+test('expression: --set and a parameters file give parameter values, typed by the declaration', () => {
+  assert.equal(evaluateTemplateString("[parameters('count')]", TEMPLATE, { set: { count: '9' } }), 9);
+  assert.equal(evaluateTemplateString("[parameters('flag')]", TEMPLATE, { set: { flag: 'TRUE' } }), true);
+  assert.equal(evaluateTemplateString("[parameters('noDefault')]", TEMPLATE, { parameters: { parameters: { noDefault: { value: 'f' } } } }), 'f');
+  assert.equal(evaluateTemplateString("[parameters('noDefault')]", TEMPLATE, { parameters: { noDefault: 'plain' } }), 'plain');
+  // Values from files are values, never expressions.
+  assert.equal(evaluateTemplateString("[parameters('noDefault')]", TEMPLATE, { parameters: { noDefault: "[uniqueString('x')]" } }), "[uniqueString('x')]");
+});
+
+// ---- the mapping --------------------------------------------------------------------------------
+
+const ID = (lb, type, name) => `[resourceId('Microsoft.Network/loadBalancers/${type}', '${lb}', '${name}')]`;
+
+function lb(name, { fe = '10.0.0.100', pool = [['nva-0', '10.0.1.4']], rules = undefined } = {}) {
+  return {
+    type: 'Microsoft.Network/loadBalancers',
+    name,
+    sku: { name: 'Standard' },
+    properties: {
+      frontendIPConfigurations: [{ name: 'fe', properties: { privateIPAddress: fe } }],
+      backendAddressPools: [{ name: 'pool', properties: { loadBalancerBackendAddresses: pool.map(([n, a]) => ({ name: n, properties: { ipAddress: a } })) } }],
+      loadBalancingRules: rules ?? [{
+        name: 'ha',
+        properties: {
+          frontendIPConfiguration: { id: ID(name, 'frontendIPConfigurations', 'fe') },
+          backendAddressPool: { id: ID(name, 'backendAddressPools', 'pool') },
+          protocol: 'All', frontendPort: 0, backendPort: 0, enableFloatingIP: true,
+        },
+      }],
+    },
+  };
+}
+
+test('mapping: several load balancers prefix frontend, pool, probe and rule names with LB/', () => {
+  const r = importArm({ resources: [lb('east', { fe: '10.0.0.100' }), lb('west', { fe: '10.1.0.100', pool: [['nva-0', '10.1.1.4']] })] });
+  assert.deepEqual(r.errors, []);
+  assert.deepEqual(r.config.frontends, [{ name: 'east/fe', address: '10.0.0.100' }, { name: 'west/fe', address: '10.1.0.100' }]);
+  assert.deepEqual(r.config.backendPools.map((p) => p.name), ['east/pool', 'west/pool']);
+  assert.deepEqual(r.config.rules.map((x) => [x.name, x.frontend, x.backendPool]), [['east/ha', 'east/fe', 'east/pool'], ['west/ha', 'west/fe', 'west/pool']]);
+  // Frontend addresses are set by their prefixed name.
+  const dyn = lb('west');
+  dyn.properties.frontendIPConfigurations[0].properties = { privateIPAllocationMethod: 'Dynamic' };
+  const s = importArm({ resources: [lb('east'), dyn] });
+  assert.deepEqual(s.errors, ['resources[1].properties.frontendIPConfigurations[0].properties.privateIPAllocationMethod: frontend "west/fe" has a dynamic private address, known only after deployment; pass --set frontend.west/fe=<ip>']);
+  assert.equal(importArm({ resources: [lb('east'), dyn] }, { set: { 'frontend.west/fe': '10.1.0.9' } }).config.frontends[1].address, '10.1.0.9');
+});
+
+test('mapping: separate load balancer child resources are out of scope', () => {
+  const r = importArm({
+    resources: [
+      lb('lb1'),
+      { type: 'Microsoft.Network/loadBalancers/backendAddressPools', name: 'lb1/more', properties: {} },
+      { type: 'Microsoft.Network/loadBalancers/inboundNatRules', name: 'lb1/ssh', properties: {} },
+    ],
+  });
+  assert.deepEqual(r.errors, ['resources[1]: a separate Microsoft.Network/loadBalancers/backendAddressPools resource is not supported (nested load balancer child resources are out of scope); declare it in the load balancer\'s properties.backendAddressPools']);
+  assert.deepEqual(r.warnings, ['resources[2]: not imported: haports has no inbound NAT rules']);
+  const nested = lb('lb1');
+  nested.resources = [{ type: 'probes', name: 'p', properties: {} }];
+  assert.deepEqual(importArm({ resources: [nested] }).errors, ['resources[0].resources[0]: a separate Microsoft.Network/loadBalancers/probes resource is not supported (nested load balancer child resources are out of scope); declare it in the load balancer\'s properties.probes']);
+});
+
+test('mapping: property copy loops, conditions, no load balancer, unresolved references', () => {
+  const looped = lb('lb1');
+  looped.properties.copy = [{ name: 'loadBalancingRules', count: 2, input: {} }];
+  assert.deepEqual(importArm({ resources: [looped] }).errors, ['resources[0].properties.copy: property copy loops are not supported; list the frontends, pools, probes and rules one by one']);
+
+  const skipped = { ...lb('off'), condition: "[equals(parameters('deploy'), 'yes')]" };
+  const r = importArm({ parameters: { deploy: { type: 'string', defaultValue: 'no' } }, resources: [lb('lb1'), skipped] });
+  assert.deepEqual(r.errors, []);
+  assert.equal(r.config.rules[0].name, 'ha', 'one load balancer left: no prefix');
+
+  assert.deepEqual(importArm({ resources: [{ type: 'Microsoft.Network/virtualNetworks', name: 'v' }] }).errors,
+    ['resources: no Microsoft.Network/loadBalancers resource to import']);
+  assert.deepEqual(importArm({ parameters: {} }).errors, ['$: not an ARM template, deployment or resource list: no "resources"']);
+  assert.deepEqual(importArm({ type: 'Microsoft.Resources/deployments', properties: { templateLink: { uri: 'https://example.invalid/t.json' } } }).errors,
+    ['properties.templateLink: the deployment links its template instead of holding it; import the linked template file, with the deployment\'s parameters as --parameters']);
+
+  const bad = lb('lb1', { rules: [{ name: 'r', properties: {
+    frontendIPConfiguration: { id: ID('lb1', 'frontendIPConfigurations', 'nope') },
+    backendAddressPool: { id: "[resourceId('Microsoft.Network/virtualNetworks', 'v')]" },
+    protocol: 'Any', frontendPort: 0,
+  } }] });
+  assert.deepEqual(importArm({ resources: [bad] }).errors, [
+    'resources[0].properties.loadBalancingRules[0].properties.frontendIPConfiguration.id: no frontend IP configuration "nope" in load balancer "lb1" of the template',
+    'resources[0].properties.loadBalancingRules[0].properties.backendAddressPool.id: expected a reference to a backend pool, got one to a Microsoft.Network/virtualNetworks',
+    'resources[0].properties.loadBalancingRules[0].properties.protocol: expected "Tcp", "Udp" or "All", got "Any"',
+    'resources[0].properties.loadBalancingRules[0].properties.backendPort: required',
+  ]);
+});
+
+test('mapping: symbolic-name resources (languageVersion 2.0) and reference() to a load balancer of the template', () => {
+  const t = {
+    languageVersion: '2.0',
+    resources: {
+      ilb: lb('lb1', { pool: [] }),
+      nic: {
+        type: 'Microsoft.Network/networkInterfaces',
+        name: 'nic1',
+        properties: { ipConfigurations: [{ name: 'ipc', properties: {
+          privateIPAllocationMethod: 'Static', privateIPAddress: '10.0.1.9',
+          loadBalancerBackendAddressPools: [{ id: "[reference('ilb').backendAddressPools[0].id]" }],
+        } }] },
+      },
+    },
+  };
+  const r = importArm(t);
+  assert.deepEqual(r.errors, []);
+  assert.deepEqual(r.config.backendPools, [{ name: 'pool', backends: [{ name: 'nic1/ipc', address: '10.0.1.9' }] }]);
+  t.resources.nic.properties.ipConfigurations[0].properties.loadBalancerBackendAddressPools[0].id = "[reference('ilb').outboundRules[0].id]";
+  assert.match(importArm(t).errors[0], /^resources\.nic\.properties\.ipConfigurations\[0\]\.properties\.loadBalancerBackendAddressPools\[0\]\.id: reference\(\): "outboundRules" of a load balancer is known only after deployment/);
+});
+
+test('mapping: probes, rule defaults, unmapped properties warn and never fail', () => {
+  const t = lb('lb1');
+  t.properties.probes = [
+    { name: 'p1', properties: { protocol: 'Https', port: 443, requestPath: '/health', probeThreshold: 2, numberOfProbes: 5, noHealthyBackendsBehavior: 'AllProbedDown' } },
+    { name: 'p2', properties: { protocol: 'Tcp', port: 22, requestPath: '/ignored' } },
+  ];
+  t.properties.loadBalancingRules[0].properties.probe = { id: ID('lb1', 'probes', 'p1') };
+  t.properties.loadBalancingRules[0].properties.futureFeature = 'on';
+  const r = importArm({ resources: [t] });
+  assert.deepEqual(r.errors, []);
+  assert.deepEqual(r.config.probes, [
+    { name: 'p1', protocol: 'https', port: 443, intervalSeconds: 15, threshold: 2, path: '/health' },
+    { name: 'p2', protocol: 'tcp', port: 22, intervalSeconds: 15 },
+  ]);
+  assert.deepEqual(r.config.rules[0], {
+    name: 'ha', frontend: 'fe', backendPool: 'pool', protocol: 'all', frontendPort: 0, backendPort: 0, floatingIp: true,
+    loadDistribution: 'default', idleTimeoutMinutes: 4, enableTcpReset: false, probe: 'p1', noHealthyBackends: 'drop',
+  });
+  assert.deepEqual(r.warnings, [
+    'resources[0].properties.probes[0].properties.numberOfProbes: numberOfProbes 5 ignored: probeThreshold 2 is used',
+    'resources[0].properties.probes[1].properties.requestPath: ignored: a Tcp probe has no request path',
+    'resources[0].properties.loadBalancingRules[0].properties.futureFeature: not imported: haports has no equivalent of this load-balancing rule property',
+  ]);
+});
+
+test('mapping: a public frontend needs --set and HA ports on it is an Azure-compatibility warning', () => {
+  const t = lb('lb1');
+  t.properties.frontendIPConfigurations[0].properties = { publicIPAddress: { id: "[resourceId('Microsoft.Network/publicIPAddresses', 'pip')]" } };
+  assert.deepEqual(importArm({ resources: [t] }).errors, [
+    'resources[0].properties.frontendIPConfigurations[0].properties.publicIPAddress: frontend "fe" is public: its address belongs to a public IP resource, known only after deployment; pass --set frontend.fe=<ip>',
+  ]);
+  const r = importArm({ resources: [t] }, { set: { 'frontend.fe': '203.0.113.10' } });
+  assert.deepEqual(r.errors, []);
+  assert.deepEqual(r.warnings, ['resources[0].properties.loadBalancingRules[0]: Azure allows HA-ports rules only on internal frontends; frontend "fe" is public']);
+});
