@@ -688,7 +688,7 @@ export function backendKey(pool: string, backend: string): string {
  * Compiles a checked model into a Plan, with Maglev tables built. Health carries over
  * from `previous` for backends with the same pool and name.
  */
-export function compile(model: ConfigModel, previous: Plan | null, now: f64): Plan {
+export function compile(model: ConfigModel, previous: Plan | null): Plan {
   const plan = new Plan();
   plan.hashSeed = model.hashSeed;
   plan.flowCapacity = model.flowCapacity;
@@ -755,7 +755,8 @@ export function compile(model: ConfigModel, previous: Plan | null, now: f64): Pl
       const old = previousIndex.has(key) ? previousIndex.get(key) : -1;
       plan.backendHealth[g] = old >= 0 ? previous!.backendHealth[old] : BACKEND_UP;
       plan.backendDrainSince[g] = old >= 0 && previous!.backendAdmin[old] == BACKEND_DRAINING
-        ? previous!.backendDrainSince[old] : now;
+        ? previous!.backendDrainSince[old] : -1;
+      if (bm.admin == BACKEND_DRAINING && plan.backendDrainSince[g] < 0) plan.drainPending = true;
       members.push(g);
     }
     // The stable order: by backend name (§3.4 needs every instance to agree).

@@ -32,12 +32,9 @@ import { findFrontend, findNatBackend, isFrontendAddress, matchedExact, matchRul
 import { lookup, Pool } from "./maglev";
 import {
   entryBackend, entryRule, entryState, flowInsert, flowLookup, lastInsertEvicted, setEntryBackend,
-  STATE_CLOSING, STATE_ESTABLISHED, STATE_FRAGMENT, STATE_REPLY, touchEntry,
+  linkEntries, STATE_CLOSING, STATE_ESTABLISHED, STATE_FRAGMENT, STATE_REPLY, touchEntry, touchFlow,
 } from "./flows";
 import { natForward, natReverse } from "./nat";
-
-/** The newest batch time seen (milliseconds): when drains start. */
-export let lastNow: f64 = 0;
 
 /**
  * Processes descriptors [0, n) of the current batch at time `now` (milliseconds).
@@ -46,7 +43,7 @@ export let lastNow: f64 = 0;
  * Returns the number of forward verdicts.
  */
 export function processBatch(plan: Plan, n: i32, now: f64, ingress: i32, link: i32): i32 {
-  if (now > lastNow) lastNow = now;
+  if (plan.drainPending) stampDrains(plan, now);
   let forwarded = 0;
   for (let i = 0; i < n; i++) {
     const v = verdicts + <usize>(i * VERDICT_BYTES);
@@ -55,6 +52,14 @@ export function processBatch(plan: Plan, n: i32, now: f64, ingress: i32, link: i
   }
   count(C_BATCHES);
   return forwarded;
+}
+
+/** Drains begun since the last batch start now (their period is measured from here). */
+function stampDrains(plan: Plan, now: f64): void {
+  for (let b = 0; b < plan.backendDrainSince.length; b++) {
+    if (plan.backendAdmin[b] == BACKEND_DRAINING && plan.backendDrainSince[b] < 0) plan.backendDrainSince[b] = now;
+  }
+  plan.drainPending = false;
 }
 
 @inline function verdict(
@@ -202,10 +207,14 @@ function processPacket(plan: Plan, i: i32, now: f64, ingress: i32, link: i32, v:
       const rule = entryRule(e);
       const b = entryBackend(e);
       const fe = unchecked(plan.ruleFrontend[rule]);
-      touchEntry(e, now, STATE_ESTABLISHED);
+      // The backend answered: established; its FIN or RST closes the flow too.
+      let seen = STATE_ESTABLISHED;
+      if (pktProto == PROTO_TCP && (pktTcpFlags & (TCP_FIN | TCP_RST)) != 0) seen |= STATE_CLOSING;
+      touchFlow(e, now, seen);
+      // Record a first fragment before the rewrite: later fragments still carry the backend's address.
+      if (flags & FLAG_FRAGMENT) recordFragment(plan, now, rule, b, STATE_REPLY);
       natReverse(unchecked(plan.frontendLo[fe]), unchecked(plan.frontendHi[fe]), mappedPort(plan, rule, false));
       count(C_NAT_REPLY);
-      if (flags & FLAG_FRAGMENT) recordFragment(plan, now, rule, b, STATE_REPLY);
       forward(plan, v, b, rule, fe, flags | FLAG_REPLY | FLAG_REWRITTEN | FLAG_FLOW_HIT, 0, len, false);
       return;
     }
@@ -267,10 +276,10 @@ function processPacket(plan: Plan, i: i32, now: f64, ingress: i32, link: i32, v:
         return;
       }
       setEntryBackend(e, b);
-      if (nat) insertReply(plan, seed, now, rule, b, STATE_ESTABLISHED);
+      if (nat) insertReply(plan, seed, now, rule, b, STATE_ESTABLISHED, e);
     }
     // Non-TCP flows count as established from their second packet.
-    touchEntry(e, now, keyProto == PROTO_TCP ? state : STATE_ESTABLISHED);
+    touchFlow(e, now, keyProto == PROTO_TCP ? state : STATE_ESTABLISHED);
   } else {
     // ---- Pick: Maglev over the pool's healthy backends.
     h = mode == DIST_DEFAULT ? flowHash : distributionHash(seed, mode);
@@ -282,7 +291,8 @@ function processPacket(plan: Plan, i: i32, now: f64, ingress: i32, link: i32, v:
     }
     // ---- Track the new flow. When the table cannot hold it, it still gets its
     // consistent-hash backend.
-    if (flowInsert(flowHash, now, rule, b, state) == 0) {
+    const ne = flowInsert(flowHash, now, rule, b, state);
+    if (ne == 0) {
       flags |= FLAG_UNTRACKED;
       count(C_UNTRACKED);
     } else {
@@ -294,7 +304,7 @@ function processPacket(plan: Plan, i: i32, now: f64, ingress: i32, link: i32, v:
         count(C_EVICTIONS);
       }
     }
-    if (nat && (flags & FLAG_ICMP_ERROR) == 0) insertReply(plan, seed, now, rule, b, state & STATE_ESTABLISHED);
+    if (nat && (flags & FLAG_ICMP_ERROR) == 0) insertReply(plan, seed, now, rule, b, state & STATE_ESTABLISHED, ne);
   }
 
   // ---- Rewrite: destination NAT for non-floating rules; first fragments are recorded
@@ -309,13 +319,15 @@ function processPacket(plan: Plan, i: i32, now: f64, ingress: i32, link: i32, v:
 }
 
 /**
- * Tracks the reply direction of a translated flow: backend:port → client:port. It is
+ * Tracks the reply direction of a translated flow: backend:port → client:port, linked
+ * to the flow's entry (`flow`, 0 when untracked) so that the two age as one. It is
  * established when its flow is (so a flood of half-open flows cannot pin reply entries),
  * and becomes so at the backend's first reply.
  */
-function insertReply(plan: Plan, seed: u64, now: f64, rule: i32, b: i32, state: u8): void {
+function insertReply(plan: Plan, seed: u64, now: f64, rule: i32, b: i32, state: u8, flow: usize): void {
   loadReplyKey(unchecked(plan.backendLo[b]), unchecked(plan.backendHi[b]), backendPortOf(plan, rule));
-  flowInsert(hashKey(seed), now, rule, b, STATE_REPLY | state);
+  const reply = flowInsert(hashKey(seed), now, rule, b, STATE_REPLY | state);
+  if (reply != 0 && flow != 0) linkEntries(flow, reply);
 }
 
 /** Records the backend of a first fragment for the later fragments of its datagram. */

@@ -19,13 +19,16 @@
 //
 // Entry layout (64 bytes; key words as in hash.ts):
 //
-//   0        8        16       24       32       40          48     52     54      56    57    64
-//   +--------+--------+--------+--------+--------+-----------+------+------+-------+-----+-----+
-//   |   w0   |   w1   |   w2   |   w3   |   w4   | lastSeen  | tag  | rule |backend|state|spare|
-//   |  src address    |  dst address    | ports… | f64 ms    | u32  | u16  | u16   | u8  |     |
-//   +--------+--------+--------+--------+--------+-----------+------+------+-------+-----+-----+
+//   0        8        16       24       32       40          48     52     54      56    57    60    64
+//   +--------+--------+--------+--------+--------+-----------+------+------+-------+-----+-----+-----+
+//   |   w0   |   w1   |   w2   |   w3   |   w4   | lastSeen  | tag  | rule |backend|state|spare| link|
+//   |  src address    |  dst address    | ports… | f64 ms    | u32  | u16  | u16   | u8  |     | u32 |
+//   +--------+--------+--------+--------+--------+-----------+------+------+-------+-----+-----+-----+
 //
 // tag = high 32 bits of the key hash (a fast reject before comparing the key).
+// link = 1 + the index of the entry's partner (a translated flow and its reply entry),
+// 0 for none. A link counts only when it is mutual: an entry reused for another flow
+// gets a new link, so its old partner's link no longer points back.
 
 import { FLOW_BUCKET_WAYS, FRAGMENT_TIMEOUT_MS, TCP_CLOSE_TIMEOUT_MS } from "./consts";
 import { hashKey, setKeyWords, w0, w1, w2, w3, w4 } from "./hash";
@@ -39,6 +42,7 @@ const F_TAG: usize = 48;
 const F_RULE: usize = 52;
 const F_BACKEND: usize = 54;
 const F_STATE: usize = 56;
+const F_LINK: usize = 60;
 
 // Entry state bits.
 export const STATE_USED: u8 = 1 << 0;        // slot holds a flow
@@ -71,6 +75,30 @@ export let lastInsertEvicted: bool = false;
 @inline export function touchEntry(e: usize, now: f64, addState: u8): void {
   store<f64>(e + F_LAST_SEEN, now);
   store<u8>(e + F_STATE, load<u8>(e + F_STATE) | addState);
+}
+
+@inline function indexOf(e: usize): u32 {
+  return <u32>((e - flowBase) >> 6) + 1; // ENTRY_BYTES = 64
+}
+
+/** Links a translated flow's entry and its reply entry, so each keeps the other alive. */
+export function linkEntries(a: usize, b: usize): void {
+  store<u32>(a + F_LINK, indexOf(b));
+  store<u32>(b + F_LINK, indexOf(a));
+}
+
+/**
+ * Touches `e` and its partner, if the link is mutual: one flow, one idle timer —
+ * either direction's packets keep both entries alive, and FIN/RST from either side
+ * starts both entries' close timeout. Only ESTABLISHED and CLOSING pass to the partner.
+ */
+export function touchFlow(e: usize, now: f64, addState: u8): void {
+  touchEntry(e, now, addState);
+  const link = load<u32>(e + F_LINK);
+  if (link == 0) return;
+  const p = flowBase + (<usize>(link - 1) << 6);
+  if ((load<u8>(p + F_STATE) & STATE_USED) == 0 || load<u32>(p + F_LINK) != indexOf(e)) return;
+  touchEntry(p, now, addState & (STATE_ESTABLISHED | STATE_CLOSING));
 }
 
 @inline function isExpired(e: usize, now: f64): bool {
@@ -184,6 +212,7 @@ export function flowInsert(hash: u64, now: f64, rule: i32, backend: i32, state: 
   store<u16>(slot + F_RULE, <u16>rule);
   store<u16>(slot + F_BACKEND, <u16>backend);
   store<u8>(slot + F_STATE, state | STATE_USED);
+  store<u32>(slot + F_LINK, 0);
   return slot;
 }
 
@@ -241,6 +270,7 @@ export function flowsRehash(capacity: i32, seed: u64): i32 {
     if (i == FLOW_BUCKET_WAYS) { lost++; continue; }
     memory.copy(slot, e, <usize>ENTRY_BYTES);
     store<u32>(slot + F_TAG, <u32>(hash >> 32));
+    store<u32>(slot + F_LINK, 0); // indices changed: pairs age apart from now on
     flowUsed++;
   }
   if (oldBase != 0) heap.free(oldBase);

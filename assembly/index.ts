@@ -21,7 +21,7 @@ import {
 import { backendKey, compile, Errors, parseConfig, releasePlan, updateStates } from "./config";
 import { Plan } from "./rules";
 import { rebuildPool } from "./maglev";
-import { lastNow, processBatch as runBatch } from "./datapath";
+import { processBatch as runBatch } from "./datapath";
 import {
   flowCapacity as capacity, flowsAllocate, flowsRehash, flowsRemap, flowUsed, setRuleIdleMs,
 } from "./flows";
@@ -87,7 +87,7 @@ export function configure(len: i32): i32 {
   }
 
   const old = current;
-  const plan = compile(model, configured ? old : null, lastNow);
+  const plan = compile(model, configured ? old : null);
   if (!configured) {
     flowsAllocate(plan.flowCapacity);
   } else {
@@ -164,7 +164,9 @@ export function setBackendAdmin(b: i32, state: i32): i32 {
   if (b < 0 || b >= current.backendNames.length) return -1;
   if (state != BACKEND_UP && state != BACKEND_DRAINING) return -1;
   if (state == BACKEND_DRAINING && current.backendAdmin[b] != BACKEND_DRAINING) {
-    current.backendDrainSince[b] = lastNow; // the drain period runs from the latest batch time
+    // The drain period runs from the next batch's time (the core has no clock of its own).
+    current.backendDrainSince[b] = -1;
+    current.drainPending = true;
   }
   current.backendAdmin[b] = <u8>state;
   applyState(b);

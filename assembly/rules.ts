@@ -59,8 +59,11 @@ export class Plan {
 
   /** Backends of pools behind non-floating rules, by address (their replies are translated). */
   natBackendSlots: StaticArray<i32> = new StaticArray<i32>(0);
-  /** When each backend started draining (host milliseconds), for its pool's drain period. */
+  /** When each backend started draining (host milliseconds), for its pool's drain period;
+   *  -1 until the first batch after the drain began stamps it with that batch's time. */
   backendDrainSince: StaticArray<f64> = new StaticArray<f64>(0);
+  /** Some backendDrainSince is waiting for its stamp. */
+  drainPending: bool = false;
 
   /** Counters, PER_OBJECT_COUNTERS (packets, bytes, new flows) per backend and per rule. */
   backendCounters: StaticArray<u64> = new StaticArray<u64>(0);

@@ -8,8 +8,11 @@ npm run build
 echo "== AssemblyScript unit tests (as-pect)"
 npx asp --config as-pect.config.js
 echo "== host tests (node --test)"
-node --test test/host/
+node --test test/host/ test/arm/
 echo "== differential test against tshark"
 python3 test/diff/test_tshark_diff.py
+echo "== forwarding scenarios: failover policies, NAT checksums, fragments, flow-table flood"
+node --test test/scenarios/
+python3 test/scenarios/test_scenarios.py
 echo "== conformance: V8 and wasmtime give byte-identical results"
 python3 test/conformance/test_conformance.py

@@ -1,0 +1,497 @@
+// Part 3 of the proxy-wasm layer (DESIGN §5.7): the haports network filter. It runs the
+// core unchanged: every new downstream connection becomes one synthetic TCP SYN of its
+// 5-tuple in the core's rx arena, processed by processBatch exactly as a packet would be
+// (rule match, flow tracking, Maglev); the verdict picks the upstream through Envoy's
+// `set_envoy_filter_state` foreign function. Probes run on the root context's tick and
+// feed setBackendHealth.
+//
+//   new connection ─ source.address, destination.address ─▶ SYN in the rx arena
+//        ─▶ processBatch(1, now, ingressFrontend, raw IP) ─▶ verdict
+//        ─▶ forward: envoy.tcp_proxy.cluster = clusterName(backend)           ("cluster")
+//                 or envoy.network.transport_socket.original_dst_address
+//                      = "backend:port"                                       ("originalDst")
+//        ─▶ no match / no healthy backend: close, or filter.defaultCluster; counted
+//   downstream close ─▶ FIN|ACK of the same 5-tuple (the flow entry's life is shortened)
+//   tick ─▶ due probes: HTTP call through the probe cluster ─▶ response ─▶ up/down after
+//        `threshold` results in a row ─▶ setBackendHealth (Maglev rebuilt by the core)
+//
+// The connection path allocates no managed memory: property values arrive in blocks the
+// host allocates through our malloc and that are freed at once; foreign-function
+// arguments are pre-serialized per backend (settings.ts) or written into a fixed buffer.
+
+import { BACKEND_DOWN, LINK_RAW_IP, NONE, ACTION_FORWARD, ACTION_NOMATCH, REASON_NO_HEALTHY_BACKEND } from "../consts";
+import { V_ACTION, V_BACKEND, V_REASON, V_RULE } from "../layout";
+import { Errors, parseConfig } from "../config";
+import { JsonKind, JsonObject, parseJson } from "../json";
+import {
+  backendState, configBufferPtr, configBufferSize, configure as coreConfigure, descriptorsPtr,
+  errorBufferPtr, errorLength, processBatch, rxArenaPtr, setBackendHealth, verdictsPtr,
+} from "../index";
+import {
+  ACTION_CONTINUE, ACTION_PAUSE, BUFFER_HTTP_CALL_RESPONSE_BODY, BUFFER_PLUGIN_CONFIGURATION, LOG_ERROR, LOG_INFO, LOG_WARN,
+  MAP_HTTP_CALL_RESPONSE_HEADERS, METRIC_GAUGE, STATUS_OK,
+} from "./imports";
+import {
+  callForeign, closeDownstream, currentTimeMs, defineCounter, defineMetric, freeResult, getBuffer,
+  getHeader, getProperty, httpCall, incrementMetric, lastStatus, log, recordMetric, resultData,
+  resultSize, setTickPeriod,
+} from "./hostcalls";
+import { endpointPort, parseEndpoint } from "./endpoint";
+import {
+  KEY_ORIGINAL_DST_ADDRESS, PROBE_TCP, ProbeTarget, readSettings, Settings, UNROUTED_DEFAULT,
+  UPSTREAM_CLUSTER,
+} from "./settings";
+
+/** Tick period (milliseconds): probe scheduling granularity. */
+export const TICK_MS: u32 = 100;
+/** Garbage collection every this many ticks (configuration and probe bookkeeping only). */
+const COLLECT_EVERY_TICKS: i32 = 10;
+/** Per-connection errors logged in full before only every power of two is. */
+const ERRORS_LOGGED: i64 = 10;
+
+const TCP_SYN: u8 = 0x02;
+const TCP_FIN_ACK: u8 = 0x11;
+
+// ---- Constant byte strings ------------------------------------------------------------------
+
+function bytes(s: string): ArrayBuffer { return String.UTF8.encode(s); }
+const PATH_SOURCE = bytes("source\0address");
+const PATH_DESTINATION = bytes("destination\0address");
+const FN_SET_FILTER_STATE = bytes("set_envoy_filter_state");
+const KEY_STATUS = bytes(":status");
+const KEY_ORIGINAL_DST = bytes(KEY_ORIGINAL_DST_ADDRESS);
+
+@inline function ptr(b: ArrayBuffer): usize { return changetype<usize>(b); }
+@inline function len(b: ArrayBuffer): i32 { return b.byteLength; }
+
+/** Fixed buffers: the two endpoints (16 bytes each) and the originalDst argument. */
+const srcAddr: usize = heap.alloc(16);
+const dstAddr: usize = heap.alloc(16);
+const argBuffer: usize = heap.alloc(256);
+
+// ---- State ---------------------------------------------------------------------------------
+
+/** The running settings (null until the first configuration is applied). */
+let active: Settings | null = null;
+/** Settings being applied: held by a global across the core's configure(), which collects garbage. */
+let pending: Settings | null = null;
+
+class Metrics {
+  connections: i64 = -1;       // forwarded to a backend
+  noMatch: i64 = -1;           // no rule matched
+  noHealthy: i64 = -1;         // every backend of the rule down (noHealthyBackends "drop")
+  defaultCluster: i64 = -1;    // sent to filter.defaultCluster
+  closed: i64 = -1;            // closed by the filter
+  errors: i64 = -1;            // host calls that failed (properties, filter state, probes)
+  probeFailures: i64 = -1;     // probes that failed
+  configApplied: i64 = -1;
+  configRejected: i64 = -1;
+  backendConnections: StaticArray<i64> = new StaticArray<i64>(0);
+  backendHealthy: StaticArray<i64> = new StaticArray<i64>(0);
+}
+let metrics = new Metrics();
+
+/** Forwarded connections by context id (their close is passed to the core). */
+const forwarded = new Set<u32>();
+/** In-flight probe calls: call id → index into active.probes. */
+const calls = new Map<u32, i32>();
+let lastNowMs: f64 = 0;
+let ticks: i32 = 0;
+let errorCount: i64 = 0;
+
+/** The host clock in milliseconds, never going back (the core's flow timeouts need that). */
+function nowMs(): f64 {
+  const t = currentTimeMs();
+  if (t > lastNowMs) lastNowMs = t;
+  return lastNowMs;
+}
+
+function countError(what: string): void {
+  errorCount++;
+  incrementMetric(metrics.errors);
+  if (errorCount <= ERRORS_LOGGED || (errorCount & (errorCount - 1)) == 0) {
+    log(LOG_WARN, what + " (error " + errorCount.toString() + ")");
+  }
+}
+
+// ---- Configuration ---------------------------------------------------------------------------
+
+function rejectWith(lines: Array<string>): bool {
+  for (let i = 0; i < lines.length; i++) log(LOG_ERROR, "invalid configuration: " + lines[i]);
+  if (metrics.configRejected < 0) metrics.configRejected = defineCounter("haports.config.rejected");
+  incrementMetric(metrics.configRejected);
+  return false;
+}
+
+/**
+ * proxy_on_configure: reads the plugin configuration (the core's JSON plus our "filter"
+ * section), validates all of it, and only then applies it. Invalid: every error is
+ * logged as `path: reason` and false is returned, so Envoy rejects the configuration
+ * and keeps the one it had (Envoy checks it in a throwaway VM first).
+ */
+export function configure(size: i32): bool {
+  const errors = new Errors();
+  if (size <= 0) {
+    errors.add("$", "no configuration: give the haports JSON as the Wasm filter's `configuration`");
+    return rejectWith(errors.lines);
+  }
+  if (size > configBufferSize()) {
+    errors.add("$", "configuration larger than " + configBufferSize().toString() + " bytes");
+    return rejectWith(errors.lines);
+  }
+  if (!getBuffer(BUFFER_PLUGIN_CONFIGURATION, size)) {
+    errors.add("$", "the host gave no plugin configuration");
+    return rejectWith(errors.lines);
+  }
+  const n = min(resultSize, size);
+  memory.copy(configBufferPtr(), resultData, <usize>n);
+  freeResult();
+
+  // The core's reader, without applying anything; then our section.
+  const model = parseConfig(configBufferPtr(), n, errors);
+  if (model != null) {
+    const parsed = parseJson(configBufferPtr(), n, 64);
+    const root = parsed.value;
+    if (root != null && root.kind == JsonKind.Object) {
+      pending = readSettings(changetype<JsonObject>(root), model, errors);
+    }
+  }
+  for (let i = 0; i < errors.warnings.length; i++) log(LOG_WARN, "configuration warning: " + errors.warnings[i]);
+  if (errors.count > 0 || pending == null) {
+    pending = null;
+    if (errors.dropped > 0) errors.lines.push("$: " + errors.dropped.toString() + " more errors not shown");
+    return rejectWith(errors.lines);
+  }
+
+  // Apply. The core collects garbage inside configure(): from here on only globals are used.
+  if (coreConfigure(n) != 0) {
+    // Cannot happen (the same reader accepted it above); reported all the same.
+    const text = String.UTF8.decodeUnsafe(errorBufferPtr(), <usize>errorLength());
+    pending = null;
+    return rejectWith(text.split("\n"));
+  }
+  active = pending;
+  pending = null;
+  startSettings(changetype<Settings>(active));
+  return true;
+}
+
+/** Defines the metrics of the new settings and aligns probe state with the core's health. */
+function startSettings(s: Settings): void {
+  const m = metrics;
+  if (m.connections < 0) {
+    m.connections = defineCounter("haports.connections");
+    m.noMatch = defineCounter("haports.no_match");
+    m.noHealthy = defineCounter("haports.no_healthy_backend");
+    m.defaultCluster = defineCounter("haports.default_cluster");
+    m.closed = defineCounter("haports.closed");
+    m.errors = defineCounter("haports.errors");
+    m.probeFailures = defineCounter("haports.probe_failures");
+    m.configApplied = defineCounter("haports.config.applied");
+    if (m.configRejected < 0) m.configRejected = defineCounter("haports.config.rejected");
+  }
+  const n = s.backendLabel.length;
+  m.backendConnections = new StaticArray<i64>(n);
+  m.backendHealthy = new StaticArray<i64>(n);
+  for (let b = 0; b < n; b++) {
+    m.backendConnections[b] = defineCounter("haports.backend." + s.backendLabel[b] + ".connections");
+    m.backendHealthy[b] = defineMetric(METRIC_GAUGE, "haports.backend." + s.backendLabel[b] + ".healthy");
+  }
+  incrementMetric(m.configApplied);
+
+  // Health carries over in the core (by pool and backend name): start each probe from it.
+  calls.clear();
+  for (let b = 0; b < n; b++) {
+    const down = backendState(b) == BACKEND_DOWN;
+    const list = s.backendProbes[b];
+    if (list.length == 0 && down) setBackendHealth(b, 1); // nothing probes it any more
+    for (let i = 0; i < list.length; i++) {
+      const t = s.probes[list[i]];
+      t.up = !down;
+      t.nextDueMs = 0;
+    }
+    recordMetric(m.backendHealthy[b], down && list.length > 0 ? 0 : 1);
+  }
+  if (s.probes.length > 0) setTickPeriod(TICK_MS);
+  log(LOG_INFO, "configuration applied: " + n.toString() + " backends, "
+    + s.probes.length.toString() + " probe targets, upstream "
+    + (s.upstream == UPSTREAM_CLUSTER ? "cluster" : "originalDst"));
+}
+
+// ---- Connections -------------------------------------------------------------------------------
+
+/** Reads one endpoint property into `out`; returns the family (0 on failure). */
+function readEndpoint(path: ArrayBuffer, out: usize): i32 {
+  if (!getProperty(ptr(path), len(path))) return 0;
+  const family = parseEndpoint(resultData, resultSize, out);
+  freeResult();
+  return family;
+}
+
+/**
+ * Writes a TCP segment with `flags` from the endpoints (srcAddr:sport → dstAddr:dport)
+ * at the start of the rx arena and its descriptor; returns its length.
+ */
+function writeSegment(family: i32, sport: u16, dport: u16, flags: u8): i32 {
+  const p = rxArenaPtr();
+  let tcp: usize;
+  let total: i32;
+  if (family == 4) {
+    total = 40;
+    store<u64>(p, 0); store<u64>(p, 0, 8); store<u32>(p, 0, 16);
+    store<u8>(p, 0x45);                       // version 4, IHL 5
+    store<u8>(p, 0, 2); store<u8>(p, 40, 3);  // total length
+    store<u8>(p, 0x40, 6);                    // DF
+    store<u8>(p, 64, 8);                      // TTL
+    store<u8>(p, 6, 9);                       // TCP
+    store<u32>(p, load<u32>(srcAddr), 12);
+    store<u32>(p, load<u32>(dstAddr), 16);
+    let sum: u32 = 0;
+    for (let i = 0; i < 20; i += 2) sum += (<u32>load<u8>(p + <usize>i) << 8) | load<u8>(p + <usize>i + 1);
+    sum = (sum & 0xffff) + (sum >> 16);
+    sum = (sum & 0xffff) + (sum >> 16);
+    const csum = ~sum & 0xffff;
+    store<u8>(p, <u8>(csum >> 8), 10);
+    store<u8>(p, <u8>csum, 11);
+    tcp = p + 20;
+  } else {
+    total = 60;
+    store<u32>(p, 0x60);                      // version 6 (bytes 60 00 00 00)
+    store<u8>(p, 0, 4); store<u8>(p, 20, 5);  // payload length
+    store<u8>(p, 6, 6);                       // next header TCP
+    store<u8>(p, 64, 7);                      // hop limit
+    memory.copy(p + 8, srcAddr, 16);
+    memory.copy(p + 24, dstAddr, 16);
+    tcp = p + 40;
+  }
+  store<u64>(tcp, 0); store<u64>(tcp, 0, 8); store<u32>(tcp, 0, 16);
+  store<u8>(tcp, <u8>(sport >> 8)); store<u8>(tcp, <u8>sport, 1);
+  store<u8>(tcp, <u8>(dport >> 8), 2); store<u8>(tcp, <u8>dport, 3);
+  store<u8>(tcp, 1, 7);                      // sequence number 1
+  store<u8>(tcp, 0x50, 12);                  // data offset 5
+  store<u8>(tcp, flags, 13);
+  store<u8>(tcp, 0xff, 14); store<u8>(tcp, 0xff, 15); // window
+  const d = descriptorsPtr();
+  store<u32>(d, 0);
+  store<u32>(d, <u32>total, 4);
+  return total;
+}
+
+/** Reads both endpoints and runs one segment of that 5-tuple through the core. */
+function runSegment(s: Settings, flags: u8): bool {
+  const family = readEndpoint(PATH_SOURCE, srcAddr);
+  const sport = endpointPort;
+  const dfamily = readEndpoint(PATH_DESTINATION, dstAddr);
+  const dport = endpointPort;
+  if (family == 0 || dfamily == 0) return false;
+  if (family != dfamily) return false; // cannot happen on one socket; never guessed
+  writeSegment(family, sport, dport, flags);
+  return processBatch(1, nowMs(), s.ingress, LINK_RAW_IP) >= 0;
+}
+
+function setFilterState(arg: usize, argLen: i32): i32 {
+  return callForeign(ptr(FN_SET_FILTER_STATE), len(FN_SET_FILTER_STATE), arg, argLen);
+}
+
+/** Selects backend `b` of `rule` as the upstream; returns the foreign call's status. */
+function selectUpstream(s: Settings, b: i32, rule: i32): i32 {
+  const arg = unchecked(s.backendArg[b]);
+  if (s.upstream == UPSTREAM_CLUSTER) return setFilterState(ptr(arg), len(arg));
+  // originalDst: "address:port", the rule's backend port or the connection's own.
+  const bport = unchecked(s.ruleBackendPort[rule]);
+  const port = bport != 0 ? <u32>bport : <u32>load<u16>(dstPortSlot);
+  let q = argBuffer;
+  store<u8>(q++, 0x0a);
+  store<u8>(q++, <u8>len(KEY_ORIGINAL_DST));
+  memory.copy(q, ptr(KEY_ORIGINAL_DST), <usize>len(KEY_ORIGINAL_DST));
+  q += <usize>len(KEY_ORIGINAL_DST);
+  store<u8>(q++, 0x12);
+  const lenAt = q++;
+  const v = q;
+  memory.copy(q, ptr(arg), <usize>len(arg));
+  q += <usize>len(arg);
+  store<u8>(q++, 58); // ':'
+  let digits = 1;
+  for (let x = port; x >= 10; x /= 10) digits++;
+  for (let i = digits - 1, x = port; i >= 0; i--, x /= 10) store<u8>(q + <usize>i, <u8>(48 + x % 10));
+  q += <usize>digits;
+  store<u8>(lenAt, <u8>(q - v)); // at most 47 + 6 bytes: one varint byte
+  return setFilterState(argBuffer, <i32>(q - argBuffer));
+}
+
+/** The destination port of the connection being handled (for originalDst). */
+const dstPortSlot: usize = heap.alloc(8);
+
+/** Connections that no backend takes: the filter's setting, counted. */
+function unrouted(s: Settings, how: i32): i32 {
+  if (how == UNROUTED_DEFAULT) {
+    const status = setFilterState(ptr(s.defaultClusterArg), len(s.defaultClusterArg));
+    if (status == STATUS_OK) {
+      incrementMetric(metrics.defaultCluster);
+      return ACTION_CONTINUE;
+    }
+    countError("set_envoy_filter_state(envoy.tcp_proxy.cluster) for the default cluster failed with status " + status.toString());
+  }
+  incrementMetric(metrics.closed);
+  closeDownstream();
+  return ACTION_PAUSE;
+}
+
+/** proxy_on_new_connection: choose the upstream of connection `context`. */
+export function newConnection(context: u32): i32 {
+  const s = active;
+  if (s == null) {
+    countError("connection before any configuration was applied: closed");
+    closeDownstream();
+    return ACTION_PAUSE;
+  }
+  if (!runSegment(s, TCP_SYN)) {
+    countError("could not read the connection's source.address / destination.address as IP endpoints: closed");
+    incrementMetric(metrics.closed);
+    closeDownstream();
+    return ACTION_PAUSE;
+  }
+  store<u16>(dstPortSlot, endpointPort);
+  const v = verdictsPtr();
+  const action = load<u8>(v + V_ACTION);
+  if (action == ACTION_FORWARD) {
+    const b = <i32>load<u16>(v + V_BACKEND);
+    const rule = <i32>load<u16>(v + V_RULE);
+    const status = selectUpstream(s, b, rule);
+    if (status != STATUS_OK) {
+      countError("set_envoy_filter_state failed with status " + status.toString() + " (Envoy >= 1.28 is needed): closed");
+      incrementMetric(metrics.closed);
+      closeDownstream();
+      return ACTION_PAUSE;
+    }
+    forwarded.add(context);
+    incrementMetric(metrics.connections);
+    incrementMetric(unchecked(metrics.backendConnections[b]));
+    return ACTION_CONTINUE;
+  }
+  if (action == ACTION_NOMATCH) {
+    incrementMetric(metrics.noMatch);
+    return unrouted(s, s.noMatch);
+  }
+  // Drop: every backend of the rule is down (or, never for these segments, a parse error).
+  if (load<u8>(v + V_REASON) == REASON_NO_HEALTHY_BACKEND) incrementMetric(metrics.noHealthy);
+  else countError("the core dropped the connection's SYN (reason " + load<u8>(v + V_REASON).toString() + ")");
+  return unrouted(s, s.noHealthy);
+}
+
+/** proxy_on_downstream_connection_close: a FIN of the 5-tuple ends its flow entry soon. */
+export function connectionClosed(context: u32): void {
+  if (!forwarded.has(context)) return;
+  forwarded.delete(context);
+  const s = active;
+  if (s != null) runSegment(s, TCP_FIN_ACK);
+}
+
+/** proxy_on_delete of a stream context. */
+export function connectionDeleted(context: u32): void {
+  if (forwarded.has(context)) forwarded.delete(context);
+}
+
+// ---- Health probes ------------------------------------------------------------------------------
+
+/** proxy_on_tick: sends the probes that are due; collects garbage now and then. */
+export function tick(): void {
+  if (++ticks % COLLECT_EVERY_TICKS == 0) __collect(); // no managed local is live here
+  const s = active;
+  if (s == null) return;
+  const now = nowMs();
+  const probes = s.probes;
+  for (let i = 0; i < probes.length; i++) {
+    const t = unchecked(probes[i]);
+    if (t.inflight || now < t.nextDueMs) continue;
+    t.nextDueMs = t.nextDueMs == 0 || t.nextDueMs + t.intervalMs <= now ? now + t.intervalMs : t.nextDueMs + t.intervalMs;
+    const id = httpCall(ptr(t.cluster), len(t.cluster), ptr(t.headers), len(t.headers), t.timeoutMs);
+    if (id < 0) {
+      countError("probe " + t.probeName + " of backend " + s.backendLabel[t.backend] + ": http call through cluster \""
+        + String.UTF8.decode(t.cluster) + "\" failed with status " + lastStatus.toString()
+        + " (is the probe cluster defined?)");
+      probeResult(s, t, false);
+      continue;
+    }
+    t.inflight = true;
+    calls.set(<u32>id, i);
+  }
+}
+
+/**
+ * proxy_on_http_call_response. HTTP and HTTPS probes pass on a 2xx status. TCP probes
+ * pass when the backend accepted the connection: anything but no response at all or
+ * Envoy's own 503 for a failed connect ("… reset reason: remote connection failure",
+ * "… connection timeout"); a backend that accepts and does not speak HTTP gets a 502
+ * (protocol error) or, silent, a 504 at the timeout — both pass.
+ */
+export function httpCallResponse(id: u32, headers: i32, bodySize: i32): void {
+  if (!calls.has(id)) return;
+  const i = calls.get(id);
+  calls.delete(id);
+  const s = active;
+  if (s == null || i >= s.probes.length) return;
+  const t = s.probes[i];
+  t.inflight = false;
+  let ok = false;
+  if (headers > 0 && getHeader(MAP_HTTP_CALL_RESPONSE_HEADERS, ptr(KEY_STATUS), len(KEY_STATUS))) {
+    let status = 0;
+    for (let k = 0; k < resultSize; k++) status = status * 10 + (<i32>load<u8>(resultData + <usize>k) - 48);
+    freeResult();
+    if (t.protocol == PROBE_TCP) ok = status != 503 || !connectFailed(bodySize);
+    else ok = status >= 200 && status < 300;
+  }
+  probeResult(s, t, ok);
+}
+
+/** Whether Envoy's local reply body (of a TCP probe) says the connect itself failed. */
+function connectFailed(bodySize: i32): bool {
+  if (bodySize <= 0 || !getBuffer(BUFFER_HTTP_CALL_RESPONSE_BODY, min(bodySize, 512))) return true;
+  const failed = contains(resultData, resultSize, CONNECTION_FAILURE) || contains(resultData, resultSize, CONNECTION_TIMEOUT);
+  freeResult();
+  return failed;
+}
+
+const CONNECTION_FAILURE = bytes("connection failure");
+const CONNECTION_TIMEOUT = bytes("connection timeout");
+
+function contains(p: usize, n: i32, what: ArrayBuffer): bool {
+  const m = len(what);
+  for (let i = 0; i + m <= n; i++) {
+    if (memory.compare(p + <usize>i, ptr(what), <usize>m) == 0) return true;
+  }
+  return false;
+}
+
+function probeResult(s: Settings, t: ProbeTarget, ok: bool): void {
+  if (ok) {
+    t.failRun = 0;
+    t.okRun++;
+    if (!t.up && t.okRun >= t.threshold) {
+      t.up = true;
+      applyHealth(s, t.backend, t);
+    }
+  } else {
+    incrementMetric(metrics.probeFailures);
+    t.okRun = 0;
+    t.failRun++;
+    if (t.up && t.failRun >= t.threshold) {
+      t.up = false;
+      applyHealth(s, t.backend, t);
+    }
+  }
+}
+
+/** A backend is up when every probe of it is; the core rebuilds Maglev when it changes. */
+function applyHealth(s: Settings, b: i32, changed: ProbeTarget): void {
+  const list = s.backendProbes[b];
+  let up = true;
+  for (let i = 0; i < list.length; i++) if (!s.probes[list[i]].up) up = false;
+  const wasDown = backendState(b) == BACKEND_DOWN;
+  if (up == !wasDown) return;
+  setBackendHealth(b, up ? 1 : 0);
+  recordMetric(metrics.backendHealthy[b], up ? 1 : 0);
+  log(up ? LOG_INFO : LOG_WARN, "backend " + s.backendLabel[b] + " is " + (up ? "up" : "down")
+    + " (probe " + changed.probeName + ": " + (up ? changed.okRun : changed.failRun).toString()
+    + (up ? " passed" : " failed") + " in a row)");
+}

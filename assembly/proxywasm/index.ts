@@ -1,0 +1,90 @@
+// Part 2 of the proxy-wasm layer (DESIGN §5.7): the module's exports for proxy-wasm ABI
+// 0.2.1 (build/haports-proxywasm.wasm, `npm run build:proxywasm`). Each `proxy_on_*`
+// callback looks the context id up and dispatches to the filter logic (filter.ts); the
+// raw host functions are in imports.ts. Only callbacks the filter needs are exported:
+// Envoy skips the others (no call per data chunk).
+//
+// Contexts: a root (plugin) context per filter configuration on each worker's VM, and a
+// stream context per connection whose parent is a root. The core is one per VM, so the
+// most recently configured root is the active one: its tick runs the probes. (An LDS
+// update creates a new root beside the draining old one; give haports filters with
+// different configurations different vm_ids.)
+
+import {
+  closeDownstream,
+} from "./hostcalls";
+import {
+  configure, connectionClosed, connectionDeleted, httpCallResponse, newConnection, tick,
+} from "./filter";
+import { ACTION_PAUSE } from "./imports";
+import "./abort"; // the abort handler (asc --use abort=...)
+
+/** Context id → parent id (0 for a root context). */
+const contexts = new Map<u32, u32>();
+let activeRoot: u32 = 0;
+
+// ---- Integration and memory ---------------------------------------------------------------
+
+/** ABI marker: never called. */
+export function proxy_abi_version_0_2_1(): void {}
+
+/** proxy_on_memory_allocate and malloc: blocks the host fills (properties, buffers). */
+export function proxy_on_memory_allocate(size: usize): usize { return heap.alloc(size); }
+export function malloc(size: usize): usize { return heap.alloc(size); }
+
+// `_initialize` is the module's start function (asc --exportStart _initialize): the
+// core's and the filter's globals are set up there.
+
+// ---- Context lifecycle ------------------------------------------------------------------------
+
+export function proxy_on_context_create(context: u32, parent: u32): void {
+  contexts.set(context, parent);
+}
+
+export function proxy_on_vm_start(root: u32, vmConfigurationSize: u32): bool {
+  return true;
+}
+
+export function proxy_on_configure(root: u32, pluginConfigurationSize: u32): bool {
+  const ok = configure(<i32>pluginConfigurationSize);
+  if (ok) activeRoot = root;
+  return ok;
+}
+
+export function proxy_on_done(context: u32): bool {
+  return true;
+}
+
+export function proxy_on_delete(context: u32): void {
+  if (!contexts.has(context)) return;
+  const parent = contexts.get(context);
+  contexts.delete(context);
+  if (parent != 0) connectionDeleted(context);
+  else if (context == activeRoot) activeRoot = 0;
+}
+
+// ---- Root context: timer and HTTP calls --------------------------------------------------------
+
+export function proxy_on_tick(root: u32): void {
+  if (root == activeRoot) tick();
+}
+
+export function proxy_on_http_call_response(
+  root: u32, callId: u32, numHeaders: u32, bodySize: u32, numTrailers: u32,
+): void {
+  httpCallResponse(callId, <i32>numHeaders, <i32>bodySize);
+}
+
+// ---- Stream contexts: TCP connections --------------------------------------------------------------
+
+export function proxy_on_new_connection(context: u32): i32 {
+  if (!contexts.has(context) || contexts.get(context) == 0) {
+    closeDownstream();
+    return ACTION_PAUSE;
+  }
+  return newConnection(context);
+}
+
+export function proxy_on_downstream_connection_close(context: u32, peerType: u32): void {
+  connectionClosed(context);
+}

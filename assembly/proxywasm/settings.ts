@@ -1,0 +1,345 @@
+// What the filter needs from one configuration, read once in proxy_on_configure and
+// never on the connection path: the "filter" section (our host section beside the
+// core's, DESIGN §2.1), the per-backend upstream selection pre-serialized as the
+// argument of Envoy's `set_envoy_filter_state`, and the probe targets.
+//
+//   "filter": {
+//     "ingressFrontend": "fe",        frontend the listener stands for (next hop); omitted:
+//                                     match frontends by the connection's destination
+//     "upstream": "cluster",          "cluster": envoy.tcp_proxy.cluster = clusterName
+//                                     "originalDst": envoy.network.transport_socket.
+//                                       original_dst_address = "backend:port"
+//     "clusterName": "{backend}",     cluster per backend; {pool} and {backend} are replaced
+//     "noMatch": "close",             no rule matched: "close" | "defaultCluster"
+//     "noHealthyBackend": "close",    every backend down (noHealthyBackends "drop"): same
+//     "defaultCluster": "",           the tcp_proxy cluster for "defaultCluster"
+//     "probeCluster": "haports_probe",        ORIGINAL_DST cluster (use_http_header) for probes;
+//     "probeTlsCluster": "haports_probe_tls"  the same with TLS, for "https" probes; "" = no probes
+//   }
+//
+// The rest of the configuration is the core's, validated by the core's own reader
+// (parseConfig) so that the filter accepts exactly what the core accepts.
+
+import { NONE } from "../consts";
+import { ConfigModel, Errors } from "../config";
+import { JsonArray, JsonKind, JsonNumber, JsonObject, JsonString, JsonValue } from "../json";
+
+export const UPSTREAM_CLUSTER: i32 = 0;     // envoy.tcp_proxy.cluster
+export const UPSTREAM_ORIGINAL_DST: i32 = 1; // envoy.network.transport_socket.original_dst_address
+export const UNROUTED_CLOSE: i32 = 0;       // close the downstream connection
+export const UNROUTED_DEFAULT: i32 = 1;     // tcp_proxy to filter.defaultCluster
+
+export const PROBE_TCP: i32 = 0;
+export const PROBE_HTTP: i32 = 1;
+export const PROBE_HTTPS: i32 = 2;
+
+/** Filter-state keys of Envoy's well-known objects (docs: well_known_filter_state). */
+export const KEY_TCP_PROXY_CLUSTER = "envoy.tcp_proxy.cluster";
+export const KEY_ORIGINAL_DST_ADDRESS = "envoy.network.transport_socket.original_dst_address";
+
+const FILTER_FIELDS = [
+  "ingressFrontend", "upstream", "clusterName", "noMatch", "noHealthyBackend", "defaultCluster",
+  "probeCluster", "probeTlsCluster",
+];
+const UPSTREAMS = ["cluster", "originalDst"];
+const UNROUTED = ["close", "defaultCluster"];
+
+/** One (backend, probe) pair: probed every interval through the probe cluster. */
+export class ProbeTarget {
+  backend: i32 = 0;
+  probeName: string = "";
+  protocol: i32 = PROBE_TCP;
+  intervalMs: f64 = 5000;
+  timeoutMs: u32 = 5000;
+  threshold: i32 = 2;
+  /** The HTTP call: cluster name and serialized request headers (proxy-wasm map format). */
+  cluster: ArrayBuffer = new ArrayBuffer(0);
+  headers: ArrayBuffer = new ArrayBuffer(0);
+  // State, driven by the tick.
+  nextDueMs: f64 = 0;
+  inflight: bool = false;
+  up: bool = true;
+  okRun: i32 = 0;
+  failRun: i32 = 0;
+}
+
+export class Settings {
+  ingress: i32 = NONE;
+  upstream: i32 = UPSTREAM_CLUSTER;
+  noMatch: i32 = UNROUTED_CLOSE;
+  noHealthy: i32 = UNROUTED_CLOSE;
+  defaultCluster: string = "";
+  /** set_envoy_filter_state argument selecting defaultCluster (empty when unused). */
+  defaultClusterArg: ArrayBuffer = new ArrayBuffer(0);
+  probeCluster: string = "haports_probe";
+  probeTlsCluster: string = "haports_probe_tls";
+  /** Per backend (the core's numbering: pools in order, backends in order). */
+  backendLabel: StaticArray<string> = new StaticArray<string>(0); // "pool.backend", for metrics
+  backendCluster: StaticArray<string> = new StaticArray<string>(0);
+  /** upstream "cluster": the whole set_envoy_filter_state argument; "originalDst": the
+   *  address text ("10.0.0.1" or "[fd00::1]") that the port is appended to. */
+  backendArg: StaticArray<ArrayBuffer> = new StaticArray<ArrayBuffer>(0);
+  /** Per rule: its backend port (0: the connection's own destination port). */
+  ruleBackendPort: StaticArray<i32> = new StaticArray<i32>(0);
+  probes: Array<ProbeTarget> = new Array<ProbeTarget>();
+  /** Per backend: indices into probes. */
+  backendProbes: Array<Array<i32>> = new Array<Array<i32>>();
+}
+
+// ---- Reading helpers (the core's message style: `path: reason`) ------------------------------
+
+function str(v: JsonValue | null, path: string, errors: Errors, def: string): string {
+  if (v == null) return def;
+  if (v.kind != JsonKind.String) {
+    errors.add(path, "expected a string, got " + v.kindName());
+    return def;
+  }
+  return changetype<JsonString>(v).value;
+}
+
+function oneOf(v: JsonValue | null, path: string, errors: Errors, options: Array<string>, def: i32): i32 {
+  if (v == null) return def;
+  const list = "one of \"" + options.join("\", \"") + "\"";
+  if (v.kind != JsonKind.String) {
+    errors.add(path, "expected " + list + ", got " + v.kindName());
+    return def;
+  }
+  const s = changetype<JsonString>(v).value;
+  const i = options.indexOf(s);
+  if (i < 0) {
+    errors.add(path, "expected " + list + ", got \"" + s + "\"");
+    return def;
+  }
+  return i;
+}
+
+// ---- Serialization ------------------------------------------------------------------------------
+
+/** Appends a protobuf varint. */
+function varint(out: Array<u8>, n: u32): void {
+  while (n >= 0x80) {
+    out.push(<u8>((n & 0x7f) | 0x80));
+    n >>>= 7;
+  }
+  out.push(<u8>n);
+}
+
+function appendBytes(out: Array<u8>, s: string): void {
+  const b = Uint8Array.wrap(String.UTF8.encode(s));
+  for (let i = 0; i < b.length; i++) out.push(b[i]);
+}
+
+function toBuffer(bytes: Array<u8>): ArrayBuffer {
+  const buf = new ArrayBuffer(bytes.length);
+  for (let i = 0; i < bytes.length; i++) store<u8>(changetype<usize>(buf) + <usize>i, bytes[i]);
+  return buf;
+}
+
+/**
+ * The argument of Envoy's `set_envoy_filter_state` foreign function: the protobuf
+ * message envoy.source.extensions.common.wasm.SetEnvoyFilterStateArguments
+ * (source/extensions/common/wasm/ext/set_envoy_filter_state.proto):
+ *   string path = 1;  string value = 2;  LifeSpan span = 3 (default FilterChain, omitted).
+ */
+export function filterStateArg(key: string, value: string): ArrayBuffer {
+  const out = new Array<u8>();
+  const k = String.UTF8.byteLength(key);
+  const v = String.UTF8.byteLength(value);
+  out.push(0x0a); // field 1, length-delimited
+  varint(out, <u32>k);
+  appendBytes(out, key);
+  out.push(0x12); // field 2, length-delimited
+  varint(out, <u32>v);
+  appendBytes(out, value);
+  return toBuffer(out);
+}
+
+/** Serialized header map (proxy-wasm): count, (key length, value length)*, key\0value\0*. */
+function headerMap(keys: Array<string>, values: Array<string>): ArrayBuffer {
+  const kb = new Array<ArrayBuffer>();
+  const vb = new Array<ArrayBuffer>();
+  let size = 4;
+  for (let i = 0; i < keys.length; i++) {
+    kb.push(String.UTF8.encode(keys[i]));
+    vb.push(String.UTF8.encode(values[i]));
+    size += 8 + kb[i].byteLength + vb[i].byteLength + 2;
+  }
+  const buf = new ArrayBuffer(size);
+  const p = changetype<usize>(buf);
+  store<u32>(p, keys.length);
+  let at = p + 4;
+  for (let i = 0; i < keys.length; i++) {
+    store<u32>(at, kb[i].byteLength);
+    store<u32>(at, vb[i].byteLength, 4);
+    at += 8;
+  }
+  for (let i = 0; i < keys.length; i++) {
+    memory.copy(at, changetype<usize>(kb[i]), kb[i].byteLength);
+    at += kb[i].byteLength;
+    store<u8>(at++, 0);
+    memory.copy(at, changetype<usize>(vb[i]), vb[i].byteLength);
+    at += vb[i].byteLength;
+    store<u8>(at++, 0);
+  }
+  return buf;
+}
+
+/** "10.0.0.1" or "[fd00::1]": the address as Envoy's "ip:port" strings write it. */
+function bracketed(address: string, family: u8): string {
+  return family == 6 ? "[" + address + "]" : address;
+}
+
+function replaceAll(s: string, what: string, with_: string): string {
+  return s.split(what).join(with_);
+}
+
+// ---- The settings of one configuration -----------------------------------------------------------
+
+/**
+ * Reads the filter section of `root` (already accepted by the core's reader as `model`)
+ * and builds the Settings, or returns null with `errors` filled in.
+ */
+export function readSettings(root: JsonObject, model: ConfigModel, errors: Errors): Settings | null {
+  const s = new Settings();
+  const fv = root.get("filter");
+  let f: JsonObject | null = null;
+  if (fv != null) {
+    if (fv.kind != JsonKind.Object) errors.add("filter", "expected an object, got " + fv.kindName());
+    else f = changetype<JsonObject>(fv);
+  }
+  let clusterTemplate = "{backend}";
+  if (f != null) {
+    for (let i = 0; i < f.keys.length; i++) {
+      if (!FILTER_FIELDS.includes(f.keys[i])) errors.add("filter." + f.keys[i], "unknown field");
+    }
+    const ingress = str(f.get("ingressFrontend"), "filter.ingressFrontend", errors, "");
+    if (f.has("ingressFrontend")) {
+      for (let i = 0; i < model.frontends.length; i++) {
+        if (model.frontends[i].name == ingress) s.ingress = i;
+      }
+      if (s.ingress == NONE) errors.add("filter.ingressFrontend", "unknown frontend \"" + ingress + "\"");
+    }
+    s.upstream = oneOf(f.get("upstream"), "filter.upstream", errors, UPSTREAMS, UPSTREAM_CLUSTER);
+    clusterTemplate = str(f.get("clusterName"), "filter.clusterName", errors, clusterTemplate);
+    s.noMatch = oneOf(f.get("noMatch"), "filter.noMatch", errors, UNROUTED, UNROUTED_CLOSE);
+    s.noHealthy = oneOf(f.get("noHealthyBackend"), "filter.noHealthyBackend", errors, UNROUTED, UNROUTED_CLOSE);
+    s.defaultCluster = str(f.get("defaultCluster"), "filter.defaultCluster", errors, "");
+    s.probeCluster = str(f.get("probeCluster"), "filter.probeCluster", errors, s.probeCluster);
+    s.probeTlsCluster = str(f.get("probeTlsCluster"), "filter.probeTlsCluster", errors, s.probeTlsCluster);
+  }
+  if (s.defaultCluster.length == 0) {
+    if (s.noMatch == UNROUTED_DEFAULT) errors.add("filter.defaultCluster", "required when filter.noMatch is \"defaultCluster\"");
+    if (s.noHealthy == UNROUTED_DEFAULT) errors.add("filter.defaultCluster", "required when filter.noHealthyBackend is \"defaultCluster\"");
+  } else {
+    s.defaultClusterArg = filterStateArg(KEY_TCP_PROXY_CLUSTER, s.defaultCluster);
+  }
+  if (s.upstream == UPSTREAM_CLUSTER && !clusterTemplate.includes("{backend}")) {
+    errors.add("filter.clusterName", "must contain \"{backend}\", got \"" + clusterTemplate + "\"");
+  }
+
+  // Per backend: the label, the cluster and the upstream argument.
+  let n = 0;
+  for (let p = 0; p < model.pools.length; p++) n += model.pools[p].backends.length;
+  s.backendLabel = new StaticArray<string>(n);
+  s.backendCluster = new StaticArray<string>(n);
+  s.backendArg = new StaticArray<ArrayBuffer>(n);
+  const backendPath = new Array<string>();
+  const clusters = new Map<string, i32>();
+  let b = 0;
+  for (let p = 0; p < model.pools.length; p++) {
+    const pool = model.pools[p];
+    for (let j = 0; j < pool.backends.length; j++, b++) {
+      const be = pool.backends[j];
+      s.backendLabel[b] = pool.name + "." + be.name;
+      backendPath.push("backendPools[" + p.toString() + "].backends[" + j.toString() + "]");
+      s.backendProbes.push(new Array<i32>());
+      if (s.upstream == UPSTREAM_CLUSTER) {
+        const name = replaceAll(replaceAll(clusterTemplate, "{pool}", pool.name), "{backend}", be.name);
+        s.backendCluster[b] = name;
+        if (clusters.has(name)) {
+          errors.add("filter.clusterName", "\"" + clusterTemplate + "\" gives " + backendPath[b] + " the cluster \""
+            + name + "\" of " + backendPath[clusters.get(name)] + "; use {pool} to tell pools apart");
+        } else {
+          clusters.set(name, b);
+        }
+        s.backendArg[b] = filterStateArg(KEY_TCP_PROXY_CLUSTER, name);
+      } else {
+        s.backendCluster[b] = "";
+        s.backendArg[b] = String.UTF8.encode(bracketed(be.addressText, be.address.family));
+      }
+    }
+  }
+
+  s.ruleBackendPort = new StaticArray<i32>(model.rules.length);
+  for (let r = 0; r < model.rules.length; r++) s.ruleBackendPort[r] = model.rules[r].backendPort;
+
+  readProbes(root, model, s, errors);
+  return errors.count > 0 ? null : s;
+}
+
+/** Probe targets: every backend of the pool of every rule that names a probe, once per probe. */
+function readProbes(root: JsonObject, model: ConfigModel, s: Settings, errors: Errors): void {
+  // timeoutSeconds is accepted by the core but not kept in its model: read it here.
+  const timeouts = new Array<i32>();
+  const pv = root.get("probes");
+  for (let i = 0; i < model.probes.length; i++) {
+    let t = 0;
+    if (pv != null && pv.kind == JsonKind.Array) {
+      const item = changetype<JsonArray>(pv).items[i];
+      if (item.kind == JsonKind.Object) {
+        const tv = changetype<JsonObject>(item).get("timeoutSeconds");
+        if (tv != null && tv.kind == JsonKind.Number) t = <i32>changetype<JsonNumber>(tv).value;
+      }
+    }
+    timeouts.push(t);
+  }
+  const poolStart = new Array<i32>();
+  let total = 0;
+  for (let p = 0; p < model.pools.length; p++) {
+    poolStart.push(total);
+    total += model.pools[p].backends.length;
+  }
+  const seen = new Set<string>();
+  for (let r = 0; r < model.rules.length; r++) {
+    const rule = model.rules[r];
+    if (rule.probe.length == 0) continue;
+    let pi = -1;
+    for (let i = 0; i < model.probes.length; i++) if (model.probes[i].name == rule.probe) pi = i;
+    let poolIndex = -1;
+    for (let p = 0; p < model.pools.length; p++) if (model.pools[p].name == rule.pool) poolIndex = p;
+    if (pi < 0 || poolIndex < 0) continue;
+    const probe = model.probes[pi];
+    const protocol = probe.protocol == "https" ? PROBE_HTTPS : probe.protocol == "http" ? PROBE_HTTP : PROBE_TCP;
+    const cluster = protocol == PROBE_HTTPS ? s.probeTlsCluster : s.probeCluster;
+    if (cluster.length == 0) {
+      errors.add(protocol == PROBE_HTTPS ? "filter.probeTlsCluster" : "filter.probeCluster",
+        "empty, but rules[" + r.toString() + "] names probe \"" + probe.name + "\"");
+      continue;
+    }
+    const pool = model.pools[poolIndex];
+    for (let j = 0; j < pool.backends.length; j++) {
+      const b = poolStart[poolIndex] + j;
+      const key = b.toString() + "/" + pi.toString();
+      if (seen.has(key)) continue;
+      seen.add(key);
+      const be = pool.backends[j];
+      const t = new ProbeTarget();
+      t.backend = b;
+      t.probeName = probe.name;
+      t.protocol = protocol;
+      t.intervalMs = <f64>probe.intervalSeconds * 1000;
+      // A probe must end before the next one is due: the timeout is at most the interval.
+      const timeout = timeouts[pi] > 0 ? min(timeouts[pi], probe.intervalSeconds) : probe.intervalSeconds;
+      t.timeoutMs = <u32>(timeout * 1000);
+      t.threshold = probe.threshold;
+      t.cluster = String.UTF8.encode(cluster);
+      const host = bracketed(be.addressText, be.address.family) + ":" + probe.port.toString();
+      const keys = [":method", ":path", ":authority", ":scheme", "x-envoy-original-dst-host", "user-agent"];
+      const values = ["GET", protocol == PROBE_TCP ? "/" : probe.path, host,
+        protocol == PROBE_HTTPS ? "https" : "http", host, "haports-probe/" + probe.name];
+      t.headers = headerMap(keys, values);
+      s.backendProbes[b].push(s.probes.length);
+      s.probes.push(t);
+    }
+  }
+}
