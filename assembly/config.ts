@@ -801,7 +801,10 @@ export function compile(model: ConfigModel, previous: Plan | null): Plan {
     plan.rulePersist[i] = r.persist;
     plan.ruleNoHealthy[i] = r.noHealthy;
     if (r.protocol == RULE_PROTO_ALL) plan.frontendHaRule[r.frontendIndex] = i;
-    else indexExactRule(plan, i);
+    else {
+      indexExactRule(plan, i);
+      plan.hasExact = true;
+    }
   }
 
   // Backends behind non-floating rules: their replies are recognised by source address.

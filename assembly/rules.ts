@@ -27,6 +27,8 @@ export class Plan {
   // Exact rules: open-addressed (frontend, protocol, port) → rule index.
   exactKeys: StaticArray<u64> = new StaticArray<u64>(0); // 0 = empty
   exactRules: StaticArray<i32> = new StaticArray<i32>(0);
+  /** Any exact rule at all (else the probe is skipped: HA-ports-only plans are common). */
+  hasExact: bool = false;
 
   // Rules, by index (configuration order).
   ruleNames: StaticArray<string> = new StaticArray<string>(0);
@@ -159,7 +161,7 @@ export let matchedExact: bool = false;
 export function matchRule(plan: Plan, frontend: i32, proto: u8, port: u16, hasPort: bool): i32 {
   matchedExact = false;
   const keys = plan.exactKeys;
-  if (hasPort && keys.length > 0) {
+  if (hasPort && plan.hasExact) {
     const key = exactKey(frontend, proto, port);
     const mask = keys.length - 1;
     let s = <i32>(fmix64(key) & <u64>mask);
