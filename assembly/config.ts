@@ -768,7 +768,7 @@ export function compile(model: ConfigModel, previous: Plan | null): Plan {
     plan.pools[i] = pool;
   }
   updateStates(plan);
-  for (let i = 0; i < plan.pools.length; i++) rebuildPool(plan.pools[i], plan.backendWeight, plan.backendState);
+  for (let i = 0; i < plan.pools.length; i++) rebuildPool(plan.pools[i], plan.backendWeight, plan.backendState, true);
 
   const nr = model.rules.length;
   plan.ruleNames = new StaticArray<string>(nr);

@@ -147,7 +147,7 @@ function applyState(b: i32): void {
   const before = plan.backendState[b];
   updateStates(plan);
   if (plan.backendState[b] != before) {
-    rebuildPool(plan.pools[plan.backendPool[b]], plan.backendWeight, plan.backendState);
+    rebuildPool(plan.pools[plan.backendPool[b]], plan.backendWeight, plan.backendState, false);
   }
 }
 

@@ -127,9 +127,12 @@ export function buildTable(
   return n;
 }
 
-/** Rebuilds both tables of `pool` for the current weights and states. */
-export function rebuildPool(pool: Pool, weights: StaticArray<i32>, states: StaticArray<u8>): void {
-  buildTable(pool, pool.tableAll, weights, states, false);
+/**
+ * Rebuilds `pool`'s table for new flows from the current weights and states, and with
+ * `all` its failOpen table too (that one depends on weights only: configuration time).
+ */
+export function rebuildPool(pool: Pool, weights: StaticArray<i32>, states: StaticArray<u8>, all: bool): void {
+  if (all) buildTable(pool, pool.tableAll, weights, states, false);
   const spare = pool.spare;
   pool.eligible = buildTable(pool, spare, weights, states, true);
   // Swap: the packet path reads pool.table, which is never half-built.
