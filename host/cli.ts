@@ -22,6 +22,7 @@ commands:
   validate  check a configuration file
   import-arm
             turn an Azure Resource Manager template's load balancers into a configuration
+  bench     the benchmark suite (same as npm run bench; --quick for a smoke run)
 
 run 'haports <command> --help' for the options of a command.
 exit codes: 0 success, 1 invalid configuration, 2 usage error or unreadable input.
@@ -280,6 +281,11 @@ export async function main(argv: string[], out = process.stdout, err = process.s
       case 'replay': return await replay(rest, out, err);
       case 'validate': return await validate(rest, out);
       case 'import-arm': return await armCommand(rest, out, err);
+      case 'bench': {
+        // The suite lives in bench/ (not bundled): build/host/cli.mjs → ../../bench/run.mjs.
+        const bench = await import(new URL('../../bench/run.mjs', import.meta.url).href);
+        return await bench.main(rest);
+      }
       case undefined: case '-h': case '--help': case 'help':
         out.write(USAGE);
         return command === undefined ? 2 : 0;
