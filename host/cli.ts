@@ -9,6 +9,7 @@ import { parseArgs } from 'node:util';
 import { ConfigError, Core, LINK_ETHERNET, LINK_RAW_IP, NONE } from './core.js';
 import { demoCommand } from './demo.js';
 import { armCommand } from './arm.js';
+import { pumpCommand } from './pump.js';
 import {
   LINKTYPE_ETHERNET, LINKTYPE_IPV4, LINKTYPE_IPV6, LINKTYPE_RAW, readCapture, writePcap,
 } from './pcap.js';
@@ -22,6 +23,8 @@ commands:
   validate  check a configuration file
   import-arm
             turn an Azure Resource Manager template's load balancers into a configuration
+  pump      the packet pump: VXLAN/GENEVE listeners in front of appliances, with probes
+            and Prometheus metrics
   bench     the benchmark suite (same as npm run bench; --quick for a smoke run)
 
 run 'haports <command> --help' for the options of a command.
@@ -281,6 +284,7 @@ export async function main(argv: string[], out = process.stdout, err = process.s
       case 'replay': return await replay(rest, out, err);
       case 'validate': return await validate(rest, out);
       case 'import-arm': return await armCommand(rest, out, err);
+      case 'pump': return await pumpCommand(rest, out, err);
       case 'bench': {
         // The suite lives in bench/ (not bundled): build/host/cli.mjs → ../../bench/run.mjs.
         const bench = await import(new URL('../../bench/run.mjs', import.meta.url).href);

@@ -8,7 +8,7 @@ const bin = new URL('../../bin/haports.mjs', import.meta.url).pathname;
 const run = (...args) => spawnSync(process.execPath, [bin, ...args], { encoding: 'utf8' });
 
 test('every command has --help (exit 0); unknown commands and options exit 2', () => {
-  for (const command of ['demo', 'replay', 'validate', 'import-arm']) {
+  for (const command of ['demo', 'replay', 'validate', 'import-arm', 'pump']) {
     const r = run(command, '--help');
     assert.equal(r.status, 0, command);
     assert.match(r.stdout, new RegExp(`^usage: haports ${command}`), command);

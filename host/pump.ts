@@ -1,0 +1,810 @@
+// The packet pump: `haports pump --config CONFIG.json [--metrics HOST:PORT]`.
+//
+// A listener is a UDP socket that terminates a tunnel (VXLAN or GENEVE) and stands for
+// one frontend of the configuration, the way an Azure Gateway Load Balancer's tunnel
+// interface or an AWS GWLB endpoint stands for its load balancer: whatever arrives on it
+// was routed to that frontend (next-hop use). The pump
+//
+//   receive ─▶ decap ─▶ bounded queue ─▶ batch: copy inner packets once into the core's
+//   rx arena ─▶ core.process(n, now, listener's frontend, link type) ─▶ per verdict:
+//   forward: send [the tunnel header as received ‖ the packet, from wasm memory] to the
+//            chosen appliance's address (its backend address), UDP port `appliancePort`
+//            (default: the listener's port), from the listener's own socket;
+//   drop / nomatch: counted by the core, not sent.
+//
+// The return direction is the same path: an appliance (or the far side) sends the reply
+// into the pump, the symmetric hash of an HA-ports rule picks the same appliance, and the
+// tracked flow keeps it there. Packets are never routed by the pump itself.
+//
+// Zero copy: each inner packet is copied exactly once, from the received datagram into
+// the rx arena; the outgoing datagram is gathered (sendmsg iovec) from a view of the
+// received header and a view of wasm memory. A view of wasm memory must not change while
+// the kernel has not taken it: when a send is queued (kernel send buffer full), the
+// arena is "busy" and the next batch waits for the send queues to drain; meanwhile
+// datagrams wait in the listener's bounded queue, and beyond `queuePackets` they are
+// dropped and counted (queue-full). Send callbacks count sent packets and errors.
+//
+// Drops are counted by reason: the core's (haports_drops_total{stage="core"}) and the
+// pump's own (stage="pump"): tunnel-truncated, vxlan-no-vni-flag, geneve-bad-version,
+// geneve-control, geneve-bad-options, geneve-unsupported-protocol, tunnel-empty,
+// unknown-vni, queue-full, no-appliance-address (the backend's address family differs
+// from the listener's), send-error, stopping (arrived after shutdown began). Drops of the
+// kernel's socket receive buffer (the pump could not keep up) are read from
+// /proc/net/udp{,6} (haports_pump_socket_drops_total).
+//
+// Logs are JSON lines on standard error: {"time","level","msg",...}. SIGTERM or SIGINT
+// stops the pump gracefully: it stops accepting datagrams, processes what is queued,
+// waits (at most 2 s) for queued sends, closes its sockets and writes a final "stopped"
+// line with every counter.
+//
+// The configuration file is the haports configuration plus a "pump" section:
+//   "pump": {
+//     "listeners": [ { "name": "vx", "protocol": "vxlan", "frontend": "fe-v4",
+//                      "bind": "10.9.0.1:4789", "appliancePort": 4789, "vnis": [100] } ],
+//     "batchSize": 256, "batchTimeoutMicros": 0, "queuePackets": 8192,
+//     "socketBufferBytes": 4194304,
+//     "health": { "damping": { "halfLifeSeconds": 60, "suppressPenalty": 2,
+//                              "reusePenalty": 1, "maxHoldSeconds": 300 } } }
+// See README "Packet pump" for every field.
+
+import { createSocket, type Socket } from 'node:dgram';
+import { readFileSync } from 'node:fs';
+import { isIP } from 'node:net';
+import { parseArgs } from 'node:util';
+import { fileURLToPath, pathToFileURL } from 'node:url';
+import type { Server } from 'node:http';
+import { ConfigError, Core, NONE } from './core.js';
+import {
+  decap, decoded, tunnelErrorName, GENEVE_PORT, VXLAN_PORT, TUNNEL_ERRORS, type TunnelProtocol,
+} from './tunnel.js';
+import { DEFAULT_DAMPING, HealthMonitor, type DampingOptions, type LogFn } from './probes.js';
+import { DROPS_HELP, MetricsWriter, parseHostPort, startMetricsServer, writeCoreMetrics } from './metrics.js';
+
+// ---- Settings ----------------------------------------------------------------------
+
+export interface ListenerSettings {
+  name: string;
+  protocol: TunnelProtocol;
+  frontend: string;
+  /** Address to bind (IP literal) and port (0: any free port). */
+  host: string;
+  port: number;
+  /** UDP port of the appliances; default: the bind port (or the protocol's when that is 0). */
+  appliancePort: number;
+  /** Accepted VNIs; null: any. */
+  vnis: Set<number> | null;
+}
+
+export interface PumpSettings {
+  listeners: ListenerSettings[];
+  /** Packets per core batch (≤ the core's maxBatch). */
+  batchSize: number;
+  /** How long a partial batch may wait for more packets; 0: flush at the end of every event-loop turn. */
+  batchTimeoutMicros: number;
+  /** Datagrams waiting per listener before queue-full drops. */
+  queuePackets: number;
+  /** SO_RCVBUF / SO_SNDBUF of each listener socket (bytes; 0: the system's default). */
+  socketBufferBytes: number;
+  damping: Partial<DampingOptions> | false;
+}
+
+export const PUMP_DEFAULTS = {
+  batchSize: 256, batchTimeoutMicros: 0, queuePackets: 8192, socketBufferBytes: 4 * 1024 * 1024,
+};
+
+const PUMP_FIELDS = ['listeners', 'batchSize', 'batchTimeoutMicros', 'queuePackets', 'socketBufferBytes', 'health'];
+const LISTENER_FIELDS = ['name', 'protocol', 'frontend', 'bind', 'appliancePort', 'vnis'];
+const DAMPING_FIELDS = ['halfLifeSeconds', 'suppressPenalty', 'reusePenalty', 'maxHoldSeconds'];
+
+/**
+ * Reads and checks the "pump" section of a configuration the core has accepted.
+ * Returns every error as `path: reason` (the core's style), or the settings.
+ */
+export function readPumpSettings(config: any, maxBatch: number): { settings?: PumpSettings; errors: string[] } {
+  const errors: string[] = [];
+  const p = config?.pump;
+  if (p === undefined) return { errors: ['pump: required (the listeners of the pump)'] };
+  if (typeof p !== 'object' || p === null || Array.isArray(p)) return { errors: ['pump: must be an object'] };
+  for (const k of Object.keys(p)) if (!PUMP_FIELDS.includes(k)) errors.push(`pump.${k}: unknown field`);
+
+  const int = (path: string, v: unknown, min: number, max: number, dflt: number): number => {
+    if (v === undefined) return dflt;
+    if (typeof v !== 'number' || !Number.isInteger(v) || v < min || v > max) {
+      errors.push(`${path}: must be an integer from ${min} to ${max}`);
+      return dflt;
+    }
+    return v;
+  };
+  const batchSize = int('pump.batchSize', p.batchSize, 1, maxBatch, Math.min(PUMP_DEFAULTS.batchSize, maxBatch));
+  const batchTimeoutMicros = int('pump.batchTimeoutMicros', p.batchTimeoutMicros, 0, 1_000_000, PUMP_DEFAULTS.batchTimeoutMicros);
+  const queuePackets = int('pump.queuePackets', p.queuePackets, 1, 1 << 20, Math.max(PUMP_DEFAULTS.queuePackets, batchSize));
+  const socketBufferBytes = int('pump.socketBufferBytes', p.socketBufferBytes, 0, 1 << 30, PUMP_DEFAULTS.socketBufferBytes);
+
+  let damping: Partial<DampingOptions> | false = {};
+  const health = p.health;
+  if (health !== undefined) {
+    if (typeof health !== 'object' || health === null || Array.isArray(health)) errors.push('pump.health: must be an object');
+    else {
+      for (const k of Object.keys(health)) if (k !== 'damping') errors.push(`pump.health.${k}: unknown field`);
+      const d = health.damping;
+      if (d === false) damping = false;
+      else if (d !== undefined) {
+        if (typeof d !== 'object' || d === null || Array.isArray(d)) errors.push('pump.health.damping: must be an object or false');
+        else {
+          for (const k of Object.keys(d)) {
+            if (!DAMPING_FIELDS.includes(k)) errors.push(`pump.health.damping.${k}: unknown field`);
+            else if (typeof d[k] !== 'number' || !(d[k] > 0) || !Number.isFinite(d[k])) errors.push(`pump.health.damping.${k}: must be a positive number`);
+          }
+          damping = { ...d };
+          const m = { ...DEFAULT_DAMPING, ...d };
+          if (m.reusePenalty > m.suppressPenalty) errors.push('pump.health.damping.reusePenalty: must not exceed suppressPenalty');
+          else if (m.reusePenalty * Math.pow(2, m.maxHoldSeconds / m.halfLifeSeconds) < m.suppressPenalty) {
+            const min = m.halfLifeSeconds * Math.log2(m.suppressPenalty / m.reusePenalty);
+            errors.push(`pump.health.damping.maxHoldSeconds: must be at least halfLifeSeconds × log2(suppressPenalty / reusePenalty) = ${Number(min.toFixed(3))}, or the penalty could never reach suppressPenalty`);
+          }
+        }
+      }
+    }
+  }
+
+  const frontends: string[] = (config.frontends ?? []).map((f: any) => f.name);
+  const listeners: ListenerSettings[] = [];
+  if (!Array.isArray(p.listeners) || p.listeners.length === 0) {
+    errors.push('pump.listeners: required, a non-empty array');
+  } else {
+    const names = new Set<string>();
+    p.listeners.forEach((l: any, i: number) => {
+      const at = `pump.listeners[${i}]`;
+      if (typeof l !== 'object' || l === null || Array.isArray(l)) { errors.push(`${at}: must be an object`); return; }
+      for (const k of Object.keys(l)) if (!LISTENER_FIELDS.includes(k)) errors.push(`${at}.${k}: unknown field`);
+      const before = errors.length;
+      if (typeof l.name !== 'string' || l.name === '') errors.push(`${at}.name: required, a non-empty string`);
+      else if (names.has(l.name)) errors.push(`${at}.name: duplicate listener name ${JSON.stringify(l.name)}`);
+      else names.add(l.name);
+      if (l.protocol !== 'vxlan' && l.protocol !== 'geneve') errors.push(`${at}.protocol: must be "vxlan" or "geneve"`);
+      if (typeof l.frontend !== 'string') errors.push(`${at}.frontend: required, the name of a frontend`);
+      else if (!frontends.includes(l.frontend)) errors.push(`${at}.frontend: unknown frontend ${JSON.stringify(l.frontend)}`);
+      const defaultPort = l.protocol === 'geneve' ? GENEVE_PORT : VXLAN_PORT;
+      let host = '';
+      let port = defaultPort;
+      if (typeof l.bind !== 'string') errors.push(`${at}.bind: required, "ADDRESS:PORT" (an IPv6 address in brackets)`);
+      else {
+        try {
+          ({ host, port } = parseHostPort(l.bind, defaultPort));
+          if (isIP(host) === 0) errors.push(`${at}.bind: ${JSON.stringify(host)} is not an IP address`);
+        } catch (e: any) {
+          errors.push(`${at}.bind: ${e.message}`);
+        }
+      }
+      const appliancePort = int(`${at}.appliancePort`, l.appliancePort, 1, 65535, port === 0 ? defaultPort : port);
+      let vnis: Set<number> | null = null;
+      if (l.vnis !== undefined) {
+        if (!Array.isArray(l.vnis) || l.vnis.length === 0
+          || !l.vnis.every((v: unknown) => typeof v === 'number' && Number.isInteger(v) && v >= 0 && v <= 0xffffff)) {
+          errors.push(`${at}.vnis: must be a non-empty array of 24-bit integers`);
+        } else vnis = new Set(l.vnis);
+      }
+      if (errors.length === before) {
+        listeners.push({ name: l.name, protocol: l.protocol, frontend: l.frontend, host, port, appliancePort, vnis });
+      }
+    });
+  }
+  if (errors.length > 0) return { errors };
+  return { settings: { listeners, batchSize, batchTimeoutMicros, queuePackets, socketBufferBytes, damping }, errors };
+}
+
+// ---- Logging -----------------------------------------------------------------------
+
+export type LogLevel = 'error' | 'warn' | 'info' | 'debug';
+const LEVELS: Record<LogLevel, number> = { error: 0, warn: 1, info: 2, debug: 3 };
+
+/** A JSON-lines logger: {"time","level","msg",...fields} per line. */
+export function jsonLogger(out: NodeJS.WritableStream, level: LogLevel = 'info'): LogFn {
+  const max = LEVELS[level];
+  return (l, msg, fields = {}) => {
+    if (LEVELS[l] > max) return;
+    out.write(JSON.stringify({ time: new Date().toISOString(), level: l, msg, ...fields }) + '\n');
+  };
+}
+
+// ---- The pump ----------------------------------------------------------------------
+
+const VERDICT_BYTES = 16;
+const DESCRIPTOR_BYTES = 8;
+const ACTION_FORWARD = 1;
+/** Packets start on 8-byte boundaries in the arena. */
+const ARENA_ALIGN = 8;
+/** Longest wait for queued sends at shutdown (ms). */
+const SHUTDOWN_DRAIN_MS = 2000;
+
+export interface ListenerCounters {
+  receivedPackets: number;
+  receivedBytes: number;
+  sentPackets: number;
+  sentBytes: number;
+  batches: number;
+  batchPackets: number;
+  queueHighWater: number;
+  drops: Record<string, number>;
+  sendErrors: Record<string, number>;
+}
+
+class Listener {
+  socket!: Socket;
+  readonly frontend: number;
+  family: 4 | 6;
+  /** Appliance address per core backend index; null when its family differs from the socket's. */
+  targets: (string | null)[] = [];
+  /** Pass-through mode: the one appliance every packet goes to. */
+  passTarget: string | null = null;
+  // Bounded ring of datagrams waiting for a batch.
+  readonly qMsg: (Buffer | undefined)[];
+  readonly qHdr: Int32Array;
+  readonly qLink: Uint8Array;
+  qHead = 0;
+  qLen = 0;
+  readonly counters: ListenerCounters = {
+    receivedPackets: 0, receivedBytes: 0, sentPackets: 0, sentBytes: 0, batches: 0, batchPackets: 0,
+    queueHighWater: 0, drops: {}, sendErrors: {},
+  };
+  /** Last time a drop of each reason was logged (ms), to rate-limit drop logs. */
+  readonly dropLoggedAt = new Map<string, number>();
+  onSent!: (err: Error | null, bytes?: number) => void;
+
+  constructor(readonly settings: ListenerSettings, core: Core, queuePackets: number) {
+    this.frontend = core.names.frontends.indexOf(settings.frontend);
+    this.family = isIP(settings.host) === 6 ? 6 : 4;
+    this.qMsg = new Array(queuePackets);
+    this.qHdr = new Int32Array(queuePackets);
+    this.qLink = new Uint8Array(queuePackets);
+  }
+
+  get name(): string { return this.settings.name; }
+}
+
+export interface PumpOptions {
+  log?: LogFn;
+  /**
+   * Benchmark baseline: the same sockets, decapsulation, queues, batches and sends, but
+   * no core: every packet goes unchanged to the first appliance of the listener's
+   * frontend. (bench/pump compares the two in one run.)
+   */
+  passThrough?: boolean;
+}
+
+export class Pump {
+  readonly listeners: Listener[];
+  private readonly log: LogFn;
+  private readonly passThrough: boolean;
+  private flushScheduled = false;
+  private arenaBusy = false;
+  private stopping = false;
+  private drainWaiter: (() => void) | null = null;
+  /** Kernel drops read just before the sockets closed (stats after stop()). */
+  private finalSocketDrops: (number | null)[] | null = null;
+  private readonly startedAt = performance.now();
+  /** Time spent copying into the arena and in core.process (ms). */
+  coreMs = 0;
+  /** Batches after which the kernel had queued sends, so the next batch waited (back-pressure). */
+  backpressureWaits = 0;
+  // Per-batch scratch (sized to the core's batch).
+  private readonly bMsg: (Buffer | undefined)[];
+  private readonly bHdr: Int32Array;
+  private readonly bOff: Int32Array;
+  private readonly bLen: Int32Array;
+  private readonly flushCb = () => { this.flushScheduled = false; this.flush(); };
+
+  constructor(readonly core: Core, config: any, readonly settings: PumpSettings, opts: PumpOptions = {}) {
+    this.log = opts.log ?? (() => {});
+    this.passThrough = !!opts.passThrough;
+    this.listeners = settings.listeners.map((l) => new Listener(l, core, settings.queuePackets));
+    const addresses: string[] = [];
+    for (const pool of config.backendPools ?? []) for (const b of pool.backends ?? []) addresses.push(b.address);
+    for (const L of this.listeners) {
+      L.targets = addresses.map((a) => (isIP(a) === L.family ? a : null));
+      // Pass-through target: the first backend of the first rule of the frontend.
+      const rule = (config.rules ?? []).find((r: any) => r.frontend === L.settings.frontend);
+      const poolIdx = rule ? (config.backendPools ?? []).findIndex((p: any) => p.name === rule.backendPool) : -1;
+      const first = poolIdx >= 0 ? core.names.backendPool.indexOf(poolIdx) : -1;
+      L.passTarget = first >= 0 ? L.targets[first] : null;
+      L.onSent = (err, bytes) => this.onSent(L, err, bytes);
+    }
+    const n = core.maxBatch;
+    this.bMsg = new Array(n);
+    this.bHdr = new Int32Array(n);
+    this.bOff = new Int32Array(n);
+    this.bLen = new Int32Array(n);
+  }
+
+  /** Binds every listener's socket. Rejects (and closes what was opened) on a bind error. */
+  async start(): Promise<void> {
+    try {
+      for (const L of this.listeners) await this.bind(L);
+    } catch (e) {
+      for (const L of this.listeners) if (L.socket) try { L.socket.close(); } catch { /* not bound */ }
+      throw e;
+    }
+  }
+
+  private bind(L: Listener): Promise<void> {
+    const bufferBytes = this.settings.socketBufferBytes;
+    const socket = createSocket({
+      type: L.family === 6 ? 'udp6' : 'udp4',
+      ...(bufferBytes > 0 ? { recvBufferSize: bufferBytes, sendBufferSize: bufferBytes } : {}),
+      // Targets are IP literals: answer the lookup at once, so that send() reaches the
+      // kernel synchronously (dns.lookup would defer every send to the next tick).
+      lookup: (address: string, _family: unknown, cb: (err: Error | null, address: string, family: number) => void) =>
+        cb(null, address, L.family),
+    } as any);
+    L.socket = socket;
+    return new Promise((resolve, reject) => {
+      socket.once('error', reject);
+      socket.bind(L.settings.port, L.settings.host, () => {
+        socket.off('error', reject);
+        socket.on('error', (e) => this.log('error', 'socket error', { listener: L.name, error: String(e) }));
+        socket.on('message', (msg: Buffer) => this.receive(L, msg));
+        resolve();
+      });
+    });
+  }
+
+  /** The address:port each listener is bound to. */
+  addresses(): Record<string, { address: string; port: number }> {
+    const out: Record<string, { address: string; port: number }> = {};
+    for (const L of this.listeners) {
+      const a = L.socket.address();
+      out[L.name] = { address: a.address, port: a.port };
+    }
+    return out;
+  }
+
+  private drop(L: Listener, reason: string, n = 1): void {
+    L.counters.drops[reason] = (L.counters.drops[reason] ?? 0) + n;
+    const now = performance.now();
+    const last = L.dropLoggedAt.get(reason);
+    // The first drop of each reason is a warning; later ones at most once a second, in debug.
+    if (last === undefined) {
+      L.dropLoggedAt.set(reason, now);
+      this.log('warn', 'dropped', { listener: L.name, reason, note: 'first of its kind; all are counted in the metrics' });
+    } else if (now - last >= 1000) {
+      L.dropLoggedAt.set(reason, now);
+      this.log('debug', 'dropped', { listener: L.name, reason, total: L.counters.drops[reason] });
+    }
+  }
+
+  private receive(L: Listener, msg: Buffer): void {
+    const c = L.counters;
+    c.receivedPackets++;
+    c.receivedBytes += msg.length;
+    if (this.stopping) { this.drop(L, 'stopping'); return; }
+    const hdr = decap(L.settings.protocol, msg);
+    if (hdr < 0) { this.drop(L, tunnelErrorName(hdr)); return; }
+    if (L.settings.vnis !== null && !L.settings.vnis.has(decoded.vni)) { this.drop(L, 'unknown-vni'); return; }
+    if (L.qLen === L.qMsg.length) { this.drop(L, 'queue-full'); return; }
+    const at = (L.qHead + L.qLen) % L.qMsg.length;
+    L.qMsg[at] = msg;
+    L.qHdr[at] = hdr;
+    L.qLink[at] = decoded.link;
+    L.qLen++;
+    if (L.qLen > c.queueHighWater) c.queueHighWater = L.qLen;
+    if (L.qLen >= this.settings.batchSize) this.flush();
+    else this.scheduleFlush();
+  }
+
+  private scheduleFlush(): void {
+    if (this.flushScheduled) return;
+    this.flushScheduled = true;
+    const us = this.settings.batchTimeoutMicros;
+    // 0: after the I/O phase of this event-loop turn (all datagrams libuv read in it).
+    if (us === 0) setImmediate(this.flushCb);
+    else setTimeout(this.flushCb, Math.max(1, Math.ceil(us / 1000)));
+  }
+
+  /** Runs every queued datagram through the core and sends the forwarded ones. */
+  flush(): void {
+    if (this.arenaBusy) return; // resumed by onSent once the send queues drain
+    for (const L of this.listeners) {
+      while (L.qLen > 0) {
+        if (this.passThrough) this.passBatch(L);
+        else this.batch(L);
+        if (this.arenaBusy) return;
+      }
+    }
+    this.maybeDrained();
+  }
+
+  /** One core batch from the head of L's queue: same link type, ≤ batchSize, fits the arena. */
+  private batch(L: Listener): void {
+    const core = this.core;
+    const t0 = performance.now();
+    let mem = core.memory;
+    const arenaBase = core.exports.rxArenaPtr();
+    const arenaSize = core.arenaSize;
+    const descBase = core.exports.descriptorsPtr();
+    const dv = new DataView(mem.buffer);
+    const cap = L.qMsg.length;
+    const link = L.qLink[L.qHead];
+    const max = this.settings.batchSize;
+    let n = 0;
+    let off = 0;
+    while (n < max && L.qLen > 0) {
+      const q = L.qHead;
+      if (L.qLink[q] !== link) break;
+      const msg = L.qMsg[q]!;
+      const hdr = L.qHdr[q];
+      const len = msg.length - hdr;
+      if (off + len > arenaSize) break;
+      mem.set(msg.subarray(hdr), arenaBase + off);
+      dv.setUint32(descBase + n * DESCRIPTOR_BYTES, off, true);
+      dv.setUint32(descBase + n * DESCRIPTOR_BYTES + 4, len, true);
+      this.bMsg[n] = msg;
+      this.bHdr[n] = hdr;
+      this.bOff[n] = off;
+      this.bLen[n] = len;
+      n++;
+      off = (off + len + ARENA_ALIGN - 1) & ~(ARENA_ALIGN - 1);
+      L.qMsg[q] = undefined;
+      L.qHead = q + 1 === cap ? 0 : q + 1;
+      L.qLen--;
+    }
+    core.process(n, t0, L.frontend, link);
+    this.coreMs += performance.now() - t0;
+    L.counters.batches++;
+    L.counters.batchPackets += n;
+
+    mem = core.memory;
+    const verdicts = core.exports.verdictsPtr();
+    const socket = L.socket;
+    const port = L.settings.appliancePort;
+    for (let i = 0; i < n; i++) {
+      const v = verdicts + i * VERDICT_BYTES;
+      const msg = this.bMsg[i]!;
+      this.bMsg[i] = undefined;
+      if (mem[v] !== ACTION_FORWARD) continue; // drop / nomatch: counted by the core
+      const b = mem[v + 6] | (mem[v + 7] << 8);
+      const target = b === NONE ? null : L.targets[b];
+      if (!target) { this.drop(L, 'no-appliance-address'); continue; }
+      const p = arenaBase + this.bOff[i];
+      socket.send([msg.subarray(0, this.bHdr[i]), mem.subarray(p, p + this.bLen[i])], port, target, L.onSent);
+    }
+    if (socket.getSendQueueCount() > 0) {
+      this.arenaBusy = true;
+      this.backpressureWaits++;
+    }
+  }
+
+  /** The baseline: the same path without the core (bench/pump). */
+  private passBatch(L: Listener): void {
+    const cap = L.qMsg.length;
+    const max = this.settings.batchSize;
+    const target = L.passTarget;
+    const port = L.settings.appliancePort;
+    let n = 0;
+    while (n < max && L.qLen > 0) {
+      const q = L.qHead;
+      const msg = L.qMsg[q]!;
+      L.qMsg[q] = undefined;
+      L.qHead = q + 1 === cap ? 0 : q + 1;
+      L.qLen--;
+      n++;
+      if (!target) { this.drop(L, 'no-appliance-address'); continue; }
+      // Views of the received datagram (Node keeps them alive until sent).
+      L.socket.send([msg.subarray(0, L.qHdr[q]), msg.subarray(L.qHdr[q])], port, target, L.onSent);
+    }
+    L.counters.batches++;
+    L.counters.batchPackets += n;
+  }
+
+  private onSent(L: Listener, err: Error | null, bytes?: number): void {
+    if (err) {
+      const code = (err as any).code ?? 'error';
+      L.counters.sendErrors[code] = (L.counters.sendErrors[code] ?? 0) + 1;
+      this.drop(L, 'send-error');
+    } else {
+      L.counters.sentPackets++;
+      L.counters.sentBytes += bytes ?? 0;
+    }
+    if (this.arenaBusy && this.listeners.every((x) => x.socket.getSendQueueCount() === 0)) {
+      this.arenaBusy = false;
+      if (this.listeners.some((x) => x.qLen > 0)) this.scheduleFlush();
+    }
+    this.maybeDrained();
+  }
+
+  private maybeDrained(): void {
+    if (this.drainWaiter && !this.arenaBusy && this.listeners.every((x) => x.qLen === 0 && x.socket.getSendQueueCount() === 0)) {
+      const w = this.drainWaiter;
+      this.drainWaiter = null;
+      w();
+    }
+  }
+
+  /**
+   * Stops gracefully: no more datagrams are accepted (counted as "stopping"), the queued
+   * ones are processed and sent, queued sends are awaited (at most 2 s), sockets closed.
+   */
+  async stop(): Promise<void> {
+    if (this.stopping) return;
+    this.stopping = true;
+    await new Promise<void>((resolve) => {
+      const timer = setTimeout(() => { this.drainWaiter = null; resolve(); }, SHUTDOWN_DRAIN_MS);
+      this.drainWaiter = () => { clearTimeout(timer); resolve(); };
+      this.flush();
+    });
+    // Send callbacks of the last batch arrive on the next tick.
+    await new Promise((r) => setImmediate(r));
+    this.finalSocketDrops = socketDrops(this.listeners.map((L) => L.socket));
+    await Promise.all(this.listeners.map((L) => new Promise<void>((r) => L.socket.close(() => r()))));
+  }
+
+  /** Every counter of the pump and the core, as one JSON-able object. */
+  stats(): Record<string, unknown> {
+    const core = this.core;
+    const listeners: Record<string, unknown> = {};
+    const kernel = this.finalSocketDrops ?? socketDrops(this.listeners.map((L) => L.socket));
+    this.listeners.forEach((L, i) => {
+      listeners[L.name] = { ...L.counters, queued: L.qLen, socketDrops: kernel[i] };
+    });
+    const names = core.names;
+    const backends: Record<string, unknown> = {};
+    const dv = new DataView(core.memory.buffer);
+    const bc = core.exports.backendCountersPtr();
+    names.backends.forEach((name, b) => {
+      backends[`${names.pools[names.backendPool[b]]}/${name}`] = {
+        packets: Number(dv.getBigUint64(bc + b * 24, true)),
+        flows: Number(dv.getBigUint64(bc + b * 24 + 16, true)),
+        state: ['up', 'down', 'draining'][core.exports.backendState(b)] ?? 'unknown',
+      };
+    });
+    return {
+      uptimeSeconds: Number(((performance.now() - this.startedAt) / 1000).toFixed(3)),
+      coreSeconds: Number((this.coreMs / 1000).toFixed(6)),
+      backpressureWaits: this.backpressureWaits,
+      listeners,
+      core: core.counters(),
+      flowTable: { used: core.exports.flowTableUsed(), capacity: core.exports.flowTableCapacity() },
+      backends,
+    };
+  }
+
+  /** Pump families: haports_pump_*{listener}, and stage="pump" drops in haports_drops_total. */
+  writeMetrics(w: MetricsWriter): void {
+    const ls = this.listeners;
+    const kernel = socketDrops(ls.map((L) => L.socket));
+    const each = (name: string, type: 'counter' | 'gauge', help: string, value: (L: Listener, i: number) => number | null) => {
+      w.family(name, type, help);
+      ls.forEach((L, i) => {
+        const v = value(L, i);
+        if (v !== null) w.sample(v, { listener: L.name });
+      });
+    };
+    each('haports_pump_received_packets_total', 'counter', 'Datagrams received by the listener.', (L) => L.counters.receivedPackets);
+    each('haports_pump_received_bytes_total', 'counter', 'UDP payload bytes received by the listener.', (L) => L.counters.receivedBytes);
+    each('haports_pump_sent_packets_total', 'counter', 'Datagrams sent to appliances.', (L) => L.counters.sentPackets);
+    each('haports_pump_sent_bytes_total', 'counter', 'UDP payload bytes sent to appliances.', (L) => L.counters.sentBytes);
+    each('haports_pump_batches_total', 'counter', 'Batches run through the core.', (L) => L.counters.batches);
+    each('haports_pump_batch_packets_total', 'counter', 'Packets in those batches (÷ batches = mean batch size).', (L) => L.counters.batchPackets);
+    each('haports_pump_queue_packets', 'gauge', 'Datagrams waiting for a batch.', (L) => L.qLen);
+    each('haports_pump_queue_high_water_packets', 'gauge', 'Most datagrams ever waiting at once.', (L) => L.counters.queueHighWater);
+    each('haports_pump_queue_capacity_packets', 'gauge', 'Queue bound (pump.queuePackets).', (L) => L.qMsg.length);
+    each('haports_pump_socket_drops_total', 'counter', 'Datagrams the kernel dropped because the socket receive buffer was full.',
+      (_, i) => kernel[i]);
+    w.family('haports_pump_send_errors_total', 'counter', 'Failed sends to appliances, by error code.');
+    for (const L of ls) for (const [code, n] of Object.entries(L.counters.sendErrors)) w.sample(n, { listener: L.name, code });
+    w.family('haports_pump_core_seconds_total', 'counter', 'Time spent copying packets into the core and in core.process.')
+      .sample(Number((this.coreMs / 1000).toFixed(6)));
+    w.family('haports_pump_backpressure_waits_total', 'counter',
+      'Batches after which the kernel queued sends (send buffer full), so the next batch waited for them.')
+      .sample(this.backpressureWaits);
+    w.family('haports_drops_total', 'counter', DROPS_HELP);
+    const reasons = [...TUNNEL_ERRORS.filter((r) => r !== null), 'unknown-vni', 'queue-full', 'no-appliance-address', 'send-error', 'stopping'];
+    for (const L of ls) {
+      for (const reason of new Set([...reasons, ...Object.keys(L.counters.drops)])) {
+        w.sample(L.counters.drops[reason] ?? 0, { stage: 'pump', listener: L.name, reason });
+      }
+    }
+  }
+}
+
+// ---- Kernel socket drops -----------------------------------------------------------
+
+/**
+ * Per socket, the kernel's receive-buffer drop count (the last column of /proc/net/udp
+ * and udp6, matched by local address and port); null where it cannot be read.
+ */
+export function socketDrops(sockets: Socket[]): (number | null)[] {
+  const tables: Record<string, string[] | null> = {};
+  const table = (file: string) => {
+    if (!(file in tables)) {
+      try { tables[file] = readFileSync(file, 'utf8').split('\n').slice(1); } catch { tables[file] = null; }
+    }
+    return tables[file];
+  };
+  return sockets.map((s) => {
+    let a: { address: string; port: number; family: string };
+    try { a = s.address() as any; } catch { return null; }
+    const v6 = a.family === 'IPv6' || (a.family as any) === 6;
+    const rows = table(v6 ? '/proc/net/udp6' : '/proc/net/udp');
+    if (!rows) return null;
+    const local = `${procAddress(a.address, v6)}:${a.port.toString(16).toUpperCase().padStart(4, '0')}`;
+    for (const row of rows) {
+      const cols = row.trim().split(/\s+/);
+      if (cols[1] === local) return Number(cols[cols.length - 1]);
+    }
+    return null;
+  });
+}
+
+/** An address as /proc/net/udp{,6} prints it: 32-bit words in host (little-endian) order. */
+function procAddress(address: string, v6: boolean): string {
+  const bytes: number[] = [];
+  if (!v6) bytes.push(...address.split('.').map(Number));
+  else {
+    const [head, tail] = address.includes('::') ? address.split('::') : [address, ''];
+    const h = head ? head.split(':') : [];
+    const t = tail ? tail.split(':') : [];
+    const groups = [...h, ...Array(8 - h.length - t.length).fill('0'), ...t];
+    for (const g of groups) { const x = parseInt(g, 16); bytes.push(x >> 8, x & 0xff); }
+  }
+  let out = '';
+  for (let w = 0; w < bytes.length; w += 4) {
+    for (let i = 3; i >= 0; i--) out += bytes[w + i].toString(16).toUpperCase().padStart(2, '0');
+  }
+  return out;
+}
+
+// ---- The command -------------------------------------------------------------------
+
+export const PUMP_USAGE = `usage: haports pump --config CONFIG.json [--metrics HOST:PORT] [--log-level LEVEL]
+
+Runs the packet pump: receives VXLAN (RFC 7348) or GENEVE (RFC 8926) traffic on the
+listeners of the configuration's "pump" section, balances the inner packets with the
+configuration's rules (each listener stands for one frontend, as its next hop), and
+sends each one, re-encapsulated with the same VNI and options, to its appliance (the
+chosen backend's address). Health probes of the rules mark appliances up and down.
+Logs are JSON lines on standard error; SIGTERM or SIGINT stops the pump gracefully and
+writes the final counters.
+
+  --config FILE        haports configuration (JSON) with a "pump" section
+  --metrics HOST:PORT  serve Prometheus metrics at http://HOST:PORT/metrics
+  --log-level LEVEL    error, warn, info (default) or debug
+
+exit codes: 0 stopped by a signal, 1 invalid configuration, 2 usage error, unreadable
+configuration, or an address that cannot be bound.
+`;
+
+/** Resolves with the exit code once the pump has stopped (SIGTERM/SIGINT) or failed to start. */
+export async function pumpCommand(argv: string[], out: NodeJS.WritableStream, err: NodeJS.WritableStream): Promise<number> {
+  let values: { config?: string; metrics?: string; 'log-level'?: string; help?: boolean };
+  try {
+    ({ values } = parseArgs({
+      args: argv,
+      allowPositionals: false,
+      options: {
+        config: { type: 'string' }, metrics: { type: 'string' }, 'log-level': { type: 'string' },
+        help: { type: 'boolean', short: 'h' },
+      },
+    }));
+  } catch (e: any) {
+    err.write(`haports: pump: ${e.message}\n${PUMP_USAGE}`);
+    return 2;
+  }
+  if (values.help) { out.write(PUMP_USAGE); return 0; }
+  const usage = (m: string) => { err.write(`haports: pump: ${m}\n`); return 2; };
+  if (!values.config) return usage('--config is required');
+  const level = (values['log-level'] ?? 'info') as LogLevel;
+  if (!(level in LEVELS)) return usage(`--log-level must be error, warn, info or debug`);
+  let metricsAt: { host: string; port: number } | null = null;
+  if (values.metrics !== undefined) {
+    try { metricsAt = parseHostPort(values.metrics); } catch (e: any) { return usage(`--metrics: ${e.message}`); }
+  }
+
+  let text: string;
+  try { text = readFileSync(values.config, 'utf8'); } catch (e: any) {
+    return usage(`cannot read configuration ${values.config}: ${e.code ?? e.message}`);
+  }
+  const core = Core.load();
+  try {
+    core.configure(text);
+  } catch (e) {
+    if (!(e instanceof ConfigError)) throw e;
+    err.write(`haports: ${values.config} is not a valid configuration:\n`);
+    for (const line of e.errors) err.write(`  ${line}\n`);
+    return 1;
+  }
+  const config = JSON.parse(text);
+  const { settings, errors } = readPumpSettings(config, core.maxBatch);
+  if (!settings) {
+    err.write(`haports: ${values.config} is not a valid pump configuration:\n`);
+    for (const line of errors) err.write(`  ${line}\n`);
+    return 1;
+  }
+
+  const log = jsonLogger(err, level);
+  for (const w of core.warnings) log('warn', 'configuration warning', { warning: w });
+
+  // Signals: the first stops gracefully, a second one during shutdown exits at once.
+  let stopRequested: string | null = null;
+  let wake: (() => void) | null = null;
+  const onSignal = (signal: string) => {
+    if (stopRequested) {
+      log('error', 'second signal during shutdown; exiting now', { signal });
+      process.exit(1);
+    }
+    stopRequested = signal;
+    wake?.();
+  };
+  const onTerm = () => onSignal('SIGTERM');
+  const onInt = () => onSignal('SIGINT');
+  process.on('SIGTERM', onTerm);
+  process.on('SIGINT', onInt);
+
+  const monitor = new HealthMonitor(core, config, { damping: settings.damping, log });
+  const pump = new Pump(core, config, settings, { log });
+  let server: Server | null = null;
+  let pumpStarted = false;
+  let code = 0;
+  try {
+    log('info', 'starting', {
+      config: values.config, probeTargets: monitor.targets.length, batchSize: settings.batchSize,
+      batchTimeoutMicros: settings.batchTimeoutMicros, queuePackets: settings.queuePackets,
+    });
+    // One probe round first: the initial health of every appliance is known before the
+    // first packet is balanced.
+    await monitor.start();
+    if (!stopRequested) {
+      try {
+        await pump.start();
+        pumpStarted = true;
+      } catch (e: any) {
+        log('error', 'cannot bind a listener', { error: e.code ?? String(e), message: e.message });
+        code = 2;
+      }
+    }
+    if (pumpStarted && metricsAt && !stopRequested) {
+      try {
+        const addresses = (config.backendPools ?? []).flatMap((p: any) => (p.backends ?? []).map((b: any) => b.address));
+        server = await startMetricsServer(metricsAt, () => {
+          const w = new MetricsWriter();
+          writeCoreMetrics(w, core, addresses);
+          pump.writeMetrics(w);
+          monitor.writeMetrics(w);
+          return w.text();
+        });
+        const a = server.address() as any;
+        log('info', 'metrics', { url: `http://${a.family === 'IPv6' ? `[${a.address}]` : a.address}:${a.port}/metrics` });
+      } catch (e: any) {
+        log('error', 'cannot bind the metrics address', { error: e.code ?? String(e), message: e.message });
+        code = 2;
+      }
+    }
+    if (pumpStarted && code === 0 && !stopRequested) {
+      log('info', 'running', {
+        listeners: settings.listeners.map((l) => ({
+          name: l.name, protocol: l.protocol, frontend: l.frontend,
+          bind: pump.addresses()[l.name], appliancePort: l.appliancePort, vnis: l.vnis ? [...l.vnis] : 'any',
+        })),
+        pid: process.pid,
+      });
+      await new Promise<void>((r) => { wake = r; if (stopRequested) r(); });
+    }
+    if (pumpStarted) {
+      if (code === 0) log('info', 'stopping', { signal: stopRequested });
+      await pump.stop();
+    }
+  } finally {
+    monitor.stop();
+    if (server) await new Promise((r) => { server!.closeAllConnections?.(); server!.close(() => r(null)); });
+    process.off('SIGTERM', onTerm);
+    process.off('SIGINT', onInt);
+  }
+  if (code === 0) log('info', 'stopped', { signal: stopRequested, ...pump.stats() });
+  return code;
+}
+
+// `node build/host/pump.mjs ARGS` runs the command directly (the same as `haports pump`).
+const self = fileURLToPath(import.meta.url);
+if (process.argv[1] && /pump\.m?js$/.test(self) && pathToFileURL(process.argv[1]).href === import.meta.url) {
+  pumpCommand(process.argv.slice(2), process.stdout, process.stderr).then((c) => { process.exitCode = c; });
+}
+

@@ -1,0 +1,317 @@
+// The packet pump over loopback: settings, forwarding, symmetry, NAT, drops by reason,
+// bounded queue, metrics and the command's exit codes and graceful stop.
+// (The end-to-end test in network namespaces is test_pump_netns.py.)
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { Core } from '../../build/host/core.mjs';
+import { readPumpSettings, PUMP_DEFAULTS } from '../../build/host/pump.mjs';
+import { vxlanHeader, geneveHeader } from '../../build/host/tunnel.mjs';
+import { MetricsWriter, writeCoreMetrics } from '../../build/host/metrics.mjs';
+import {
+  appliances, baseConfig, checksumsValid, concat, ether, ipv4, startPump, waitFor,
+} from './helpers.mjs';
+
+const PUMP = fileURLToPath(new URL('../../build/host/pump.mjs', import.meta.url));
+const maxBatch = Core.load().maxBatch;
+const listeners = (port) => [
+  { name: 'vx', protocol: 'vxlan', frontend: 'fe', bind: '127.0.0.1:0', appliancePort: port },
+  { name: 'gnv', protocol: 'geneve', frontend: 'fe2', bind: '127.0.0.1:0', appliancePort: port, vnis: [7, 8] },
+];
+
+test('settings: defaults, and every error as path: reason', () => {
+  const cfg = { frontends: [{ name: 'fe', address: '10.0.0.1' }], pump: { listeners: [{ name: 'a', protocol: 'vxlan', frontend: 'fe', bind: '10.9.0.1' }] } };
+  const { settings, errors } = readPumpSettings(cfg, maxBatch);
+  assert.deepEqual(errors, []);
+  assert.equal(settings.batchSize, Math.min(PUMP_DEFAULTS.batchSize, maxBatch));
+  assert.equal(settings.batchTimeoutMicros, 0);
+  assert.equal(settings.queuePackets, 8192);
+  assert.deepEqual(settings.listeners[0], { name: 'a', protocol: 'vxlan', frontend: 'fe', host: '10.9.0.1', port: 4789, appliancePort: 4789, vnis: null });
+  const g = readPumpSettings({ ...cfg, pump: { listeners: [{ name: 'g', protocol: 'geneve', frontend: 'fe', bind: '[fd00::1]' }] } }, maxBatch);
+  assert.equal(g.settings.listeners[0].port, 6081);
+  assert.equal(g.settings.listeners[0].host, 'fd00::1');
+
+  assert.deepEqual(readPumpSettings({}, maxBatch).errors, ['pump: required (the listeners of the pump)']);
+  const bad = readPumpSettings({
+    frontends: [{ name: 'fe', address: '10.0.0.1' }],
+    pump: {
+      listeners: [
+        { name: 'a', protocol: 'gre', frontend: 'nope', bind: 'host.example:99999', extra: 1 },
+        { name: 'b', protocol: 'vxlan', frontend: 'fe', bind: 'fd00::1:4789' },
+        { name: 'b', protocol: 'vxlan', frontend: 'fe', bind: '10.0.0.1:1', vnis: [1 << 24] },
+      ],
+      batchSize: maxBatch + 1, queuePackets: 0, health: { damping: { halfLifeSeconds: -1, reusePenalty: 3, suppressPenalty: 2 } },
+      surprise: true,
+    },
+  }, maxBatch).errors;
+  for (const e of [
+    'pump.surprise: unknown field',
+    `pump.batchSize: must be an integer from 1 to ${maxBatch}`,
+    'pump.queuePackets: must be an integer from 1 to 1048576',
+    'pump.health.damping.halfLifeSeconds: must be a positive number',
+    'pump.health.damping.reusePenalty: must not exceed suppressPenalty',
+    'pump.listeners[0].extra: unknown field',
+    'pump.listeners[0].protocol: must be "vxlan" or "geneve"',
+    'pump.listeners[0].frontend: unknown frontend "nope"',
+    'pump.listeners[0].bind: "host.example:99999": port must be 0-65535',
+    'pump.listeners[1].bind: "fd00::1:4789": write an IPv6 address in brackets, [ADDRESS]:PORT',
+    'pump.listeners[2].name: duplicate listener name "b"',
+    'pump.listeners[2].vnis: must be a non-empty array of 24-bit integers',
+  ]) assert.ok(bad.includes(e), `missing error ${e}\n got ${bad.join('\n')}`);
+  assert.ok(readPumpSettings({ frontends: [], pump: { listeners: [{ name: 'a', protocol: 'vxlan', frontend: 'x', bind: 'myhost:1' }] } }, maxBatch)
+    .errors.includes('pump.listeners[0].bind: "myhost" is not an IP address'));
+  assert.deepEqual(readPumpSettings({ ...cfg, pump: { ...cfg.pump, health: { damping: false } } }, maxBatch).settings.damping, false);
+});
+
+/** n UDP flows from distinct sources, as Ethernet frames. */
+const frames = (n, dst = '172.16.2.1', from = 0) =>
+  Array.from({ length: n }, (_, i) => ether(ipv4({ src: `172.16.1.${(from + i) % 250 + 1}`, dst, sport: 10000 + from + i, dport: 443, payload: Buffer.from(`flow ${from + i}`) })));
+
+test('VXLAN and GENEVE: each flow to one appliance, header (VNI, options) and inner bytes unchanged, replies symmetric', async () => {
+  const apps = await appliances(3);
+  const p = await startPump(baseConfig(apps.list, { listeners: listeners(apps.port), batchSize: 16 }));
+  try {
+    const vx = vxlanHeader(4242);
+    const gnv = geneveHeader({ vni: 7, options: [{ optionClass: 0x0105, type: 0x01, data: Uint8Array.of(0, 0, 0, 42) }, { optionClass: 0xffff, type: 0x80 }] });
+    const gnvIp = geneveHeader({ vni: 8, protocol: 0x0800 });
+    const f = frames(60);
+    const sent = new Map();
+    f.forEach((fr, i) => {
+      const d = i % 3 === 0 ? concat(vx, fr) : i % 3 === 1 ? concat(gnv, fr) : concat(gnvIp, fr.subarray(14));
+      sent.set(i, d);
+      p.send(i % 3 === 0 ? 'vx' : 'gnv', d);
+    });
+    await waitFor(() => apps.list.reduce((n, a) => n + a.got.length, 0) >= 60, 3000, 'deliveries');
+    const home = new Map();
+    for (const a of apps.list) {
+      for (const { msg, rinfo } of a.got) {
+        const i = Number(/flow (\d+)/.exec(msg.toString('latin1'))[1]);
+        assert.deepEqual(msg, sent.get(i), `flow ${i} changed`);
+        assert.equal(rinfo.port, p.pump.addresses()[i % 3 === 0 ? 'vx' : 'gnv'].port, 'sent from the listener socket');
+        assert.ok(!home.has(i));
+        home.set(i, a);
+      }
+    }
+    assert.equal(home.size, 60);
+    assert.ok(apps.list.every((a) => a.got.length > 5), 'spread over all appliances');
+
+    // The reply direction, sent by each appliance into the pump, comes back to it.
+    for (const a of apps.list) a.got.length = 0;
+    for (const [i, a] of home) {
+      const fr = ether(ipv4({ src: '172.16.2.1', dst: `172.16.1.${i % 250 + 1}`, sport: 443, dport: 10000 + i, payload: Buffer.from(`reply ${i}`) }));
+      const hdr = i % 3 === 0 ? vx : i % 3 === 1 ? gnv : gnvIp;
+      const d = concat(hdr, i % 3 === 2 ? fr.subarray(14) : fr);
+      a.socket.send(d, p.pump.addresses()[i % 3 === 0 ? 'vx' : 'gnv'].port, '127.0.0.1');
+    }
+    await waitFor(() => apps.list.reduce((n, a) => n + a.got.length, 0) >= 60, 3000, 'replies');
+    for (const a of apps.list) {
+      for (const { msg } of a.got) assert.equal(home.get(Number(/reply (\d+)/.exec(msg.toString('latin1'))[1])), a, 'reply met its flow\'s appliance');
+    }
+  } finally {
+    await p.close();
+    apps.close();
+  }
+});
+
+test('drops by reason: malformed tunnel headers, unknown VNI; the pump keeps forwarding', async () => {
+  const apps = await appliances(2);
+  const p = await startPump(baseConfig(apps.list, { listeners: listeners(apps.port) }));
+  try {
+    const fr = frames(1)[0];
+    const cases = [
+      ['vx', Buffer.from([8, 0, 0]), 'tunnel-truncated'],
+      ['vx', Buffer.alloc(0), 'tunnel-truncated'],
+      ['vx', concat(Uint8Array.of(0, 0, 0, 0, 0, 0, 1, 0), fr), 'vxlan-no-vni-flag'],
+      ['vx', vxlanHeader(1), 'tunnel-empty'],
+      ['gnv', concat(Uint8Array.of(0x40, 0, 0x65, 0x58, 0, 0, 7, 0), fr), 'geneve-bad-version'],
+      ['gnv', concat(geneveHeader({ vni: 7, control: true }), fr), 'geneve-control'],
+      ['gnv', concat(Uint8Array.of(1, 0, 0x65, 0x58, 0, 0, 7, 0, 0, 1, 2, 3), fr), 'geneve-bad-options'],
+      ['gnv', concat(geneveHeader({ vni: 7, protocol: 0x88cc }), fr), 'geneve-unsupported-protocol'],
+      ['gnv', concat(geneveHeader({ vni: 9 }), fr), 'unknown-vni'],
+    ];
+    for (const [l, d] of cases) p.send(l, d);
+    p.send('vx', concat(vxlanHeader(1), ether(Uint8Array.of(1, 2, 3), 0x0806))); // core: not-ip
+    await waitFor(() => p.pump.listeners.reduce((n, L) => n + L.counters.receivedPackets, 0) >= cases.length + 1);
+    await new Promise((r) => setTimeout(r, 20));
+    const drops = Object.fromEntries(p.pump.listeners.map((L) => [L.name, L.counters.drops]));
+    const want = { vx: {}, gnv: {} };
+    for (const [l, , reason] of cases) want[l][reason] = (want[l][reason] ?? 0) + 1;
+    assert.deepEqual(drops, want);
+    assert.equal(p.core.counters()['reason.not-ip'], 1);
+    assert.ok(p.logs.some((l) => l.level === 'warn' && l.msg === 'dropped' && l.reason === 'geneve-control'), 'first drop of a kind is logged');
+    p.send('vx', concat(vxlanHeader(1), fr));
+    await waitFor(() => apps.list.some((a) => a.got.length === 1), 2000, 'a valid packet after the bad ones');
+  } finally {
+    await p.close();
+    apps.close();
+  }
+});
+
+test('non-floating rule: the inner packet is rewritten (DNAT) in wasm memory and sent with valid checksums; replies reverse it', async () => {
+  const apps = await appliances(3);
+  // Caveat 2: a backend of a non-DSR HA-ports rule may be in no other rule.
+  const cfg = baseConfig(apps.list, { listeners: listeners(apps.port).slice(0, 1) }, { floatingIp: false });
+  cfg.rules = cfg.rules.slice(0, 1);
+  const p = await startPump(cfg).catch((e) => { apps.close(); throw e; });
+  try {
+    const pkt = ipv4({ src: '192.168.7.7', dst: '10.0.0.100', proto: 6, sport: 40000, dport: 8443, payload: Buffer.from('hello') });
+    p.send('vx', concat(vxlanHeader(5), ether(pkt)));
+    const a = await waitFor(() => apps.list.find((x) => x.got.length === 1), 2000, 'delivery');
+    const inner = a.got[0].msg.subarray(8 + 14);
+    assert.deepEqual([...inner.subarray(16, 20)], a.address.split('.').map(Number), 'destination is the appliance now');
+    assert.ok(checksumsValid(inner), 'IPv4 and TCP checksums updated');
+    // The backend answers from its own address: translated back to the frontend.
+    const reply = ipv4({ src: a.address, dst: '192.168.7.7', proto: 6, sport: 8443, dport: 40000, tcpFlags: 0x12, payload: Buffer.from('hi') });
+    a.socket.send(concat(vxlanHeader(5), ether(reply)), p.pump.addresses().vx.port, '127.0.0.1');
+    await waitFor(() => a.got.length === 2, 2000, 'reply');
+    const back = a.got[1].msg.subarray(8 + 14);
+    assert.deepEqual([...back.subarray(12, 16)], [10, 0, 0, 100], 'source is the frontend again');
+    assert.ok(checksumsValid(back));
+    assert.equal(p.core.counters().natReply, 1);
+  } finally {
+    await p.close();
+    apps.close();
+  }
+});
+
+test('bounded queue: beyond queuePackets datagrams are dropped as queue-full', async () => {
+  const apps = await appliances(1);
+  const p = await startPump(baseConfig(apps.list, { listeners: listeners(apps.port), batchTimeoutMicros: 300000, queuePackets: 4, batchSize: 64 }));
+  try {
+    for (const fr of frames(10)) p.send('vx', concat(vxlanHeader(1), fr));
+    await waitFor(() => p.pump.listeners[0].counters.receivedPackets === 10);
+    const L = p.pump.listeners[0];
+    assert.equal(L.counters.drops['queue-full'], 6);
+    assert.equal(L.qLen, 4, 'a partial batch waits for batchTimeoutMicros');
+    await waitFor(() => apps.list[0].got.length === 4, 2000, 'the queued four');
+    assert.equal(L.counters.queueHighWater, 4);
+  } finally {
+    await p.close();
+    apps.close();
+  }
+});
+
+test('an appliance whose address family differs from the listener is counted, not sent', async () => {
+  const apps = await appliances(1);
+  const cfg = baseConfig([...apps.list, { address: 'fd00::5' }], { listeners: listeners(apps.port) });
+  const p = await startPump(cfg);
+  try {
+    for (const fr of frames(40)) p.send('vx', concat(vxlanHeader(1), fr));
+    await waitFor(() => p.core.counters().forwarded === 40);
+    const L = p.pump.listeners[0];
+    await waitFor(() => apps.list[0].got.length + (L.counters.drops['no-appliance-address'] ?? 0) === 40);
+    assert.ok(L.counters.drops['no-appliance-address'] > 0);
+  } finally {
+    await p.close();
+    apps.close();
+  }
+});
+
+test('metrics: core and pump families, drops with stage and listener labels', async () => {
+  const apps = await appliances(2);
+  const p = await startPump(baseConfig(apps.list, { listeners: listeners(apps.port) }));
+  try {
+    for (const fr of frames(10)) p.send('vx', concat(vxlanHeader(1), fr));
+    p.send('vx', Buffer.from([1]));
+    await waitFor(() => apps.list.reduce((n, a) => n + a.got.length, 0) === 10);
+    const w = new MetricsWriter();
+    writeCoreMetrics(w, p.core, apps.list.map((a) => a.address));
+    p.pump.writeMetrics(w);
+    const text = w.text();
+    assert.match(text, /^haports_pump_received_packets_total\{listener="vx"\} 11$/m);
+    assert.match(text, /^haports_pump_sent_packets_total\{listener="vx"\} 10$/m);
+    assert.match(text, /^haports_drops_total\{stage="pump",listener="vx",reason="tunnel-truncated"\} 1$/m);
+    assert.match(text, /^haports_drops_total\{stage="core",listener="",reason="truncated"\} 0$/m);
+    assert.match(text, /^haports_rule_packets_total\{rule="ha"\} 10$/m);
+    assert.match(text, /^haports_rule_flows_total\{rule="ha"\} 10$/m);
+    assert.match(text, /^haports_flow_table_entries 10$/m);
+    assert.match(text, /^haports_backend_info\{pool="p",backend="a0",address="127.0.0.2"\} 1$/m);
+    assert.match(text, /^haports_pump_socket_drops_total\{listener="vx"\} 0$/m);
+    assert.equal((text.match(/^# TYPE haports_drops_total /gm) ?? []).length, 1, 'one TYPE line per family');
+  } finally {
+    await p.close();
+    apps.close();
+  }
+});
+
+// ---- The command ---------------------------------------------------------------------
+
+function runPump(args, { signal, until } = {}) {
+  return new Promise((resolve) => {
+    const child = spawn(process.execPath, [PUMP, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
+    let out = '';
+    let err = '';
+    child.stdout.on('data', (d) => { out += d; });
+    child.stderr.on('data', (d) => {
+      err += d;
+      if (signal && until && until(err)) { until = null; setTimeout(() => child.kill(signal), 50); }
+    });
+    child.on('exit', (code) => resolve({ code, out, err, lines: err.split('\n').filter((l) => l.startsWith('{')).map((l) => JSON.parse(l)) }));
+  });
+}
+
+test('command: --help 0, usage 2, invalid configuration 1, unbindable address 2', async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'haports-pump-'));
+  const write = (name, obj) => { const f = join(dir, name); writeFileSync(f, typeof obj === 'string' ? obj : JSON.stringify(obj)); return f; };
+  const apps = [{ address: '127.0.0.2' }];
+  let r = await runPump(['--help']);
+  assert.equal(r.code, 0);
+  assert.match(r.out, /usage: haports pump --config CONFIG.json/);
+  assert.equal((await runPump([])).code, 2);
+  assert.equal((await runPump(['--config', join(dir, 'missing.json')])).code, 2);
+  assert.equal((await runPump(['--config', 'x', '--bogus'])).code, 2);
+  assert.equal((await runPump(['--config', 'x', '--metrics', 'nocolon'])).code, 2);
+  r = await runPump(['--config', write('bad-core.json', { frontends: [{ name: 'fe' }] })]);
+  assert.equal(r.code, 1);
+  assert.match(r.err, /frontends\[0\]\.address/);
+  r = await runPump(['--config', write('bad-pump.json', { ...baseConfig(apps, { listeners: [{ name: 'x', protocol: 'vxlan', frontend: 'zz', bind: '127.0.0.1:0' }] }) })]);
+  assert.equal(r.code, 1);
+  assert.match(r.err, /pump\.listeners\[0\]\.frontend: unknown frontend "zz"/);
+  r = await runPump(['--config', write('nobind.json', baseConfig(apps, { listeners: [{ name: 'x', protocol: 'vxlan', frontend: 'fe', bind: '192.0.2.77:4789' }] }))]);
+  assert.equal(r.code, 2);
+  assert.ok(r.lines.some((l) => l.level === 'error' && l.msg === 'cannot bind a listener' && l.error === 'EADDRNOTAVAIL'));
+});
+
+for (const signal of ['SIGTERM', 'SIGINT']) {
+  test(`command: ${signal} stops gracefully with exit code 0 and a final counters line`, async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'haports-pump-'));
+    const cfg = join(dir, 'c.json');
+    writeFileSync(cfg, JSON.stringify(baseConfig([{ address: '127.0.0.2' }], { listeners: listeners(4789) })));
+    const r = await runPump(['--config', cfg, '--metrics', '127.0.0.1:0', '--log-level', 'debug'], { signal, until: (e) => e.includes('"msg":"running"') });
+    assert.equal(r.code, 0, r.err);
+    const last = r.lines.at(-1);
+    assert.equal(last.msg, 'stopped');
+    assert.equal(last.signal, signal);
+    assert.ok(last.listeners.vx && last.listeners.gnv && last.core && last.flowTable && last.backends['p/a0']);
+    assert.ok(r.lines.some((l) => l.msg === 'metrics' && /^http:\/\/127\.0\.0\.1:\d+\/metrics$/.test(l.url)));
+    for (const l of r.lines) assert.ok(l.time && l.level && l.msg, 'structured: time, level, msg');
+  });
+}
+
+test('an IPv6 listener sends to IPv6 appliances; kernel drops are read from /proc/net/udp6', async () => {
+  const apps = await appliances(1, 6);
+  const cfg = baseConfig(apps.list, { listeners: [{ name: 'v6', protocol: 'vxlan', frontend: 'fe', bind: '[::1]:0', appliancePort: apps.port }] });
+  const core = Core.load();
+  core.configure(cfg);
+  const { Pump } = await import('../../build/host/pump.mjs');
+  const pump = new Pump(core, cfg, readPumpSettings(cfg, core.maxBatch).settings);
+  await pump.start();
+  const dgram = await import('node:dgram');
+  const s = dgram.createSocket('udp6');
+  try {
+    const d = concat(vxlanHeader(3), frames(1)[0]);
+    s.send(d, pump.addresses().v6.port, '::1');
+    await waitFor(() => apps.list[0].got.length === 1, 2000, 'delivery over IPv6');
+    assert.deepEqual(apps.list[0].got[0].msg, d);
+    assert.equal(apps.list[0].got[0].rinfo.address, '::1');
+    assert.equal(pump.stats().listeners.v6.socketDrops, 0);
+  } finally {
+    s.close();
+    await pump.stop();
+    apps.close();
+  }
+});
