@@ -72,6 +72,8 @@ export class ProbeModel {
   port: i32 = 0;
   intervalSeconds: i32 = 5;
   threshold: i32 = 2;
+  /** 0 = the interval. */
+  timeoutSeconds: i32 = 0;
   path: string = "/";
 }
 
@@ -325,15 +327,16 @@ const ADMIN_STATES = ["up", "draining"];
 const PROBE_PROTOCOLS = ["tcp", "http", "https"];
 
 /** Items of the optional array `key` of `root`, each an object (others reported). */
-function objectsOf(root: JsonObject, key: string, errors: Errors, max: i32): Array<JsonObject | null> {
+function objectsOf(root: JsonObject, path: string, key: string, errors: Errors, max: i32): Array<JsonObject | null> {
   const out = new Array<JsonObject | null>();
-  const arr = asArray(root.get(key), key, errors);
+  const where = join(path, key);
+  const arr = asArray(root.get(key), where, errors);
   if (arr == null) return out;
   if (arr.items.length > max) {
-    errors.add(key, "more than " + max.toString() + " entries");
+    errors.add(where, "more than " + max.toString() + " entries");
     return out;
   }
-  for (let i = 0; i < arr.items.length; i++) out.push(asObject(arr.items[i], at(key, i), errors));
+  for (let i = 0; i < arr.items.length; i++) out.push(asObject(arr.items[i], at(where, i), errors));
   return out;
 }
 
@@ -352,7 +355,7 @@ export function readConfig(root: JsonValue, errors: Errors): ConfigModel {
     else model.flowCapacity = <i32>cap;
   }
 
-  const frontends = objectsOf(obj, "frontends", errors, MAX_FRONTENDS);
+  const frontends = objectsOf(obj, "", "frontends", errors, MAX_FRONTENDS);
   for (let i = 0; i < frontends.length; i++) {
     const f = frontends[i];
     if (f == null) continue;
@@ -364,7 +367,7 @@ export function readConfig(root: JsonValue, errors: Errors): ConfigModel {
     model.frontends.push(m);
   }
 
-  const pools = objectsOf(obj, "backendPools", errors, MAX_POOLS);
+  const pools = objectsOf(obj, "", "backendPools", errors, MAX_POOLS);
   let backendTotal = 0;
   for (let i = 0; i < pools.length; i++) {
     const p = pools[i];
@@ -376,12 +379,11 @@ export function readConfig(root: JsonValue, errors: Errors): ConfigModel {
     m.m = <i32>readInt(p, "maglevTableSize", path, errors, 3, MAX_MAGLEV_M, DEFAULT_MAGLEV_M);
     if (!isPrime(m.m)) errors.add(join(path, "maglevTableSize"), "must be prime, got " + m.m.toString());
     m.drainSeconds = <i32>readInt(p, "drainPeriodSeconds", path, errors, 0, 86400, 0);
-    const backends = objectsOf(p, "backends", errors, MAX_BACKENDS);
-    // (objectsOf reports with the key only; prefix the pool path.)
+    const backends = objectsOf(p, path, "backends", errors, MAX_BACKENDS);
     for (let j = 0; j < backends.length; j++) {
       const b = backends[j];
       if (b == null) continue;
-      const bpath = join(path, at("backends", j));
+      const bpath = at(join(path, "backends"), j);
       checkKnown(b, bpath, BACKEND_FIELDS, errors);
       const bm = new BackendModel();
       bm.name = readName(b, bpath, errors);
@@ -397,7 +399,7 @@ export function readConfig(root: JsonValue, errors: Errors): ConfigModel {
   }
   if (backendTotal > MAX_BACKENDS) errors.add("backendPools", "more than " + MAX_BACKENDS.toString() + " backends in all");
 
-  const probes = objectsOf(obj, "probes", errors, MAX_RULES);
+  const probes = objectsOf(obj, "", "probes", errors, MAX_RULES);
   for (let i = 0; i < probes.length; i++) {
     const p = probes[i];
     if (p == null) continue;
@@ -411,12 +413,12 @@ export function readConfig(root: JsonValue, errors: Errors): ConfigModel {
     m.port = <i32>readInt(p, "port", path, errors, 1, 65535, 0);
     m.intervalSeconds = <i32>readInt(p, "intervalSeconds", path, errors, 1, 3600, 5);
     m.threshold = <i32>readInt(p, "threshold", path, errors, 1, 100, 2);
-    readInt(p, "timeoutSeconds", path, errors, 1, 3600, 0);
+    m.timeoutSeconds = <i32>readInt(p, "timeoutSeconds", path, errors, 1, 3600, 0);
     m.path = readString(p, "path", path, errors, false, "/");
     model.probes.push(m);
   }
 
-  const rules = objectsOf(obj, "rules", errors, MAX_RULES);
+  const rules = objectsOf(obj, "", "rules", errors, MAX_RULES);
   for (let i = 0; i < rules.length; i++) {
     const r = rules[i];
     if (r == null) continue;

@@ -23,7 +23,7 @@ import {
 } from "./layout";
 import {
   keyDport, keyDst, keyFamily, keyProto, keySport, parsePacket, pktDport, pktDst, pktFamily,
-  pktFlags, pktHasPorts, pktL3, pktProto, pktSport, pktSrc, pktTcpFlags, TCP_ACK, TCP_FIN, TCP_RST,
+  pktFlags, pktHasPorts, pktL3, pktProto, pktSport, pktSrc, pktTcpFlags, TCP_ACK, TCP_FIN, TCP_RST, TCP_SYN,
 } from "./packet";
 import {
   distributionHash, hashKey, loadFragmentKey, loadKey, loadReplyKey, markReply,
@@ -32,7 +32,7 @@ import { findFrontend, findNatBackend, isFrontendAddress, matchedExact, matchRul
 import { lookup, Pool } from "./maglev";
 import {
   entryBackend, entryRule, entryState, flowInsert, flowLookup, lastInsertEvicted, setEntryBackend,
-  linkEntries, STATE_CLOSING, STATE_ESTABLISHED, STATE_FRAGMENT, STATE_REPLY, touchEntry, touchFlow,
+  linkEntries, restartEntry, STATE_CLOSING, STATE_ESTABLISHED, STATE_FRAGMENT, STATE_REPLY, touchEntry, touchFlow,
 } from "./flows";
 import { natForward, natReverse } from "./nat";
 
@@ -262,10 +262,28 @@ function processPacket(plan: Plan, i: i32, now: f64, ingress: i32, link: i32, v:
   let newFlow = false;
   const e = flowLookup(flowHash, now);
   if (e != 0 && entryRule(e) == rule) {
-    flags |= FLAG_FLOW_HIT;
-    count(C_FLOW_HITS);
     b = entryBackend(e);
-    if (mustLeave(plan, pool, rule, b, now)) {
+    // A bare SYN on a closing flow, or on one whose backend is down, opens a new
+    // connection on a reused 5-tuple: it is picked afresh (as IPVS does), not kept.
+    const syn = keyProto == PROTO_TCP && (pktTcpFlags & (TCP_SYN | TCP_ACK)) == TCP_SYN;
+    if (syn && ((entryState(e) & STATE_CLOSING) != 0 || unchecked(plan.backendState[b]) == BACKEND_DOWN)) {
+      h = mode == DIST_DEFAULT ? flowHash : distributionHash(seed, mode);
+      b = selectBackend(plan, pool, rule, h);
+      if (selectedFailOpen) flags |= FLAG_FAIL_OPEN;
+      if (b == NONE) {
+        drop(v, REASON_NO_HEALTHY_BACKEND, flags, rule, frontend);
+        return;
+      }
+      restartEntry(e, now, b, state);
+      flags |= FLAG_FLOW_NEW;
+      newFlow = true;
+      count(C_FLOW_NEW);
+      if (nat) insertReply(plan, seed, now, rule, b, state & STATE_ESTABLISHED, e);
+    } else {
+      flags |= FLAG_FLOW_HIT;
+      count(C_FLOW_HITS);
+    }
+    if (!newFlow && mustLeave(plan, pool, rule, b, now)) {
       // Down (and the rule's persistence says move), or drained past its period:
       // re-pick, and keep the entry, now pointing at the new backend.
       count(unchecked(plan.backendState[b]) == BACKEND_DRAINING ? C_FLOW_DRAINED : C_FLOW_MOVED);
@@ -279,7 +297,7 @@ function processPacket(plan: Plan, i: i32, now: f64, ingress: i32, link: i32, v:
       if (nat) insertReply(plan, seed, now, rule, b, STATE_ESTABLISHED, e);
     }
     // Non-TCP flows count as established from their second packet.
-    touchFlow(e, now, keyProto == PROTO_TCP ? state : STATE_ESTABLISHED);
+    if (!newFlow) touchFlow(e, now, keyProto == PROTO_TCP ? state : STATE_ESTABLISHED);
   } else {
     // ---- Pick: Maglev over the pool's healthy backends.
     h = mode == DIST_DEFAULT ? flowHash : distributionHash(seed, mode);

@@ -77,6 +77,14 @@ export let lastInsertEvicted: bool = false;
   store<u8>(e + F_STATE, load<u8>(e + F_STATE) | addState);
 }
 
+/** Starts entry `e` over for a new connection on the same key: backend `b`, state `state`. */
+export function restartEntry(e: usize, now: f64, b: i32, state: u8): void {
+  store<f64>(e + F_LAST_SEEN, now);
+  store<u16>(e + F_BACKEND, <u16>b);
+  store<u8>(e + F_STATE, state | STATE_USED);
+  store<u32>(e + F_LINK, 0);
+}
+
 @inline function indexOf(e: usize): u32 {
   return <u32>((e - flowBase) >> 6) + 1; // ENTRY_BYTES = 64
 }

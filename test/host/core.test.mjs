@@ -334,3 +334,34 @@ test('bad descriptors are dropped, not read', () => {
 });
 
 
+
+test('a bare SYN on a reused 5-tuple (closing, or its backend down) is a new connection', () => {
+  const core = coreWith();
+  const next = rng(71);
+  const tuples = Array.from({ length: 200 }, () => ({ src: randomV4(next), dst: FE4, proto: 6, sport: 1024 + (next() % 60000), dport: 80 }));
+  const syn = tuples.map((t) => packet({ ...t, tcpFlags: 0x02 }));
+  const ack = tuples.map((t) => packet({ ...t, tcpFlags: 0x10 }));
+  const fin = tuples.map((t) => packet({ ...t, tcpFlags: 0x11 }));
+  const first = backendsOf(core, syn, 1000);
+  backendsOf(core, ack, 1100);
+  // Backend 1 goes down: established flows (ACK) stay; a new SYN on the same tuple moves.
+  core.setBackendHealth(1, false);
+  assert.deepEqual(backendsOf(core, ack, 1200), first);
+  const onDown = first.map((b) => b === 1);
+  assert.ok(onDown.some(Boolean));
+  const again = run(core, syn.slice(0, 200), 1300);
+  again.forEach((v, i) => {
+    if (onDown[i]) {
+      assert.notEqual(v.backend, 1);
+      assert.ok(v.flags & FLAGS.flowNew);
+    } else {
+      assert.equal(v.backend, first[i]);
+      assert.ok(v.flags & FLAGS.flowHit); // a SYN retransmission on a healthy backend stays
+    }
+  });
+  // After FIN the entry is closing: a new SYN is a new flow (same backend by hash here).
+  core.setBackendHealth(1, true);
+  backendsOf(core, fin, 1400);
+  const reopened = run(core, syn.slice(0, 200), 1500);
+  assert.ok(reopened.every((v) => v.flags & FLAGS.flowNew));
+});
