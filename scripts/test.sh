@@ -16,6 +16,8 @@ node --test test/scenarios/
 python3 test/scenarios/test_scenarios.py
 echo "== conformance: V8 and wasmtime give byte-identical results"
 python3 test/conformance/test_conformance.py
+echo "== Envoy: end to end in a real Envoy, and the proxy-wasm filter in a JS host"
+node --test --test-concurrency=1 test/envoy/
 echo "== packet pump: tunnels, probes, metrics, then end to end in network namespaces (root)"
 node --test test/pump/
 python3 test/pump/test_pump_netns.py

@@ -11,13 +11,15 @@
 //                 or envoy.network.transport_socket.original_dst_address
 //                      = "backend:port"                                       ("originalDst")
 //        ─▶ no match / no healthy backend: close, or filter.defaultCluster; counted
-//   downstream close ─▶ FIN|ACK of the same 5-tuple (the flow entry's life is shortened)
+//   downstream close ─▶ FIN|ACK of the same 5-tuple, kept since the SYN (connections.ts):
+//        the flow entry's life is shortened
 //   tick ─▶ due probes: HTTP call through the probe cluster ─▶ response ─▶ up/down after
 //        `threshold` results in a row ─▶ setBackendHealth (Maglev rebuilt by the core)
 //
 // The connection path allocates no managed memory: property values arrive in blocks the
 // host allocates through our malloc and that are freed at once; foreign-function
-// arguments are pre-serialized per backend (settings.ts) or written into a fixed buffer.
+// arguments are pre-serialized per backend (settings.ts) or written into a fixed buffer;
+// open connections are kept in a raw-memory table (connections.ts).
 
 import { BACKEND_DOWN, LINK_RAW_IP, NONE, ACTION_FORWARD, ACTION_NOMATCH, REASON_NO_HEALTHY_BACKEND } from "../consts";
 import { V_ACTION, V_BACKEND, V_REASON, V_RULE } from "../layout";
@@ -37,15 +39,16 @@ import {
   resultSize, setTickPeriod,
 } from "./hostcalls";
 import { endpointPort, parseEndpoint } from "./endpoint";
+import { forget, recall, recalledDport, recalledFamily, recalledSport, remember } from "./connections";
 import {
   KEY_ORIGINAL_DST_ADDRESS, PROBE_TCP, ProbeTarget, readSettings, Settings, UNROUTED_DEFAULT,
   UPSTREAM_CLUSTER,
 } from "./settings";
 
 /** Tick period (milliseconds): probe scheduling granularity. */
-export const TICK_MS: u32 = 100;
+export const TICK_MS: u32 = 50;
 /** Garbage collection every this many ticks (configuration and probe bookkeeping only). */
-const COLLECT_EVERY_TICKS: i32 = 10;
+const COLLECT_EVERY_TICKS: i32 = 20;
 /** Per-connection errors logged in full before only every power of two is. */
 const ERRORS_LOGGED: i64 = 10;
 
@@ -91,8 +94,6 @@ class Metrics {
 }
 let metrics = new Metrics();
 
-/** Forwarded connections by context id (their close is passed to the core). */
-const forwarded = new Set<u32>();
 /** In-flight probe calls: call id → index into active.probes. */
 const calls = new Map<u32, i32>();
 let lastNowMs: f64 = 0;
@@ -149,12 +150,10 @@ export function configure(size: i32): bool {
 
   // The core's reader, without applying anything; then our section.
   const model = parseConfig(configBufferPtr(), n, errors);
-  if (model != null) {
-    const parsed = parseJson(configBufferPtr(), n, 64);
-    const root = parsed.value;
-    if (root != null && root.kind == JsonKind.Object) {
-      pending = readSettings(changetype<JsonObject>(root), model, errors);
-    }
+  const parsed = parseJson(configBufferPtr(), n, 64);
+  const root = parsed.value;
+  if (root != null && root.kind == JsonKind.Object) {
+    pending = readSettings(changetype<JsonObject>(root), model, errors);
   }
   for (let i = 0; i < errors.warnings.length; i++) log(LOG_WARN, "configuration warning: " + errors.warnings[i]);
   if (errors.count > 0 || pending == null) {
@@ -212,7 +211,7 @@ function startSettings(s: Settings): void {
     }
     recordMetric(m.backendHealthy[b], down && list.length > 0 ? 0 : 1);
   }
-  if (s.probes.length > 0) setTickPeriod(TICK_MS);
+  setTickPeriod(TICK_MS); // this root context's tick (index.ts runs the active root's)
   log(LOG_INFO, "configuration applied: " + n.toString() + " backends, "
     + s.probes.length.toString() + " probe targets, upstream "
     + (s.upstream == UPSTREAM_CLUSTER ? "cluster" : "originalDst"));
@@ -277,16 +276,22 @@ function writeSegment(family: i32, sport: u16, dport: u16, flags: u8): i32 {
   return total;
 }
 
-/** Reads both endpoints and runs one segment of that 5-tuple through the core. */
-function runSegment(s: Settings, flags: u8): bool {
+/** The connection's endpoints, read into srcAddr / dstAddr; the family, 0 when unreadable. */
+let connSport: u16 = 0;
+let connDport: u16 = 0;
+function readConnection(): i32 {
   const family = readEndpoint(PATH_SOURCE, srcAddr);
-  const sport = endpointPort;
+  connSport = endpointPort;
   const dfamily = readEndpoint(PATH_DESTINATION, dstAddr);
-  const dport = endpointPort;
-  if (family == 0 || dfamily == 0) return false;
-  if (family != dfamily) return false; // cannot happen on one socket; never guessed
+  connDport = endpointPort;
+  if (family == 0 || dfamily == 0) return 0;
+  return family == dfamily ? family : 0; // one socket has one family; never guessed
+}
+
+/** Runs one segment of the endpoints in srcAddr / dstAddr through the core. */
+function runSegment(s: Settings, family: i32, sport: u16, dport: u16, flags: u8): void {
   writeSegment(family, sport, dport, flags);
-  return processBatch(1, nowMs(), s.ingress, LINK_RAW_IP) >= 0;
+  processBatch(1, nowMs(), s.ingress, LINK_RAW_IP);
 }
 
 function setFilterState(arg: usize, argLen: i32): i32 {
@@ -299,7 +304,7 @@ function selectUpstream(s: Settings, b: i32, rule: i32): i32 {
   if (s.upstream == UPSTREAM_CLUSTER) return setFilterState(ptr(arg), len(arg));
   // originalDst: "address:port", the rule's backend port or the connection's own.
   const bport = unchecked(s.ruleBackendPort[rule]);
-  const port = bport != 0 ? <u32>bport : <u32>load<u16>(dstPortSlot);
+  const port = bport != 0 ? <u32>bport : <u32>connDport;
   let q = argBuffer;
   store<u8>(q++, 0x0a);
   store<u8>(q++, <u8>len(KEY_ORIGINAL_DST));
@@ -319,9 +324,6 @@ function selectUpstream(s: Settings, b: i32, rule: i32): i32 {
   return setFilterState(argBuffer, <i32>(q - argBuffer));
 }
 
-/** The destination port of the connection being handled (for originalDst). */
-const dstPortSlot: usize = heap.alloc(8);
-
 /** Connections that no backend takes: the filter's setting, counted. */
 function unrouted(s: Settings, how: i32): i32 {
   if (how == UNROUTED_DEFAULT) {
@@ -337,6 +339,13 @@ function unrouted(s: Settings, how: i32): i32 {
   return ACTION_PAUSE;
 }
 
+/**
+ * Benchmark only (bench/envoy builds it with `--use HAPORTS_BENCH_FLOOR=1`): every
+ * connection goes to the first backend's cluster, without reading the connection or
+ * running the core: the cost of Envoy's Wasm filter machinery alone.
+ */
+const BENCH_FLOOR: bool = isDefined(HAPORTS_BENCH_FLOOR);
+
 /** proxy_on_new_connection: choose the upstream of connection `context`. */
 export function newConnection(context: u32): i32 {
   const s = active;
@@ -345,13 +354,18 @@ export function newConnection(context: u32): i32 {
     closeDownstream();
     return ACTION_PAUSE;
   }
-  if (!runSegment(s, TCP_SYN)) {
+  if (BENCH_FLOOR) {
+    setFilterState(ptr(unchecked(s.backendArg[0])), len(unchecked(s.backendArg[0])));
+    return ACTION_CONTINUE;
+  }
+  const family = readConnection();
+  if (family == 0) {
     countError("could not read the connection's source.address / destination.address as IP endpoints: closed");
     incrementMetric(metrics.closed);
     closeDownstream();
     return ACTION_PAUSE;
   }
-  store<u16>(dstPortSlot, endpointPort);
+  runSegment(s, family, connSport, connDport, TCP_SYN);
   const v = verdictsPtr();
   const action = load<u8>(v + V_ACTION);
   if (action == ACTION_FORWARD) {
@@ -364,7 +378,7 @@ export function newConnection(context: u32): i32 {
       closeDownstream();
       return ACTION_PAUSE;
     }
-    forwarded.add(context);
+    remember(context, family, connSport, connDport, srcAddr, dstAddr);
     incrementMetric(metrics.connections);
     incrementMetric(unchecked(metrics.backendConnections[b]));
     return ACTION_CONTINUE;
@@ -381,15 +395,14 @@ export function newConnection(context: u32): i32 {
 
 /** proxy_on_downstream_connection_close: a FIN of the 5-tuple ends its flow entry soon. */
 export function connectionClosed(context: u32): void {
-  if (!forwarded.has(context)) return;
-  forwarded.delete(context);
   const s = active;
-  if (s != null) runSegment(s, TCP_FIN_ACK);
+  if (s == null || !recall(context, srcAddr, dstAddr)) return;
+  runSegment(s, recalledFamily, recalledSport, recalledDport, TCP_FIN_ACK);
 }
 
 /** proxy_on_delete of a stream context. */
 export function connectionDeleted(context: u32): void {
-  if (forwarded.has(context)) forwarded.delete(context);
+  forget(context);
 }
 
 // ---- Health probes ------------------------------------------------------------------------------

@@ -4,7 +4,7 @@
 // Nothing here allocates managed memory except log(), which encodes its message.
 
 import {
-  LOG_ERROR, METRIC_COUNTER, proxy_call_foreign_function, proxy_close_stream, proxy_define_metric,
+  METRIC_COUNTER, proxy_call_foreign_function, proxy_close_stream, proxy_define_metric,
   proxy_get_buffer_bytes, proxy_get_current_time_nanoseconds, proxy_get_header_map_value,
   proxy_get_property, proxy_http_call, proxy_increment_metric, proxy_log, proxy_record_metric,
   proxy_set_tick_period_milliseconds, STATUS_OK, STREAM_DOWNSTREAM,
@@ -41,8 +41,6 @@ export function log(level: i32, message: string): void {
   const bytes = String.UTF8.encode(message);
   proxy_log(level, changetype<usize>(bytes), <usize>bytes.byteLength);
 }
-
-export function logError(message: string): void { log(LOG_ERROR, message); }
 
 // ---- Time and timers ---------------------------------------------------------------------
 

@@ -6,9 +6,9 @@
 //
 // Contexts: a root (plugin) context per filter configuration on each worker's VM, and a
 // stream context per connection whose parent is a root. The core is one per VM, so the
-// most recently configured root is the active one: its tick runs the probes. (An LDS
-// update creates a new root beside the draining old one; give haports filters with
-// different configurations different vm_ids.)
+// most recently configured root is the active one: its tick runs the probes; if it goes
+// away, the next root to tick takes over. (An LDS update creates a new root beside the
+// draining old one; give haports filters with different configurations different vm_ids.)
 
 import {
   closeDownstream,
@@ -19,8 +19,9 @@ import {
 import { ACTION_PAUSE } from "./imports";
 import "./abort"; // the abort handler (asc --use abort=...)
 
-/** Context id → parent id (0 for a root context). */
-const contexts = new Map<u32, u32>();
+/** The root contexts (a few); every other context id is a connection's. Connections
+ *  are not recorded here, so that a connection costs no allocation. */
+const roots = new Array<u32>();
 let activeRoot: u32 = 0;
 
 // ---- Integration and memory ---------------------------------------------------------------
@@ -38,7 +39,7 @@ export function malloc(size: usize): usize { return heap.alloc(size); }
 // ---- Context lifecycle ------------------------------------------------------------------------
 
 export function proxy_on_context_create(context: u32, parent: u32): void {
-  contexts.set(context, parent);
+  if (parent == 0 && !roots.includes(context)) roots.push(context);
 }
 
 export function proxy_on_vm_start(root: u32, vmConfigurationSize: u32): bool {
@@ -56,16 +57,19 @@ export function proxy_on_done(context: u32): bool {
 }
 
 export function proxy_on_delete(context: u32): void {
-  if (!contexts.has(context)) return;
-  const parent = contexts.get(context);
-  contexts.delete(context);
-  if (parent != 0) connectionDeleted(context);
-  else if (context == activeRoot) activeRoot = 0;
+  const i = roots.indexOf(context);
+  if (i < 0) {
+    connectionDeleted(context);
+    return;
+  }
+  roots.splice(i, 1);
+  if (context == activeRoot) activeRoot = 0;
 }
 
 // ---- Root context: timer and HTTP calls --------------------------------------------------------
 
 export function proxy_on_tick(root: u32): void {
+  if (activeRoot == 0 && roots.includes(root)) activeRoot = root;
   if (root == activeRoot) tick();
 }
 
@@ -78,7 +82,7 @@ export function proxy_on_http_call_response(
 // ---- Stream contexts: TCP connections --------------------------------------------------------------
 
 export function proxy_on_new_connection(context: u32): i32 {
-  if (!contexts.has(context) || contexts.get(context) == 0) {
+  if (roots.includes(context)) {
     closeDownstream();
     return ACTION_PAUSE;
   }

@@ -196,10 +196,12 @@ function replaceAll(s: string, what: string, with_: string): string {
 // ---- The settings of one configuration -----------------------------------------------------------
 
 /**
- * Reads the filter section of `root` (already accepted by the core's reader as `model`)
- * and builds the Settings, or returns null with `errors` filled in.
+ * Reads the filter section of `root` and builds the Settings, or returns null with
+ * `errors` filled in. `model` is the core's reading of the same text; when the core
+ * rejected it (null), the section is still checked on its own, so that one answer lists
+ * every error.
  */
-export function readSettings(root: JsonObject, model: ConfigModel, errors: Errors): Settings | null {
+export function readSettings(root: JsonObject, model: ConfigModel | null, errors: Errors): Settings | null {
   const s = new Settings();
   const fv = root.get("filter");
   let f: JsonObject | null = null;
@@ -213,7 +215,7 @@ export function readSettings(root: JsonObject, model: ConfigModel, errors: Error
       if (!FILTER_FIELDS.includes(f.keys[i])) errors.add("filter." + f.keys[i], "unknown field");
     }
     const ingress = str(f.get("ingressFrontend"), "filter.ingressFrontend", errors, "");
-    if (f.has("ingressFrontend")) {
+    if (f.has("ingressFrontend") && model != null) {
       for (let i = 0; i < model.frontends.length; i++) {
         if (model.frontends[i].name == ingress) s.ingress = i;
       }
@@ -236,6 +238,7 @@ export function readSettings(root: JsonObject, model: ConfigModel, errors: Error
   if (s.upstream == UPSTREAM_CLUSTER && !clusterTemplate.includes("{backend}")) {
     errors.add("filter.clusterName", "must contain \"{backend}\", got \"" + clusterTemplate + "\"");
   }
+  if (model == null) return null;
 
   // Per backend: the label, the cluster and the upstream argument.
   let n = 0;

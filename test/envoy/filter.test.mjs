@@ -1,0 +1,382 @@
+// Unit tests of the proxy-wasm filter (build/haports-proxywasm.wasm) in the small JS
+// proxy-wasm host of proxywasm-host.mjs: fast, and every decision is compared with the
+// Node library (predict.mjs). The real Envoy runs in e2e.test.mjs.
+//
+//   node --test test/envoy/filter.test.mjs      (after npm run build)
+
+import test from 'node:test';
+import assert from 'node:assert/strict';
+import { readFileSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
+import { DEFAULT_WASM, ProxyWasmHost } from './proxywasm-host.mjs';
+import { Predictor, readListenerConfig } from './predict.mjs';
+
+const example = (recipe) => readListenerConfig(fileURLToPath(new URL(`../../envoy/${recipe}/listeners.yaml`, import.meta.url)));
+const clusterConfig = () => structuredClone(example('cluster-per-backend'));
+const originalDstConfig = () => structuredClone(example('original-dst'));
+const KEY_CLUSTER = 'envoy.tcp_proxy.cluster';
+const KEY_DST = 'envoy.network.transport_socket.original_dst_address';
+
+/** A small deterministic PRNG (mulberry32). */
+function prng(seed) {
+  let a = seed >>> 0;
+  return () => {
+    a = (a + 0x6d2b79f5) >>> 0;
+    let t = a;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
+
+/** `n` random client endpoints (IPv4 and, one in four, IPv6) towards `dst4` / `dst6`. */
+function tuples(n, seed, dst4 = ['127.0.0.10', 10000], dst6 = ['::1', 10000]) {
+  const r = prng(seed);
+  const out = [];
+  for (let i = 0; i < n; i++) {
+    const sport = 1024 + Math.floor(r() * 64000);
+    if (r() < 0.25) {
+      const g = () => Math.floor(r() * 65536).toString(16);
+      out.push({ src: `2001:db8:${g()}::${g()}`, sport, dst: dst6[0], dport: dst6[1] });
+    } else {
+      const o = () => Math.floor(r() * 256);
+      out.push({ src: `10.${o()}.${o()}.${1 + Math.floor(r() * 254)}`, sport, dst: dst4[0], dport: dst4[1] });
+    }
+  }
+  return out;
+}
+
+const endpoint = (addr, port) => (addr.includes(':') ? `[${addr}]:${port}` : `${addr}:${port}`);
+const connect = (host, t) => host.connect(endpoint(t.src, t.sport), endpoint(t.dst, t.dport));
+
+/** Answers every pending probe: `up(address)` decides 200 or 503. */
+function answerProbes(host, up) {
+  host.respondAll((call) => {
+    const address = call.headers.get('x-envoy-original-dst-host').replace(/:\d+$/, '');
+    return up(address) ? { status: 200, body: 'ok' } : { status: 503, body: 'down' };
+  });
+}
+
+test('the module imports only proxy-wasm host functions and exports ABI 0.2.1', () => {
+  const imports = ProxyWasmHost.importsOf(readFileSync(DEFAULT_WASM));
+  for (const i of imports) {
+    assert.equal(i.module, 'env', `import ${i.module}.${i.name}`);
+    assert.match(i.name, /^proxy_/, `import env.${i.name} is not a proxy-wasm host function`);
+  }
+  assert.ok(!imports.some((i) => i.name === 'abort'), 'no env.abort');
+  const exports = WebAssembly.Module.exports(new WebAssembly.Module(readFileSync(DEFAULT_WASM))).map((e) => e.name);
+  for (const name of ['proxy_abi_version_0_2_1', '_initialize', 'malloc', 'proxy_on_memory_allocate', 'memory',
+    'proxy_on_context_create', 'proxy_on_vm_start', 'proxy_on_configure', 'proxy_on_new_connection',
+    'proxy_on_downstream_connection_close', 'proxy_on_tick', 'proxy_on_http_call_response', 'proxy_on_delete']) {
+    assert.ok(exports.includes(name), `export ${name}`);
+  }
+  assert.ok(!exports.includes('proxy_on_downstream_data'), 'no per-data-chunk callback');
+});
+
+test('every connection gets the cluster of the backend the Node library predicts; three VMs agree', () => {
+  const config = clusterConfig();
+  const vms = [new ProxyWasmHost(), new ProxyWasmHost(), new ProxyWasmHost()];
+  for (const vm of vms) assert.ok(vm.configure(config), JSON.stringify(vm.logs));
+  const predictor = new Predictor(config);
+  const counts = {};
+  const all = tuples(6000, 1);
+  all.forEach((t, i) => {
+    const want = predictor.predict(t.src, t.sport, t.dst, t.dport);
+    assert.equal(want.action, 'forward');
+    const vm = vms[i % 3];
+    const c = connect(vm, t);
+    assert.equal(c.action, 'continue');
+    assert.equal(c.filterState[KEY_CLUSTER], want.backend, `${JSON.stringify(t)}`);
+    // Another VM (another Envoy worker) decides the same.
+    const other = connect(vms[(i + 1) % 3], t);
+    assert.equal(other.filterState[KEY_CLUSTER], want.backend);
+    vm.close(c);
+    vms[(i + 1) % 3].close(other);
+    counts[want.backend] = (counts[want.backend] ?? 0) + 1;
+  });
+  let total = 0;
+  for (const name of ['nva-0', 'nva-1', 'nva-2']) {
+    total += vms.reduce((s, vm) => s + vm.stat(`haports.backend.nvas.${name}.connections`), 0);
+    assert.ok(Math.abs(counts[name] - 2000) < 200, `spread ${JSON.stringify(counts)}`);
+  }
+  assert.equal(total, 12000);
+});
+
+test('originalDst: "address:port" with the connection\'s own port, or the rule\'s backend port', () => {
+  const config = originalDstConfig();
+  config.backendPools.push({ name: 'web', backends: [{ name: 'web-0', address: '127.0.0.21' }, { name: 'web-1', address: '127.0.0.22' }] });
+  config.rules.push({ name: 'https', frontend: 'fe', backendPool: 'web', protocol: 'tcp', frontendPort: 443, backendPort: 8443 });
+  const host = new ProxyWasmHost();
+  assert.ok(host.configure(config), JSON.stringify(host.logs));
+  const predictor = new Predictor(config);
+  for (const t of tuples(500, 2, ['10.9.8.7', 22], ['fd00::7', 22])) {
+    const want = predictor.predict(t.src, t.sport, t.dst, t.dport);
+    const c = connect(host, t);
+    assert.equal(c.filterState[KEY_DST], `${predictor.backendAddress(want.backendIndex)}:22`);
+    assert.equal(c.filterState[KEY_CLUSTER], undefined);
+  }
+  for (const t of tuples(200, 3, ['10.9.8.7', 443], ['fd00::7', 443])) {
+    const want = predictor.predict(t.src, t.sport, t.dst, t.dport);
+    const c = connect(host, t);
+    assert.match(want.backend, /^web-/);
+    assert.equal(c.filterState[KEY_DST], `${predictor.backendAddress(want.backendIndex)}:8443`);
+  }
+
+  // IPv6 backends are written "[address]:port".
+  const v6 = {
+    frontends: [{ name: 'fe6', address: 'fd00::100' }],
+    backendPools: [{ name: 'p', backends: [{ name: 'a', address: 'fd00::1' }, { name: 'b', address: 'fd00::2' }] }],
+    rules: [{ name: 'ha', frontend: 'fe6', backendPool: 'p', protocol: 'all', frontendPort: 0, backendPort: 0 }],
+    filter: { ingressFrontend: 'fe6', upstream: 'originalDst' },
+  };
+  const h6 = new ProxyWasmHost();
+  assert.ok(h6.configure(v6), JSON.stringify(h6.logs));
+  const p6 = new Predictor(v6);
+  for (const t of tuples(200, 4, ['10.0.0.1', 80], ['2001:db8::80', 8080])) {
+    const want = p6.predict(t.src, t.sport, t.dst, t.dport);
+    const c = connect(h6, t);
+    assert.equal(c.filterState[KEY_DST], `[${p6.backendAddress(want.backendIndex)}]:${t.dport}`);
+  }
+});
+
+test('an IPv4-mapped IPv6 client (dual-stack listener) is hashed as its IPv4 address', () => {
+  const config = clusterConfig();
+  const host = new ProxyWasmHost();
+  assert.ok(host.configure(config));
+  const predictor = new Predictor(config);
+  for (const t of tuples(300, 5).filter((x) => !x.src.includes(':'))) {
+    const c = host.connect(`[::ffff:${t.src}]:${t.sport}`, `[::ffff:${t.dst}]:${t.dport}`);
+    assert.equal(c.filterState[KEY_CLUSTER], predictor.predict(t.src, t.sport, t.dst, t.dport).backend);
+  }
+});
+
+test('a connection no rule matches is closed, or sent to the default cluster; both counted', () => {
+  const config = clusterConfig();
+  delete config.filter.ingressFrontend; // match frontends by destination address
+  const host = new ProxyWasmHost();
+  assert.ok(host.configure(config));
+  const hit = host.connect('10.0.0.1:5000', '127.0.0.10:10000');
+  assert.equal(hit.action, 'continue');
+  const miss = host.connect('10.0.0.1:5001', '127.0.0.99:10000');
+  assert.equal(miss.action, 'pause');
+  assert.ok(miss.closed);
+  assert.deepEqual(miss.filterState, {});
+  assert.equal(host.stat('haports.no_match'), 1);
+  assert.equal(host.stat('haports.closed'), 1);
+
+  config.filter.noMatch = 'defaultCluster';
+  config.filter.defaultCluster = 'passthrough';
+  assert.ok(host.configure(config));
+  const d = host.connect('10.0.0.1:5002', '127.0.0.99:10000');
+  assert.equal(d.action, 'continue');
+  assert.equal(d.filterState[KEY_CLUSTER], 'passthrough');
+  assert.equal(host.stat('haports.no_match'), 2);
+  assert.equal(host.stat('haports.default_cluster'), 1);
+});
+
+test('probes: a backend failing `threshold` probes gets no new connection within interval × threshold; it comes back', () => {
+  const config = clusterConfig(); // probe healthz: http, port 8080, /healthz, every 1 s, threshold 2
+  const host = new ProxyWasmHost();
+  assert.ok(host.configure(config));
+  const predictor = new Predictor(config);
+  const healthy = new Set(['127.0.0.11', '127.0.0.12', '127.0.0.13']);
+
+  host.advance(100);
+  const calls = [...host.calls.values()];
+  assert.equal(calls.length, 3);
+  for (const call of calls) {
+    assert.equal(call.upstream, 'haports_probe');
+    assert.equal(call.headers.get(':method'), 'GET');
+    assert.equal(call.headers.get(':path'), '/healthz');
+    assert.match(call.headers.get('x-envoy-original-dst-host'), /^127\.0\.0\.1[123]:8080$/);
+    assert.equal(call.headers.get(':authority'), call.headers.get('x-envoy-original-dst-host'));
+    assert.ok(call.timeoutMs <= 1000);
+  }
+  answerProbes(host, (a) => healthy.has(a));
+
+  // nva-1 fails from t0; within interval × threshold (2 s) it is down.
+  healthy.delete('127.0.0.12');
+  const t0 = host.nowMs;
+  let downAt = null;
+  while (host.nowMs - t0 <= 2000) {
+    host.advance(100);
+    answerProbes(host, (a) => healthy.has(a));
+    if (host.stat('haports.backend.nvas.nva-1.healthy') === 0) { downAt = host.nowMs - t0; break; }
+  }
+  assert.ok(downAt !== null && downAt <= 2000, `down after ${downAt} ms`);
+  assert.ok(host.logs.some((l) => l.level === 3 && /backend nvas\.nva-1 is down \(probe healthz: 2 failed in a row\)/.test(l.message)));
+  predictor.setHealth('nva-1', false);
+  for (const t of tuples(1500, 6)) {
+    const c = connect(host, t);
+    const want = predictor.predict(t.src, t.sport, t.dst, t.dport).backend;
+    assert.notEqual(c.filterState[KEY_CLUSTER], 'nva-1');
+    assert.equal(c.filterState[KEY_CLUSTER], want);
+    host.close(c);
+  }
+
+  // Two passed probes bring it back.
+  healthy.add('127.0.0.12');
+  for (let i = 0; i < 25 && host.stat('haports.backend.nvas.nva-1.healthy') === 0; i++) {
+    host.advance(100);
+    answerProbes(host, (a) => healthy.has(a));
+  }
+  assert.equal(host.stat('haports.backend.nvas.nva-1.healthy'), 1);
+  predictor.setHealth('nva-1', true);
+  for (const t of tuples(500, 7)) {
+    assert.equal(connect(host, t).filterState[KEY_CLUSTER], predictor.predict(t.src, t.sport, t.dst, t.dport).backend);
+  }
+});
+
+test('TCP probes pass when the backend accepts (502, 504) and fail on Envoy\'s connect-failure 503 or no answer', () => {
+  const config = clusterConfig();
+  config.probes = [{ name: 'tcp', protocol: 'tcp', port: 10000, intervalSeconds: 2, threshold: 1 }];
+  config.rules[0].probe = 'tcp';
+  const host = new ProxyWasmHost();
+  assert.ok(host.configure(config));
+  const answers = {
+    '127.0.0.11': { status: 502, body: 'upstream connect error or disconnect/reset before headers. reset reason: protocol error' },
+    '127.0.0.12': { status: 503, body: 'upstream connect error or disconnect/reset before headers. reset reason: remote connection failure' },
+    '127.0.0.13': null,
+  };
+  host.advance(100);
+  host.respondAll((call) => {
+    assert.equal(call.headers.get(':path'), '/');
+    assert.ok(call.timeoutMs <= 2000);
+    return answers[call.headers.get('x-envoy-original-dst-host').replace(/:\d+$/, '')];
+  });
+  assert.equal(host.stat('haports.backend.nvas.nva-0.healthy'), 1);
+  assert.equal(host.stat('haports.backend.nvas.nva-1.healthy'), 0);
+  assert.equal(host.stat('haports.backend.nvas.nva-2.healthy'), 0);
+  assert.equal(host.stat('haports.probe_failures'), 2);
+  answers['127.0.0.13'] = { status: 504, body: 'upstream request timeout' };
+  answers['127.0.0.12'] = { status: 503, body: 'upstream connect error or disconnect/reset before headers. reset reason: connection timeout' };
+  host.advance(2000);
+  host.respondAll((call) => answers[call.headers.get('x-envoy-original-dst-host').replace(/:\d+$/, '')]);
+  assert.equal(host.stat('haports.backend.nvas.nva-2.healthy'), 1);
+  assert.equal(host.stat('haports.backend.nvas.nva-1.healthy'), 0);
+});
+
+test('every backend down: noHealthyBackend closes, or sends to the default cluster; counted', () => {
+  const config = clusterConfig();
+  config.probes[0].threshold = 1;
+  const host = new ProxyWasmHost();
+  assert.ok(host.configure(config));
+  host.advance(100);
+  answerProbes(host, () => false);
+  const c = host.connect('10.0.0.1:4000', '127.0.0.10:10000');
+  assert.equal(c.action, 'pause');
+  assert.ok(c.closed);
+  assert.equal(host.stat('haports.no_healthy_backend'), 1);
+
+  config.filter.noHealthyBackend = 'defaultCluster';
+  config.filter.defaultCluster = 'sorry';
+  assert.ok(host.configure(config));
+  // Health carries over a reconfiguration: still all down.
+  const d = host.connect('10.0.0.1:4001', '127.0.0.10:10000');
+  assert.equal(d.filterState[KEY_CLUSTER], 'sorry');
+  assert.equal(host.stat('haports.no_healthy_backend'), 2);
+  assert.equal(host.stat('haports.default_cluster'), 1);
+});
+
+test('an invalid configuration is rejected with every error as `path: reason`; the running one stays', () => {
+  const config = clusterConfig();
+  const host = new ProxyWasmHost();
+  assert.ok(host.configure(config));
+  const predictor = new Predictor(config);
+
+  const bad = clusterConfig();
+  bad.backendPools[0].backends[1].address = '127.0.0.300';
+  bad.rules[0].backendPool = 'nope';
+  bad.filter.upstream = 'somewhere';
+  bad.filter.ingressFrontend = 'fe-x';
+  bad.filter.extra = 1;
+  const from = host.logs.length;
+  assert.equal(host.configure(bad), false);
+  const errors = host.errors(from);
+  const expected = [
+    // (the core writes this path as backendPools[0]["backends[1]"].address)
+    /^invalid configuration: backendPools\[0\]\W*backends\[1\]\W*\.address: not an IPv4 or IPv6 address: "127\.0\.0\.300"$/,
+    /^invalid configuration: rules\[0\]\.backendPool: unknown backend pool "nope"$/,
+    /^invalid configuration: filter\.extra: unknown field$/,
+    /^invalid configuration: filter\.upstream: expected one of "cluster", "originalDst", got "somewhere"$/,
+  ];
+  for (const e of expected) assert.ok(errors.some((l) => e.test(l)), `missing ${e} in\n${errors.join('\n')}`);
+  assert.equal(errors.length, expected.length, errors.join('\n'));
+  assert.equal(host.stat('haports.config.rejected'), 1);
+
+  // The filter section's cross-references are checked when the core part is valid.
+  const bad2 = clusterConfig();
+  bad2.filter.ingressFrontend = 'fe-x';
+  bad2.filter.noMatch = 'defaultCluster';
+  bad2.backendPools.push({ name: 'more', backends: [{ name: 'nva-0', address: '127.0.0.51' }] });
+  bad2.rules.push({ name: 'r2', frontend: 'fe', backendPool: 'more', protocol: 'tcp', frontendPort: 80, backendPort: 80 });
+  const from2 = host.logs.length;
+  assert.equal(host.configure(bad2), false);
+  assert.deepEqual(host.errors(from2), [
+    'invalid configuration: filter.ingressFrontend: unknown frontend "fe-x"',
+    'invalid configuration: filter.defaultCluster: required when filter.noMatch is "defaultCluster"',
+    'invalid configuration: filter.clusterName: "{backend}" gives backendPools[1].backends[0] the cluster "nva-0" of backendPools[0].backends[0]; use {pool} to tell pools apart',
+  ]);
+  assert.equal(host.configure('{"frontends": ['), false);
+  assert.match(host.errors().at(-1), /^invalid configuration: \$: invalid JSON at byte \d+/);
+
+  // Still the first configuration.
+  for (const t of tuples(500, 8)) {
+    assert.equal(connect(host, t).filterState[KEY_CLUSTER], predictor.predict(t.src, t.sport, t.dst, t.dport).backend);
+  }
+
+  // {pool} tells pools apart.
+  bad2.filter = { ingressFrontend: 'fe', clusterName: '{pool}-{backend}' };
+  assert.ok(host.configure(bad2), host.errors().join('\n'));
+  const c = host.connect('10.0.0.1:80', '127.0.0.10:80');
+  assert.match(c.filterState[KEY_CLUSTER], /^more-nva-0$/);
+});
+
+test('connections allocate nothing: memory does not grow over 300,000 connections', () => {
+  const host = new ProxyWasmHost();
+  assert.ok(host.configure(clusterConfig()));
+  const run = (n, seed) => {
+    const r = prng(seed);
+    for (let i = 0; i < n; i++) {
+      const c = host.connect(`10.${i & 255}.${(i >> 8) & 255}.${1 + Math.floor(r() * 254)}:${1024 + (i % 60000)}`, '127.0.0.10:10000');
+      host.close(c);
+    }
+  };
+  run(20000, 9);
+  host.advance(1000); // ticks collect garbage of the probe bookkeeping
+  host.respondAll(() => ({ status: 200 }));
+  const before = host.exports.memory.buffer.byteLength;
+  run(300000, 10); // no tick, so no garbage collection in between
+  assert.equal(host.exports.memory.buffer.byteLength, before, 'wasm memory grew');
+});
+
+test('a connection\'s close reaches the core as a FIN of its 5-tuple: its flow entry ends within 10 s', () => {
+  // Seen through the flow table: a tracked TCP flow keeps its backend while that backend
+  // is down (persistOnUnhealthy defaultForProtocol), an ended one is hashed again.
+  const config = clusterConfig();
+  config.probes[0].threshold = 1;
+  const host = new ProxyWasmHost();
+  assert.ok(host.configure(config));
+  const predictor = new Predictor(config);
+  // 5000 connections open at once (the table of open connections grows from 1024 slots).
+  const all = tuples(5000, 11).map((t) => ({ t, c: connect(host, t) }));
+  const onNva1 = all.filter((x) => x.c.filterState[KEY_CLUSTER] === 'nva-1');
+  assert.ok(onNva1.length > 1000);
+  // Close all but 100 of those on nva-1, in shuffled order.
+  const keepOpen = new Set(onNva1.slice(0, 100));
+  const r = prng(12);
+  const closing = all.filter((x) => !keepOpen.has(x)).map((x) => [r(), x]).sort((a, b) => a[0] - b[0]).map(([, x]) => x);
+  for (const x of closing) host.close(x.c);
+  // 11 s later (the core keeps a closed TCP flow 10 s), nva-1 fails its probe.
+  host.advance(11000);
+  host.respondAll((call) => ({ status: call.headers.get('x-envoy-original-dst-host').startsWith('127.0.0.12:') ? 503 : 200 }));
+  assert.equal(host.stat('haports.backend.nvas.nva-1.healthy'), 0);
+  predictor.setHealth('nva-1', false);
+  // The same 5-tuples again: the closed ones are hashed anew, away from nva-1; the open
+  // ones (their flows still tracked) stay on it.
+  for (const x of onNva1) {
+    const again = connect(host, x.t);
+    if (keepOpen.has(x)) assert.equal(again.filterState[KEY_CLUSTER], 'nva-1');
+    else assert.equal(again.filterState[KEY_CLUSTER], predictor.predict(x.t.src, x.t.sport, x.t.dst, x.t.dport).backend);
+  }
+});
