@@ -352,12 +352,11 @@ test('connections allocate nothing: memory does not grow over 300,000 connection
 
 test('a connection\'s close reaches the core as a FIN of its 5-tuple: its flow entry ends within 10 s', () => {
   // Seen through the flow table: a tracked TCP flow keeps its backend while that backend
-  // is down (persistOnUnhealthy defaultForProtocol), an ended one is hashed again.
+  // drains (and a new SYN on a still-tracked, open 5-tuple is not a new connection), an
+  // ended one is hashed again, away from the draining backend.
   const config = clusterConfig();
-  config.probes[0].threshold = 1;
   const host = new ProxyWasmHost();
   assert.ok(host.configure(config));
-  const predictor = new Predictor(config);
   // 5000 connections open at once (the table of open connections grows from 1024 slots).
   const all = tuples(5000, 11).map((t) => ({ t, c: connect(host, t) }));
   const onNva1 = all.filter((x) => x.c.filterState[KEY_CLUSTER] === 'nva-1');
@@ -367,16 +366,23 @@ test('a connection\'s close reaches the core as a FIN of its 5-tuple: its flow e
   const r = prng(12);
   const closing = all.filter((x) => !keepOpen.has(x)).map((x) => [r(), x]).sort((a, b) => a[0] - b[0]).map(([, x]) => x);
   for (const x of closing) host.close(x.c);
-  // 11 s later (the core keeps a closed TCP flow 10 s), nva-1 fails its probe.
+  // 11 s later (the core keeps a closed TCP flow 10 s), nva-1 starts draining (a
+  // reconfiguration, which keeps tracked flows).
   host.advance(11000);
-  host.respondAll((call) => ({ status: call.headers.get('x-envoy-original-dst-host').startsWith('127.0.0.12:') ? 503 : 200 }));
-  assert.equal(host.stat('haports.backend.nvas.nva-1.healthy'), 0);
-  predictor.setHealth('nva-1', false);
+  host.respondAll(() => ({ status: 200 }));
+  const draining = clusterConfig();
+  for (const pool of draining.backendPools) for (const b of pool.backends) if (b.name === 'nva-1') b.adminState = 'draining';
+  assert.ok(host.configure(draining));
+  const predictor = new Predictor(draining);
   // The same 5-tuples again: the closed ones are hashed anew, away from nva-1; the open
   // ones (their flows still tracked) stay on it.
   for (const x of onNva1) {
     const again = connect(host, x.t);
     if (keepOpen.has(x)) assert.equal(again.filterState[KEY_CLUSTER], 'nva-1');
-    else assert.equal(again.filterState[KEY_CLUSTER], predictor.predict(x.t.src, x.t.sport, x.t.dst, x.t.dport).backend);
+    else {
+      const predicted = predictor.predict(x.t.src, x.t.sport, x.t.dst, x.t.dport).backend;
+      assert.notEqual(predicted, 'nva-1');
+      assert.equal(again.filterState[KEY_CLUSTER], predicted);
+    }
   }
 });
