@@ -107,15 +107,12 @@ function connectionJobs(listener4, listener6, n4, n6, subnet) {
 function checkPredicted(results, predictor, dst4, dst6, what) {
   const errors = results.filter((r) => r.error);
   assert.equal(errors.length, 0, `${what}: ${errors.length} connections failed, e.g. ${JSON.stringify(errors.slice(0, 3))}`);
-  const tuples = new Set();
   const counts = {};
   const wrong = [];
   for (const r of results) {
     const dst = r.local.includes(':') ? dst6 : dst4;
-    // The kernel may reuse an ephemeral port once a connection has closed: a reused
-    // 5-tuple is a new connection, predicted (and balanced) like any other.
-    const key = `${r.local}|${r.localPort}|${dst[0]}|${dst[1]}`;
-    tuples.add(key);
+    // (The kernel may reuse an ephemeral port once a connection has closed: a reused
+    // 5-tuple is a new connection, predicted and balanced like any other.)
     const want = predictor.predict(r.local, r.localPort, dst[0], dst[1]);
     if (want.backend !== r.backend) wrong.push({ from: `${r.local}:${r.localPort}`, got: r.backend, predicted: want.backend });
     counts[r.backend] = (counts[r.backend] ?? 0) + 1;
