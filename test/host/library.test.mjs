@@ -117,6 +117,14 @@ test('misuse gets clear errors', () => {
   assert.throws(() => dp.setHealth('nva-1', 'down', 'web'), /no backend named "nva-1" in pool "web"/);
 });
 
+test('the README\'s runnable example (examples/embed.mjs) runs and shows failover', () => {
+  const out = execFileSync(process.execPath, [new URL('../../examples/embed.mjs', import.meta.url).pathname], { encoding: 'utf8' });
+  const lines = out.split('\n');
+  assert.equal(lines.filter((l) => l.startsWith('forward ha ')).length, 12);
+  assert.ok(!lines.slice(12, 24).some((l) => l.includes('nva-1')), 'a flow stayed on nva-1 after it went down');
+  assert.match(out, /'nvas\/nva-1'/);
+});
+
 test('the types compile for a TypeScript user', () => {
   const tsc = new URL('../../node_modules/.bin/tsc', import.meta.url).pathname;
   const dir = new URL('./', import.meta.url).pathname;
