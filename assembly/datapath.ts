@@ -138,6 +138,16 @@ function writeTuple(t: usize): void {
     && isFrontendAddress(plan, frontend, keyFamily, keyDst);
 }
 
+/** Forward NAT towards backend `b` (port: 0 = keep). */
+@inline function toBackend(plan: Plan, b: i32, port: u32): void {
+  natForward(unchecked(plan.backendLo[b]), unchecked(plan.backendHi[b]), port);
+}
+
+/** Reverse NAT back to frontend `fe` (port: 0 = keep). */
+@inline function toFrontend(plan: Plan, fe: i32, port: u32): void {
+  natReverse(unchecked(plan.frontendLo[fe]), unchecked(plan.frontendHi[fe]), port);
+}
+
 /** The port to write when translating `rule`'s packets: 0 when the rule maps no port. */
 @inline function mappedPort(plan: Plan, rule: i32, toBackend: bool): u32 {
   const fport = unchecked(plan.ruleFrontendPort[rule]);
@@ -184,11 +194,10 @@ function processPacket(plan: Plan, i: i32, now: f64, ingress: i32, link: i32, v:
       touchEntry(e, now, 0);
       count(C_FRAG_HITS);
       if (entryState(e) & STATE_REPLY) {
-        const fe = frontend;
-        natReverse(unchecked(plan.frontendLo[fe]), unchecked(plan.frontendHi[fe]), 0);
+        toFrontend(plan, frontend, 0);
         flags |= FLAG_REPLY | FLAG_REWRITTEN;
       } else if (translates(plan, rule, frontend)) {
-        natForward(unchecked(plan.backendLo[b]), unchecked(plan.backendHi[b]), 0);
+        toBackend(plan, b, 0);
         flags |= FLAG_REWRITTEN;
       }
       forward(plan, v, b, rule, frontend, flags | FLAG_FLOW_HIT, 0, len, false);
@@ -213,7 +222,7 @@ function processPacket(plan: Plan, i: i32, now: f64, ingress: i32, link: i32, v:
       touchFlow(e, now, seen);
       // Record a first fragment before the rewrite: later fragments still carry the backend's address.
       if (flags & FLAG_FRAGMENT) recordFragment(plan, now, rule, b, STATE_REPLY);
-      natReverse(unchecked(plan.frontendLo[fe]), unchecked(plan.frontendHi[fe]), mappedPort(plan, rule, false));
+      toFrontend(plan, fe, mappedPort(plan, rule, false));
       count(C_NAT_REPLY);
       forward(plan, v, b, rule, fe, flags | FLAG_REPLY | FLAG_REWRITTEN | FLAG_FLOW_HIT, 0, len, false);
       return;
@@ -243,7 +252,7 @@ function processPacket(plan: Plan, i: i32, now: f64, ingress: i32, link: i32, v:
     const h = distributionHash(seed, mode == DIST_DEFAULT ? DIST_SOURCE_IP_PROTOCOL : mode);
     const b = selectBackend(plan, pool, rule, h);
     if (b != NONE && nat) {
-      natForward(unchecked(plan.backendLo[b]), unchecked(plan.backendHi[b]), 0);
+      toBackend(plan, b, 0);
       flags |= FLAG_REWRITTEN;
     }
     forward(plan, v, b, rule, frontend, flags, h, len, false);
@@ -329,7 +338,7 @@ function processPacket(plan: Plan, i: i32, now: f64, ingress: i32, link: i32, v:
   // so that later ones follow.
   if (flags & FLAG_FRAGMENT) recordFragment(plan, now, rule, b, 0);
   if (nat) {
-    natForward(unchecked(plan.backendLo[b]), unchecked(plan.backendHi[b]), mappedPort(plan, rule, true));
+    toBackend(plan, b, mappedPort(plan, rule, true));
     flags |= FLAG_REWRITTEN;
     count(C_NAT_FORWARD);
   }
