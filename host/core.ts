@@ -42,9 +42,12 @@ export const COUNTERS = [
 ] as const;
 const C_DROP_REASON_BASE = 24;
 
-const DESCRIPTOR_BYTES = 8;
-const VERDICT_BYTES = 16;
-const TUPLE_BYTES = 40;
+/** Record sizes and the forward action code (assembly/layout.ts, consts.ts), for hosts
+ *  that read the records directly on their hot path. */
+export const DESCRIPTOR_BYTES = 8;
+export const VERDICT_BYTES = 16;
+export const TUPLE_BYTES = 40;
+export const ACTION_FORWARD = 1;
 
 export interface Tuple {
   src: string;

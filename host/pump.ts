@@ -53,7 +53,7 @@ import { isIP } from 'node:net';
 import { parseArgs } from 'node:util';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import type { Server } from 'node:http';
-import { ConfigError, Core, NONE } from './core.js';
+import { ACTION_FORWARD, ConfigError, Core, DESCRIPTOR_BYTES, NONE, VERDICT_BYTES } from './core.js';
 import {
   decap, decoded, tunnelErrorName, GENEVE_PORT, VXLAN_PORT, TUNNEL_ERRORS, type TunnelProtocol,
 } from './tunnel.js';
@@ -209,9 +209,6 @@ export function jsonLogger(out: NodeJS.WritableStream, level: LogLevel = 'info')
 
 // ---- The pump ----------------------------------------------------------------------
 
-const VERDICT_BYTES = 16;
-const DESCRIPTOR_BYTES = 8;
-const ACTION_FORWARD = 1;
 /** Packets start on 8-byte boundaries in the arena. */
 const ARENA_ALIGN = 8;
 /** Longest wait for queued sends at shutdown (ms). */
