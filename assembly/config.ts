@@ -8,7 +8,7 @@
 // caveats of DESIGN.md §1 extend it); `readConfig` holds shape and type rules.
 
 import {
-  BACKEND_DRAINING, BACKEND_UP, DEFAULT_FLOW_CAPACITY, DEFAULT_HASH_SEED, DEFAULT_IDLE_TIMEOUT_MIN,
+  BACKEND_DRAINING, BACKEND_UP, DEFAULT_FLOW_CAPACITY, DEFAULT_HASH_K0, DEFAULT_HASH_K1, DEFAULT_IDLE_TIMEOUT_MIN,
   DEFAULT_MAGLEV_M, DIST_DEFAULT, DIST_SOURCE_IP, DIST_SOURCE_IP_PROTOCOL, MAX_BACKENDS,
   MAX_FLOW_CAPACITY, MAX_FRONTENDS, MAX_IDLE_TIMEOUT_MIN, MAX_JSON_DEPTH, MAX_MAGLEV_M, MAX_POOLS,
   MAX_RULES, MAX_WEIGHT, MIN_FLOW_CAPACITY, MIN_IDLE_TIMEOUT_MIN, NO_HEALTHY_DROP,
@@ -101,7 +101,10 @@ export class RuleModel {
 }
 
 export class ConfigModel {
-  hashSeed: u64 = DEFAULT_HASH_SEED;
+  hashK0: u64 = DEFAULT_HASH_K0;
+  hashK1: u64 = DEFAULT_HASH_K1;
+  /** hashKey or hashSeed was given (else the public default key is in use). */
+  hashKeyGiven: bool = false;
   flowCapacity: i32 = DEFAULT_FLOW_CAPACITY;
   frontends: Array<FrontendModel> = new Array<FrontendModel>();
   pools: Array<PoolModel> = new Array<PoolModel>();
@@ -257,38 +260,90 @@ function hexValue(c: i32): i32 {
   return -1;
 }
 
-/** hashSeed: "0x" + 1–16 hex digits, or a non-negative integer up to 2^53. */
-function readSeed(root: JsonObject, errors: Errors): u64 {
-  const v = root.get("hashSeed");
-  if (v == null) return DEFAULT_HASH_SEED;
-  const expected = "expected a 64-bit seed as a hex string like \"0x1f2e3d4c5b6a7988\"";
-  if (v.kind == JsonKind.Number) {
-    const n = changetype<JsonNumber>(v);
+/** The bytes of `v`, most significant first, as SipHash key words (read little-endian). */
+function seedWord(v: u64): u64 {
+  return bswap<u64>(v);
+}
+
+/** Hex digits of `s` from index 2 as a u64 (the caller checked length and digits). */
+function hexWord(s: string, from: i32, to: i32): u64 {
+  let w: u64 = 0;
+  for (let i = from; i < to; i++) w = (w << 4) | <u64>hexValue(s.charCodeAt(i));
+  return w;
+}
+
+/** Index of the first character after "0x" that is not a hex digit, or -1. */
+function badHexAt(s: string): i32 {
+  for (let i = 2; i < s.length; i++) if (hexValue(s.charCodeAt(i)) < 0) return i;
+  return -1;
+}
+
+/**
+ * The hash key (hash.ts), as SipHash's k0 and k1:
+ * - `hashKey`: "0x" + 32 hex digits, the 16 key bytes in order (k0 = bytes 0–7 and
+ *   k1 = bytes 8–15, each read little-endian, as SipHash reads its key);
+ * - the older `hashSeed`, 64 bits ("0x" + 1–16 hex digits, or an integer below 2^53),
+ *   widens to the key made of its 8 bytes (as written, most significant first) twice:
+ *   hashSeed 0x1f2e3d4c5b6a7988 is hashKey 0x1f2e3d4c5b6a79881f2e3d4c5b6a7988;
+ * - neither: the public DEFAULT_HASH_K0/K1, with a warning.
+ * The key is secret: errors describe what is wrong with it, never its digits.
+ */
+function readKey(root: JsonObject, model: ConfigModel, errors: Errors): void {
+  const key = root.get("hashKey");
+  const seed = root.get("hashSeed");
+  if (key != null && seed != null) {
+    errors.add("hashSeed", "give hashKey or hashSeed, not both (hashSeed is the older 64-bit form of hashKey)");
+    return;
+  }
+  if (key != null) {
+    const expected = "expected \"0x\" and 32 hex digits (128 bits)";
+    if (key.kind != JsonKind.String) {
+      errors.add("hashKey", expected + ", got " + key.kindName());
+      return;
+    }
+    const s = changetype<JsonString>(key).value;
+    if (!(s.startsWith("0x") || s.startsWith("0X"))) {
+      errors.add("hashKey", expected + ", got a string that does not start with 0x");
+      return;
+    }
+    if (s.length != 34) {
+      errors.add("hashKey", expected + ", got " + (s.length - 2).toString() + " characters after 0x");
+      return;
+    }
+    const bad = badHexAt(s);
+    if (bad >= 0) {
+      errors.add("hashKey", expected + ", got a character that is not a hex digit at position " + bad.toString());
+      return;
+    }
+    model.hashK0 = seedWord(hexWord(s, 2, 18));
+    model.hashK1 = seedWord(hexWord(s, 18, 34));
+    model.hashKeyGiven = true;
+    return;
+  }
+  if (seed == null) return;
+  const expected = "expected a 64-bit seed as \"0x\" and 1-16 hex digits (or, better, a 128-bit hashKey)";
+  let value: u64 = 0;
+  if (seed.kind == JsonKind.Number) {
+    const n = changetype<JsonNumber>(seed);
     if (!n.isInteger || n.value < 0) {
-      errors.add("hashSeed", expected);
-      return DEFAULT_HASH_SEED;
+      errors.add("hashSeed", expected + ", got a number that is not a non-negative integer");
+      return;
     }
-    return <u64>n.value;
-  }
-  if (v.kind != JsonKind.String) {
-    errors.add("hashSeed", expected + ", got " + v.kindName());
-    return DEFAULT_HASH_SEED;
-  }
-  const s = changetype<JsonString>(v).value;
-  if (s.length < 3 || s.length > 18 || !(s.startsWith("0x") || s.startsWith("0X"))) {
-    errors.add("hashSeed", expected + ", got " + quote(s));
-    return DEFAULT_HASH_SEED;
-  }
-  let seed: u64 = 0;
-  for (let i = 2; i < s.length; i++) {
-    const h = hexValue(s.charCodeAt(i));
-    if (h < 0) {
-      errors.add("hashSeed", expected + ", got " + quote(s));
-      return DEFAULT_HASH_SEED;
+    value = <u64>n.value;
+  } else if (seed.kind != JsonKind.String) {
+    errors.add("hashSeed", expected + ", got " + seed.kindName());
+    return;
+  } else {
+    const s = changetype<JsonString>(seed).value;
+    if (s.length < 3 || s.length > 18 || !(s.startsWith("0x") || s.startsWith("0X")) || badHexAt(s) >= 0) {
+      errors.add("hashSeed", expected + ", got a string of " + s.length.toString() + " characters that is not one");
+      return;
     }
-    seed = (seed << 4) | <u64>h;
+    value = hexWord(s, 2, s.length);
   }
-  return seed;
+  model.hashK0 = seedWord(value);
+  model.hashK1 = seedWord(value);
+  model.hashKeyGiven = true;
 }
 
 export function isPrime(n: i64): bool {
@@ -304,7 +359,7 @@ function isPowerOfTwo(n: i64): bool {
 
 // ---- Reading ------------------------------------------------------------------------------------
 
-const ROOT_FIELDS = ["hashSeed", "flowTable", "frontends", "backendPools", "probes", "rules"];
+const ROOT_FIELDS = ["hashKey", "hashSeed", "flowTable", "frontends", "backendPools", "probes", "rules"];
 const FLOW_TABLE_FIELDS = ["capacity"];
 const FRONTEND_FIELDS = ["name", "address"];
 const POOL_FIELDS = ["name", "maglevTableSize", "drainPeriodSeconds", "backends"];
@@ -346,7 +401,7 @@ export function readConfig(root: JsonValue, errors: Errors): ConfigModel {
   if (obj == null) return model;
   // Unknown top-level sections belong to hosts (a pump's listeners, say): allowed.
 
-  model.hashSeed = readSeed(obj, errors);
+  readKey(obj, model, errors);
   const flowTable = asObject(obj.get("flowTable"), "flowTable", errors);
   if (flowTable != null) {
     checkKnown(flowTable, "flowTable", FLOW_TABLE_FIELDS, errors);
@@ -557,6 +612,11 @@ function checkCaveats(model: ConfigModel, errors: Errors): void {
 
 /** Advice that never rejects a configuration. */
 function checkWarnings(model: ConfigModel, errors: Errors): void {
+  if (!model.hashKeyGiven) {
+    errors.warn("hashKey", "not set: the built-in public key is used, so instances still agree but anyone can"
+      + " compute which flows share a flow-table bucket or a backend and aim a flood at chosen flows;"
+      + " set the same secret \"0x\" + 32 hex digits on every instance");
+  }
   for (let i = 0; i < model.rules.length; i++) {
     const r = model.rules[i];
     if (r.isHaPorts() && r.frontendIndex >= 0 && model.frontends[r.frontendIndex].address.family == 6) {
@@ -692,7 +752,8 @@ export function backendKey(pool: string, backend: string): string {
  */
 export function compile(model: ConfigModel, previous: Plan | null): Plan {
   const plan = new Plan();
-  plan.hashSeed = model.hashSeed;
+  plan.hashK0 = model.hashK0;
+  plan.hashK1 = model.hashK1;
   plan.flowCapacity = model.flowCapacity;
 
   const nf = model.frontends.length;
@@ -782,7 +843,8 @@ export function compile(model: ConfigModel, previous: Plan | null): Plan {
   plan.ruleFloating = new StaticArray<bool>(nr);
   plan.ruleDistribution = new StaticArray<u8>(nr);
   plan.ruleSymmetric = new StaticArray<bool>(nr);
-  plan.ruleIdleMs = new StaticArray<f64>(nr);
+  plan.ruleIdleMinutes = new StaticArray<u8>(nr);
+  plan.ruleTcpReset = new StaticArray<bool>(nr);
   plan.rulePersist = new StaticArray<u8>(nr);
   plan.ruleNoHealthy = new StaticArray<u8>(nr);
   plan.ruleCounters = new StaticArray<u64>(nr * PER_OBJECT_COUNTERS);
@@ -799,7 +861,8 @@ export function compile(model: ConfigModel, previous: Plan | null): Plan {
     plan.ruleFloating[i] = r.floating;
     plan.ruleDistribution[i] = r.distribution;
     plan.ruleSymmetric[i] = r.symmetric;
-    plan.ruleIdleMs[i] = <f64>r.idleMinutes * 60000.0;
+    plan.ruleIdleMinutes[i] = <u8>r.idleMinutes;
+    plan.ruleTcpReset[i] = r.tcpReset;
     plan.rulePersist[i] = r.persist;
     plan.ruleNoHealthy[i] = r.noHealthy;
     if (r.protocol == RULE_PROTO_ALL) plan.frontendHaRule[r.frontendIndex] = i;

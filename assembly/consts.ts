@@ -33,26 +33,39 @@ export const MAX_MAGLEV_M: i32 = 16777213; // largest prime below 2^24
 
 /** Flow-table capacity when the configuration gives none (flows; power of two). */
 export const DEFAULT_FLOW_CAPACITY: i32 = isDefined(HAPORTS_DEFAULT_FLOW_CAPACITY) ? HAPORTS_DEFAULT_FLOW_CAPACITY : 65536;
-/** Smallest and largest flow-table capacity (flows; power of two). 2^24 flows × 64 B = 1 GiB. */
+/** Smallest and largest flow-table capacity (flows; power of two). 2^24 flows × 56 B =
+ *  896 MiB, which fits a wasm32 memory twice over beside everything else (a change of
+ *  capacity or key holds the old and the new table while flows are moved). */
 export const MIN_FLOW_CAPACITY: i32 = 16;
 export const MAX_FLOW_CAPACITY: i32 = isDefined(HAPORTS_MAX_FLOW_CAPACITY) ? HAPORTS_MAX_FLOW_CAPACITY : 16777216;
-/** Flow entries per bucket (entries); one bucket = 8 × 64 B = 512 B. */
+/** Flow entries per bucket (entries); one bucket = a 64 B header line + 8 × 48 B entries. */
 export const FLOW_BUCKET_WAYS: i32 = 8;
+/** A flow that is not yet established (first packet without SYN, UDP, ICMP, other
+ *  protocols) becomes established at a packet that arrives at least this long after its
+ *  first (milliseconds), or at one from the other direction. See flows.ts, admission. */
+export const FLOW_ESTABLISH_AFTER_MS: i32 = isDefined(HAPORTS_FLOW_ESTABLISH_AFTER_MS) ? HAPORTS_FLOW_ESTABLISH_AFTER_MS : 1000;
+/** Packets per pass group of a batch: each pass runs over this many packets before the
+ *  next pass starts (packets). Larger overlaps more memory accesses; smaller keeps a
+ *  group's records and bucket lines in the L1 cache. */
+export const PASS_GROUP: i32 = isDefined(HAPORTS_PASS_GROUP) ? HAPORTS_PASS_GROUP : 32;
 
 /** Idle timeout when a rule gives none (minutes), and its bounds (Azure: 4–100). */
 export const DEFAULT_IDLE_TIMEOUT_MIN: i32 = 4;
 export const MIN_IDLE_TIMEOUT_MIN: i32 = 4;
 export const MAX_IDLE_TIMEOUT_MIN: i32 = 100;
 /** Life of a fragment entry: later fragments must arrive within this (milliseconds). */
-export const FRAGMENT_TIMEOUT_MS: f64 = isDefined(HAPORTS_FRAGMENT_TIMEOUT_MS) ? HAPORTS_FRAGMENT_TIMEOUT_MS : 30000;
+export const FRAGMENT_TIMEOUT_MS: i32 = isDefined(HAPORTS_FRAGMENT_TIMEOUT_MS) ? HAPORTS_FRAGMENT_TIMEOUT_MS : 30000;
 /** Life of a TCP flow after FIN or RST (milliseconds). */
-export const TCP_CLOSE_TIMEOUT_MS: f64 = isDefined(HAPORTS_TCP_CLOSE_TIMEOUT_MS) ? HAPORTS_TCP_CLOSE_TIMEOUT_MS : 10000;
+export const TCP_CLOSE_TIMEOUT_MS: i32 = isDefined(HAPORTS_TCP_CLOSE_TIMEOUT_MS) ? HAPORTS_TCP_CLOSE_TIMEOUT_MS : 10000;
 
 /** IPv6 extension headers walked before giving up (headers). */
 export const MAX_IPV6_EXT_HEADERS: i32 = 8;
 
-/** Default hash seed when the configuration gives none. */
-export const DEFAULT_HASH_SEED: u64 = 0x1f2e3d4c5b6a7988;
+/** The hash key when the configuration gives none: public, so `validate` warns. It is
+ *  what `hashSeed` 0x1f2e3d4c5b6a7988 widens to (SipHash k0 = k1 = the seed's bytes
+ *  as written, read little-endian; config.ts). */
+export const DEFAULT_HASH_K0: u64 = 0x88796a5b4c3d2e1f;
+export const DEFAULT_HASH_K1: u64 = 0x88796a5b4c3d2e1f;
 
 /** "No rule" / "no backend" / "no frontend" index value. */
 export const NONE: i32 = 0xffff;
@@ -62,6 +75,7 @@ export const NONE: i32 = 0xffff;
 export const ACTION_FORWARD: u8 = 1; // send to the backend named in the record
 export const ACTION_DROP: u8 = 2;    // drop; the reason byte says why
 export const ACTION_NOMATCH: u8 = 3; // no rule for this packet; the host decides
+export const ACTION_RESET: u8 = 4;   // drop, and send the two TCP RSTs of the reset record (enableTcpReset)
 
 // ---- Drop / no-match reasons (verdict record byte 1; counters by reason) ----
 
@@ -77,7 +91,8 @@ export const REASON_BAD_ICMP_ERROR: u8 = 8;    // ICMP error whose quoted header
 export const REASON_NO_HEALTHY_BACKEND: u8 = 9; // every backend down and the rule says drop
 export const REASON_NO_RULE: u8 = 10;          // no-match verdicts carry this reason
 export const REASON_BAD_DESCRIPTOR: u8 = 11;   // host gave an offset/length outside the arena
-export const REASON_COUNT: i32 = 12;
+export const REASON_IDLE_RESET: u8 = 12;       // reset verdicts: a TCP flow of an enableTcpReset rule past its idle timeout
+export const REASON_COUNT: i32 = 13;
 
 // ---- Verdict flags (verdict record bytes 2–3) -------------------------------
 
@@ -94,6 +109,7 @@ export const FLAG_EVICTED: u16 = 1 << 9;       // inserting this flow evicted a 
 export const FLAG_FAIL_OPEN: u16 = 1 << 10;    // all backends down; spread over all (failOpen)
 export const FLAG_REWRITTEN: u16 = 1 << 11;    // the packet was rewritten in place (NAT)
 export const FLAG_REPLY: u16 = 1 << 12;        // a backend's reply, translated back to the frontend
+export const FLAG_ESTABLISHED: u16 = 1 << 13;  // the packet's flow entry is established (admission: flows.ts)
 
 // ---- Link types of a batch (processBatch argument) --------------------------
 

@@ -4,37 +4,68 @@
 //
 // Each stage returns early with a verdict. No allocation: packets are read and rewritten
 // in place in the rx arena, results are written into the verdict and tuple records.
+//
+// A batch runs in groups of PASS_GROUP packets, each group in three passes, so that
+// the flow-table memory of many packets is fetched at once instead of one packet after
+// another (the bulk lookup of DPDK's rte_hash; wasm has no prefetch instruction, but
+// independent loads in a tight loop are issued together by an out-of-order core):
+//
+//   1. classify: descriptor, parse, rule, the key of the packet's first flow-table
+//      lookup and its keyed hash (into the packet's record);
+//   2. load each key's first bucket header line, in a loop of nothing else, so that the
+//      misses of the whole group are in flight at once;
+//   3. compare tags in those lines and load each matching entry (or, without a match,
+//      the second bucket's header line);
+//   4. decide: the stages below, whose flow-table accesses now hit the cache.
+//
+// Passes 1 to 3 change nothing but the packet records, so the verdicts are those of
+// running the stages packet by packet.
 
 import {
-  ACTION_DROP, ACTION_FORWARD, ACTION_NOMATCH, BACKEND_DOWN, BACKEND_DRAINING, DIST_DEFAULT,
-  DIST_SOURCE_IP_PROTOCOL, FLAG_EVICTED, FLAG_EXACT_RULE, FLAG_FAIL_OPEN, FLAG_FLOW_HIT,
-  FLAG_FLOW_NEW, FLAG_FRAG_3TUPLE, FLAG_FRAGMENT, FLAG_ICMP_ERROR, FLAG_NEXT_HOP, FLAG_REPLY,
-  FLAG_REWRITTEN, FLAG_UNTRACKED, NO_HEALTHY_FAIL_OPEN, NONE, PERSIST_ALWAYS, PERSIST_NEVER,
-  PROTO_TCP, REASON_BAD_DESCRIPTOR, REASON_NO_HEALTHY_BACKEND, REASON_NO_RULE, REASON_NONE,
-  RX_ARENA_BYTES,
+  ACTION_DROP, ACTION_FORWARD, ACTION_NOMATCH, ACTION_RESET, BACKEND_DOWN, BACKEND_DRAINING,
+  DIST_DEFAULT, DIST_SOURCE_IP_PROTOCOL, FLAG_ESTABLISHED, FLAG_EVICTED, FLAG_EXACT_RULE,
+  FLAG_FAIL_OPEN, FLAG_FLOW_HIT, FLAG_FLOW_NEW, FLAG_FRAG_3TUPLE, FLAG_FRAGMENT, FLAG_ICMP_ERROR,
+  FLAG_NEXT_HOP, FLAG_REPLY, FLAG_REWRITTEN, FLAG_UNTRACKED, FLOW_ESTABLISH_AFTER_MS,
+  NO_HEALTHY_FAIL_OPEN, NONE, PASS_GROUP, PERSIST_ALWAYS, PERSIST_NEVER, PROTO_TCP,
+  REASON_BAD_DESCRIPTOR, REASON_IDLE_RESET, REASON_NO_HEALTHY_BACKEND, REASON_NO_RULE,
+  REASON_NONE, RX_ARENA_BYTES,
 } from "./consts";
 import {
-  C_BATCHES, C_BYTES, C_DROP_REASON_BASE, C_DROPPED, C_EVICTIONS, C_FLOW_DRAINED, C_FLOW_HITS,
-  C_FLOW_MOVED, C_FLOW_NEW, C_FORWARDED, C_FRAG_3TUPLE, C_FRAG_ENTRIES, C_FRAG_HITS,
-  C_ICMP_ERRORS, C_NAT_FORWARD, C_NAT_REPLY, C_NOMATCH, C_PACKETS, C_UNTRACKED, count,
-  DESCRIPTOR_BYTES, descriptors, PB_BYTES, PB_NEW_FLOWS, PB_PACKETS, PER_OBJECT_COUNTERS, rxArena,
-  T_DPORT, T_DST, T_FAMILY, T_HAS_PORTS, T_PROTO, T_SPORT, T_SRC, TUPLE_BYTES, tuples, V_ACTION,
-  V_BACKEND, V_FLAGS, V_FRONTEND, V_HASH, V_L3, V_REASON, V_RULE, VERDICT_BYTES, verdicts,
+  C_BATCHES, C_BYTES, C_DROP_REASON_BASE, C_DROPPED, C_EVICTIONS, C_FLOW_DRAINED,
+  C_FLOW_ESTABLISHED, C_FLOW_HITS, C_FLOW_MOVED, C_FLOW_NEW, C_FORWARDED, C_FRAG_3TUPLE,
+  C_FRAG_ENTRIES, C_FRAG_HITS, C_ICMP_ERRORS, C_NAT_FORWARD, C_NAT_REPLY, C_NOMATCH, C_PACKETS,
+  C_RESETS, C_UNTRACKED, count, DESCRIPTOR_BYTES, descriptors, packets, PB_BYTES, PB_NEW_FLOWS,
+  PB_PACKETS, PER_OBJECT_COUNTERS, RESET_BYTES, resets, rxArena, T_DPORT, T_DST, T_FAMILY,
+  T_HAS_PORTS, T_PROTO, T_SPORT, T_SRC, TUPLE_BYTES, tuples, V_ACTION, V_BACKEND, V_FLAGS,
+  V_FRONTEND, V_HASH, V_L3, V_REASON, V_RULE, VERDICT_BYTES, verdicts,
 } from "./layout";
-import {
-  keyDport, keyDst, keyFamily, keyProto, keySport, parsePacket, pktDport, pktDst, pktFamily,
-  pktFlags, pktHasPorts, pktL3, pktProto, pktSport, pktSrc, pktTcpFlags, TCP_ACK, TCP_FIN, TCP_RST, TCP_SYN,
-} from "./packet";
-import {
-  distributionHash, hashKey, loadFragmentKey, loadKey, loadReplyKey, markReply,
-} from "./hash";
+import { Packet, PACKET_BYTES, parsePacket, TCP_ACK, TCP_FIN, TCP_RST, TCP_SYN } from "./packet";
+import { distributionHash, flowKey, fragmentKey, keyHash, ownReplyKey, replyKey } from "./hash";
 import { findFrontend, findNatBackend, isFrontendAddress, matchedExact, matchRule, Plan } from "./rules";
 import { lookup, Pool } from "./maglev";
 import {
-  entryBackend, entryRule, entryState, flowInsert, flowLookup, lastInsertEvicted, setEntryBackend,
-  linkEntries, restartEntry, STATE_CLOSING, STATE_ESTABLISHED, STATE_FRAGMENT, STATE_REPLY, touchEntry, touchFlow,
+  entryAge, entryBackend, entryExpired, entryIdleExpired, entryRule, entryState, flowFind,
+  flowInsert, flowLookup, flowsClock, insertEvicted, linkEntries, prefetchBucket, prefetchEntry,
+  removeFlow, restartEntry, setEntryBackend, STATE_CLOSING, STATE_ESTABLISHED, STATE_FRAGMENT, STATE_REPLY, STATE_SWAPPED, STATE_SYN, touchEntry, touchFlow,
 } from "./flows";
 import { natForward, natReverse } from "./nat";
+import { writeResets } from "./reset";
+
+// What a Packet record's key (w0..w4) and hash hold.
+const KEY_NONE: u8 = 0;
+const KEY_FLOW: u8 = 1;     // the flow key of the packet's rule (symmetric or not)
+const KEY_REPLY: u8 = 2;    // the packet's own key marked as a backend's reply
+const KEY_FRAGMENT: u8 = 3; // the later fragment's (src, dst, proto, IP ID)
+
+/** A key for the entries a packet adds besides its own (reply and fragment entries). */
+const scratchKey = memory.data(48, 16);
+
+/** Loads of passes 1 and 2 end here, so that no optimizer drops them. */
+let touched: u64 = 0;
+
+@inline function recordAt(j: i32): Packet {
+  return changetype<Packet>(packets + <usize>(j * PACKET_BYTES));
+}
 
 /**
  * Processes descriptors [0, n) of the current batch at time `now` (milliseconds).
@@ -44,12 +75,32 @@ import { natForward, natReverse } from "./nat";
  */
 export function processBatch(plan: Plan, n: i32, now: f64, ingress: i32, link: i32): i32 {
   if (plan.drainPending) stampDrains(plan, now);
+  flowsClock(now);
   let forwarded = 0;
-  for (let i = 0; i < n; i++) {
-    const v = verdicts + <usize>(i * VERDICT_BYTES);
-    processPacket(plan, i, now, ingress, link, v);
-    if (load<u8>(v) == ACTION_FORWARD) forwarded++;
+  let bytes: u64 = 0;
+  let sink: u64 = 0;
+  for (let start = 0; start < n; start += PASS_GROUP) {
+    const end = min(n, start + PASS_GROUP);
+    for (let i = start; i < end; i++) bytes += <u64>classify(plan, i, recordAt(i - start), ingress, link);
+    // Tight loops of independent loads: the header lines, then the entries, of the group.
+    for (let i = start; i < end; i++) {
+      const pk = recordAt(i - start);
+      if (pk.keyKind != KEY_NONE) sink ^= prefetchBucket(pk.hash);
+    }
+    for (let i = start; i < end; i++) {
+      const pk = recordAt(i - start);
+      if (pk.keyKind != KEY_NONE) sink ^= prefetchEntry(pk.hash);
+    }
+    for (let i = start; i < end; i++) {
+      const v = verdicts + <usize>(i * VERDICT_BYTES);
+      processPacket(plan, i, recordAt(i - start), now, ingress != NONE, link, v);
+      if (load<u8>(v) == ACTION_FORWARD) forwarded++;
+    }
   }
+  touched = sink;
+  count(C_PACKETS, <u64>n);
+  count(C_BYTES, bytes);
+  count(C_FORWARDED, <u64>forwarded);
   count(C_BATCHES);
   return forwarded;
 }
@@ -62,45 +113,104 @@ function stampDrains(plan: Plan, now: f64): void {
   plan.drainPending = false;
 }
 
-@inline function verdict(
-  v: usize, action: u8, reason: u8, flags: u16, rule: i32, backend: i32, frontend: i32, hash: u64,
-): void {
-  store<u8>(v + V_ACTION, action);
-  store<u8>(v + V_REASON, reason);
-  store<u16>(v + V_FLAGS, flags);
-  store<u16>(v + V_RULE, <u16>rule);
-  store<u16>(v + V_BACKEND, <u16>backend);
-  store<u16>(v + V_FRONTEND, <u16>frontend);
-  store<u16>(v + V_L3, <u16>pktL3);
-  store<u32>(v + V_HASH, <u32>hash);
+// ---- Pass 1: classify -------------------------------------------------------------------
+
+/**
+ * Parses packet `i` into `pk`, finds its frontend and rule, builds the key of its first
+ * flow-table lookup (a later fragment's, a backend reply's, or its flow's) and hashes it.
+ * Returns the packet's length as the host gave it.
+ */
+function classify(plan: Plan, i: i32, pk: Packet, ingress: i32, link: i32): u32 {
+  pk.keyKind = KEY_NONE;
+  pk.frontend = NONE;
+  pk.rule = NONE;
+  pk.exact = false;
+  const d = descriptors + <usize>(i * DESCRIPTOR_BYTES);
+  const off = load<u32>(d);
+  const len = load<u32>(d, 4);
+  // The host's offset and length must lie inside the arena.
+  if (off > <u32>RX_ARENA_BYTES || len > <u32>RX_ARENA_BYTES - off) {
+    pk.len = len;
+    pk.reason = REASON_BAD_DESCRIPTOR;
+    pk.family = 0;
+    pk.flags = 0;
+    pk.l3 = 0;
+    pk.sport = 0;
+    pk.dport = 0;
+    pk.hasPorts = false;
+    return len;
+  }
+  if (parsePacket(pk, rxArena + <usize>off, <i32>len, link) != REASON_NONE) return len;
+
+  const frontend = ingress != NONE ? ingress : findFrontend(plan, pk.keyFamily, pk.keyDst);
+  const rule = frontend == NONE ? NONE
+    : matchRule(plan, frontend, pk.keyProto, pk.keyDport, pk.keySport != 0 || pk.keyDport != 0);
+  pk.frontend = frontend;
+  pk.rule = rule;
+  pk.exact = matchedExact;
+
+  if (pk.flags & FLAG_FRAG_3TUPLE) {
+    fragmentKey(pk, changetype<usize>(pk));
+    pk.keyKind = KEY_FRAGMENT;
+  } else if (plan.natBackendSlots.length > 0 && findNatBackend(plan, pk.family, pk.src) != NONE) {
+    ownReplyKey(pk, changetype<usize>(pk));
+    pk.keyKind = KEY_REPLY;
+  } else if (rule != NONE) {
+    flowKey(pk, unchecked(plan.ruleSymmetric[rule]));
+    pk.keyKind = KEY_FLOW;
+  } else {
+    return len;
+  }
+  pk.hash = keyHash(changetype<usize>(pk), plan.hashK0, plan.hashK1);
+  return len;
 }
 
-function drop(v: usize, reason: u8, flags: u16, rule: i32, frontend: i32): void {
-  verdict(v, ACTION_DROP, reason, flags, rule, NONE, frontend, 0);
+/** Puts the flow key of `rule` (and its hash) into the packet's record, unless there. */
+function useFlowKey(plan: Plan, pk: Packet, rule: i32): u64 {
+  if (pk.keyKind != KEY_FLOW) {
+    flowKey(pk, unchecked(plan.ruleSymmetric[rule]));
+    pk.hash = keyHash(changetype<usize>(pk), plan.hashK0, plan.hashK1);
+    pk.keyKind = KEY_FLOW;
+  }
+  return pk.hash;
+}
+
+// ---- Verdicts ----------------------------------------------------------------------------
+
+/** Writes a verdict record (layout.ts) as two 64-bit stores. */
+@inline function verdict(
+  v: usize, action: u8, reason: u8, flags: u16, rule: i32, backend: i32, frontend: i32, l3: i32, hash: u64,
+): void {
+  store<u64>(v, <u64>action | (<u64>reason << (V_REASON << 3)) | (<u64>flags << (V_FLAGS << 3))
+    | (<u64>(<u16>rule) << (V_RULE << 3)) | (<u64>(<u16>backend) << (V_BACKEND << 3)));
+  store<u64>(v + V_FRONTEND, <u64>(<u16>frontend) | (<u64>(<u16>l3) << ((V_L3 - V_FRONTEND) << 3))
+    | ((hash & 0xffffffff) << ((V_HASH - V_FRONTEND) << 3)));
+}
+
+function drop(v: usize, pk: Packet, reason: u8, flags: u16, rule: i32, frontend: i32): void {
+  verdict(v, ACTION_DROP, reason, flags, rule, NONE, frontend, pk.l3, 0);
   count(C_DROPPED);
   count(C_DROP_REASON_BASE + <i32>reason);
 }
 
-function writeTuple(t: usize): void {
-  const family = pktFamily;
-  store<u8>(t + T_FAMILY, family);
+function writeTuple(t: usize, pk: Packet): void {
+  const family = pk.family;
   if (family == 4) {
-    store<u32>(t + T_SRC, load<u32>(pktSrc));
-    store<u32>(t + T_SRC + 4, 0);
+    store<u64>(t + T_SRC, <u64>load<u32>(pk.src));
     store<u64>(t + T_SRC + 8, 0);
-    store<u32>(t + T_DST, load<u32>(pktDst));
-    store<u32>(t + T_DST + 4, 0);
+    store<u64>(t + T_DST, <u64>load<u32>(pk.dst));
     store<u64>(t + T_DST + 8, 0);
   } else if (family == 6) {
-    store<u64>(t + T_SRC, load<u64>(pktSrc));
-    store<u64>(t + T_SRC + 8, load<u64>(pktSrc, 8));
-    store<u64>(t + T_DST, load<u64>(pktDst));
-    store<u64>(t + T_DST + 8, load<u64>(pktDst, 8));
+    store<u64>(t + T_SRC, load<u64>(pk.src));
+    store<u64>(t + T_SRC + 8, load<u64>(pk.src, 8));
+    store<u64>(t + T_DST, load<u64>(pk.dst));
+    store<u64>(t + T_DST + 8, load<u64>(pk.dst, 8));
   }
-  store<u16>(t + T_SPORT, pktSport);
-  store<u16>(t + T_DPORT, pktDport);
-  store<u8>(t + T_PROTO, family != 0 ? pktProto : 0);
-  store<u8>(t + T_HAS_PORTS, <u8>pktHasPorts);
+  // Ports, protocol, family and hasPorts in one store (the record's byte 39 stays 0).
+  const proto = family != 0 ? pk.proto : 0;
+  store<u64>(t + T_SPORT, <u64>pk.sport | (<u64>pk.dport << ((T_DPORT - T_SPORT) << 3))
+    | (<u64>proto << ((T_PROTO - T_SPORT) << 3)) | (<u64>family << ((T_FAMILY - T_SPORT) << 3))
+    | (<u64>pk.hasPorts << ((T_HAS_PORTS - T_SPORT) << 3)));
 }
 
 @inline function countObject(arr: StaticArray<u64>, index: i32, bytes: u64, newFlow: bool): void {
@@ -110,8 +220,10 @@ function writeTuple(t: usize): void {
   if (newFlow) store<u64>(p, load<u64>(p, PB_NEW_FLOWS << 3) + 1, PB_NEW_FLOWS << 3);
 }
 
+// ---- Policies ----------------------------------------------------------------------------
+
 /** Whether a tracked flow on backend `b` must move to another backend. */
-@inline function mustLeave(plan: Plan, pool: Pool, rule: i32, b: i32, now: f64): bool {
+@inline function mustLeave(plan: Plan, pk: Packet, pool: Pool, rule: i32, b: i32, now: f64): bool {
   const state = unchecked(plan.backendState[b]);
   if (state == BACKEND_DRAINING) {
     // Draining keeps its flows until they end, or until the pool's drain period passes.
@@ -121,204 +233,250 @@ function writeTuple(t: usize): void {
   const persist = unchecked(plan.rulePersist[rule]);
   if (persist == PERSIST_ALWAYS) return false;
   if (persist == PERSIST_NEVER) return true;
-  return keyProto != PROTO_TCP; // defaultForProtocol: TCP stays, others move
+  return pk.keyProto != PROTO_TCP; // defaultForProtocol: TCP stays, others move
+}
+
+/**
+ * Admission (flows.ts): whether this packet shows the not-yet-established flow of entry
+ * `e` (state `s`) to be real. A TCP flow opened by a bare SYN: any later packet but a
+ * bare SYN. Others: a packet from the other direction, or one FLOW_ESTABLISH_AFTER_MS
+ * after the first. ICMP errors prove nothing (anyone can send one).
+ */
+@inline function establishes(pk: Packet, e: u32, s: u8): bool {
+  if (pk.flags & FLAG_ICMP_ERROR) return false;
+  if (s & STATE_SYN) return !isBareSyn(pk);
+  return pk.swapped != ((s & STATE_SWAPPED) != 0) || entryAge(e) >= FLOW_ESTABLISH_AFTER_MS;
+}
+
+@inline function isBareSyn(pk: Packet): bool {
+  return pk.proto == PROTO_TCP && (pk.tcpFlags & (TCP_SYN | TCP_ACK)) == TCP_SYN;
+}
+
+/** The state a new flow entry starts in (admission, flows.ts). */
+@inline function newFlowState(pk: Packet): u8 {
+  let state: u8 = pk.swapped ? STATE_SWAPPED : 0;
+  if (pk.keyProto == PROTO_TCP) {
+    if (isBareSyn(pk)) state |= STATE_SYN;
+    if (pk.tcpFlags & (TCP_FIN | TCP_RST)) state |= STATE_CLOSING;
+  }
+  return state;
 }
 
 /** The destination port a flow of `rule` has at the backend (the rule's mapping, or its own). */
-@inline function backendPortOf(plan: Plan, rule: i32): u16 {
+@inline function backendPortOf(plan: Plan, pk: Packet, rule: i32): u16 {
   const bport = unchecked(plan.ruleBackendPort[rule]);
-  return bport != 0 ? bport : keyDport;
+  return bport != 0 ? bport : pk.keyDport;
 }
 
 /** Whether packets of `rule` to `frontend` are translated: a non-floating rule, and the
  *  packet (and for ICMP errors the quoted header) addressed to the frontend itself. */
-@inline function translates(plan: Plan, rule: i32, frontend: i32): bool {
+@inline function translates(plan: Plan, pk: Packet, rule: i32, frontend: i32): bool {
   return !unchecked(plan.ruleFloating[rule])
-    && isFrontendAddress(plan, frontend, pktFamily, pktDst)
-    && isFrontendAddress(plan, frontend, keyFamily, keyDst);
+    && isFrontendAddress(plan, frontend, pk.family, pk.dst)
+    && isFrontendAddress(plan, frontend, pk.keyFamily, pk.keyDst);
 }
 
-/** Forward NAT towards backend `b` (port: 0 = keep). */
-@inline function toBackend(plan: Plan, b: i32, port: u32): void {
-  natForward(unchecked(plan.backendLo[b]), unchecked(plan.backendHi[b]), port);
+/** Forward NAT of `pk` towards backend `b` (port: 0 = keep). */
+@inline function toBackend(plan: Plan, pk: Packet, b: i32, port: u32): void {
+  natForward(pk, unchecked(plan.backendLo[b]), unchecked(plan.backendHi[b]), port);
 }
 
-/** Reverse NAT back to frontend `fe` (port: 0 = keep). */
-@inline function toFrontend(plan: Plan, fe: i32, port: u32): void {
-  natReverse(unchecked(plan.frontendLo[fe]), unchecked(plan.frontendHi[fe]), port);
+/** Reverse NAT of `pk` back to frontend `fe` (port: 0 = keep). */
+@inline function toFrontend(plan: Plan, pk: Packet, fe: i32, port: u32): void {
+  natReverse(pk, unchecked(plan.frontendLo[fe]), unchecked(plan.frontendHi[fe]), port);
 }
 
 /** The port to write when translating `rule`'s packets: 0 when the rule maps no port. */
-@inline function mappedPort(plan: Plan, rule: i32, toBackend: bool): u32 {
+@inline function mappedPort(plan: Plan, rule: i32, towardsBackend: bool): u32 {
   const fport = unchecked(plan.ruleFrontendPort[rule]);
   const bport = unchecked(plan.ruleBackendPort[rule]);
   if (fport == bport) return 0;
-  return toBackend ? <u32>bport : <u32>fport;
+  return towardsBackend ? <u32>bport : <u32>fport;
 }
 
-function processPacket(plan: Plan, i: i32, now: f64, ingress: i32, link: i32, v: usize): void {
-  const t = tuples + <usize>(i * TUPLE_BYTES);
-  const d = descriptors + <usize>(i * DESCRIPTOR_BYTES);
-  const off = load<u32>(d);
-  const len = load<u32>(d, 4);
-  count(C_PACKETS);
-  count(C_BYTES, <u64>len);
+/** Whether a packet that finds its TCP flow's entry `e` idle-expired gets RSTs instead. */
+@inline function resetsOnIdle(plan: Plan, pk: Packet, e: u32): bool {
+  return pk.proto == PROTO_TCP && pk.keyProto == PROTO_TCP && !isBareSyn(pk)
+    && unchecked(plan.ruleTcpReset[entryRule(e)]) && entryIdleExpired(e);
+}
 
-  // ---- Descriptor: the host's offset and length must lie inside the arena.
-  if (off > <u32>RX_ARENA_BYTES || len > <u32>RX_ARENA_BYTES - off) {
-    store<u8>(t + T_FAMILY, 0);
-    drop(v, REASON_BAD_DESCRIPTOR, 0, NONE, NONE);
-    return;
-  }
+// ---- Pass 3: decide ------------------------------------------------------------------------
 
-  // ---- Parse.
-  const reason = parsePacket(rxArena + <usize>off, <i32>len, link);
-  writeTuple(t);
-  let flags = pktFlags;
-  if (reason != REASON_NONE) {
-    drop(v, reason, flags, NONE, NONE);
+function processPacket(plan: Plan, i: i32, pk: Packet, now: f64, nextHop: bool, link: i32, v: usize): void {
+  writeTuple(tuples + <usize>(i * TUPLE_BYTES), pk);
+  let flags = pk.flags;
+
+  // ---- Descriptor and parse (pass 1).
+  if (pk.reason != REASON_NONE) {
+    drop(v, pk, pk.reason, pk.reason == REASON_BAD_DESCRIPTOR ? 0 : flags, NONE, NONE);
     return;
   }
   if (flags & FLAG_ICMP_ERROR) count(C_ICMP_ERRORS);
-  if (ingress != NONE) flags |= FLAG_NEXT_HOP;
-  const seed = plan.hashSeed;
+  if (nextHop) flags |= FLAG_NEXT_HOP;
+  const k0 = plan.hashK0;
+  const k1 = plan.hashK1;
 
   // ---- Later fragment: follows the backend its first fragment chose.
-  if (flags & FLAG_FRAG_3TUPLE) {
-    loadFragmentKey();
-    const e = flowLookup(hashKey(seed), now);
+  if (pk.keyKind == KEY_FRAGMENT) {
+    const e = flowLookup(changetype<usize>(pk), pk.hash);
     if (e != 0) {
       const rule = entryRule(e);
       const b = entryBackend(e);
       const frontend = unchecked(plan.ruleFrontend[rule]);
-      touchEntry(e, now, 0);
+      touchEntry(e, 0, true);
       count(C_FRAG_HITS);
       if (entryState(e) & STATE_REPLY) {
-        toFrontend(plan, frontend, 0);
+        toFrontend(plan, pk, frontend, 0);
         flags |= FLAG_REPLY | FLAG_REWRITTEN;
-      } else if (translates(plan, rule, frontend)) {
-        toBackend(plan, b, 0);
+      } else if (translates(plan, pk, rule, frontend)) {
+        toBackend(plan, pk, b, 0);
         flags |= FLAG_REWRITTEN;
       }
-      forward(plan, v, b, rule, frontend, flags | FLAG_FLOW_HIT, 0, len, false);
+      forward(plan, pk, v, b, rule, frontend, flags | FLAG_FLOW_HIT, 0, false);
       return;
     }
     // Its first fragment was not seen: the 3-tuple below, counted.
   }
 
   // ---- Reply: a backend's packet of a translated flow goes back as the frontend.
-  if (plan.natBackendSlots.length > 0 && (flags & FLAG_FRAG_3TUPLE) == 0
-    && findNatBackend(plan, pktFamily, pktSrc) != NONE) {
-    loadKey(false);
-    markReply();
-    const e = flowLookup(hashKey(seed), now);
-    if (e != 0) {
+  if (pk.keyKind == KEY_REPLY) {
+    const e = flowFind(changetype<usize>(pk), pk.hash);
+    if (e != 0 && !entryExpired(e)) {
       const rule = entryRule(e);
       const b = entryBackend(e);
       const fe = unchecked(plan.ruleFrontend[rule]);
       // The backend answered: established; its FIN or RST closes the flow too.
       let seen = STATE_ESTABLISHED;
-      if (pktProto == PROTO_TCP && (pktTcpFlags & (TCP_FIN | TCP_RST)) != 0) seen |= STATE_CLOSING;
-      touchFlow(e, now, seen);
+      if (pk.proto == PROTO_TCP && (pk.tcpFlags & (TCP_FIN | TCP_RST)) != 0) seen |= STATE_CLOSING;
+      if ((entryState(e) & STATE_ESTABLISHED) == 0) count(C_FLOW_ESTABLISHED);
+      touchFlow(e, seen);
       // Record a first fragment before the rewrite: later fragments still carry the backend's address.
-      if (flags & FLAG_FRAGMENT) recordFragment(plan, now, rule, b, STATE_REPLY);
-      toFrontend(plan, fe, mappedPort(plan, rule, false));
+      if (flags & FLAG_FRAGMENT) recordFragment(plan, pk, rule, b, STATE_REPLY);
+      toFrontend(plan, pk, fe, mappedPort(plan, rule, false));
       count(C_NAT_REPLY);
-      forward(plan, v, b, rule, fe, flags | FLAG_REPLY | FLAG_REWRITTEN | FLAG_FLOW_HIT, 0, len, false);
+      forward(plan, pk, v, b, rule, fe, flags | FLAG_REPLY | FLAG_REWRITTEN | FLAG_FLOW_HIT | FLAG_ESTABLISHED, 0, false);
+      return;
+    }
+    if (e != 0 && resetsOnIdle(plan, pk, e)) {
+      // The backend speaks on a connection idle past its timeout: RSTs to both ends,
+      // the client's translated back from the frontend.
+      const rule = entryRule(e);
+      const fe = unchecked(plan.ruleFrontend[rule]);
+      const rst = writeResets(pk, resets + <usize>(i * RESET_BYTES));
+      toFrontend(plan, rst, fe, mappedPort(plan, rule, false));
+      reset(v, pk, e, rule, fe, flags | FLAG_REPLY);
       return;
     }
   }
 
-  // ---- Rule: the ingress frontend (next hop) or the frontend addressed.
-  const frontend = ingress != NONE ? ingress : findFrontend(plan, keyFamily, keyDst);
-  const rule = frontend == NONE ? NONE
-    : matchRule(plan, frontend, keyProto, keyDport, keySport != 0 || keyDport != 0);
+  // ---- Rule: the ingress frontend (next hop) or the frontend addressed (pass 1).
+  const frontend = pk.frontend;
+  const rule = pk.rule;
   if (rule == NONE) {
-    verdict(v, ACTION_NOMATCH, REASON_NO_RULE, flags, NONE, NONE, frontend, 0);
+    verdict(v, ACTION_NOMATCH, REASON_NO_RULE, flags, NONE, NONE, frontend, pk.l3, 0);
     count(C_NOMATCH);
     count(C_DROP_REASON_BASE + <i32>REASON_NO_RULE);
     return;
   }
-  if (matchedExact) flags |= FLAG_EXACT_RULE;
+  if (pk.exact) flags |= FLAG_EXACT_RULE;
 
   const pool = unchecked(plan.pools[unchecked(plan.rulePool[rule])]);
   const mode = unchecked(plan.ruleDistribution[rule]);
-  const nat = translates(plan, rule, frontend);
-  loadKey(unchecked(plan.ruleSymmetric[rule]));
+  const nat = translates(plan, pk, rule, frontend);
+  const flowHash = useFlowKey(plan, pk, rule);
+  const key = changetype<usize>(pk);
 
   // ---- Later fragment without its first: (src, dst, proto), untracked.
   if (flags & FLAG_FRAG_3TUPLE) {
     count(C_FRAG_3TUPLE);
-    const h = distributionHash(seed, mode == DIST_DEFAULT ? DIST_SOURCE_IP_PROTOCOL : mode);
+    const h = distributionHash(key, k0, k1, mode == DIST_DEFAULT ? DIST_SOURCE_IP_PROTOCOL : mode);
     const b = selectBackend(plan, pool, rule, h);
     if (b != NONE && nat) {
-      toBackend(plan, b, 0);
+      toBackend(plan, pk, b, 0);
       flags |= FLAG_REWRITTEN;
     }
-    forward(plan, v, b, rule, frontend, flags, h, len, false);
+    forward(plan, pk, v, b, rule, frontend, flags, h, false);
     return;
   }
 
   // ---- Flow: a tracked flow keeps its backend.
-  const flowHash = hashKey(seed);
-  let state: u8 = 0;
-  if (keyProto == PROTO_TCP) {
-    if (pktTcpFlags & TCP_ACK) state |= STATE_ESTABLISHED;
-    if (pktTcpFlags & (TCP_FIN | TCP_RST)) state |= STATE_CLOSING;
-  }
+  const closing: u8 = pk.keyProto == PROTO_TCP && (pk.tcpFlags & (TCP_FIN | TCP_RST)) != 0 ? STATE_CLOSING : 0;
   let b = NONE;
   let h = flowHash;
   let newFlow = false;
-  const e = flowLookup(flowHash, now);
+  let e = flowFind(key, flowHash);
+  if (e != 0 && entryExpired(e)) {
+    if (resetsOnIdle(plan, pk, e)) {
+      // Idle past its timeout on an enableTcpReset rule: RSTs to both ends instead.
+      const rst = writeResets(pk, resets + <usize>(i * RESET_BYTES));
+      if (nat) toBackend(plan, rst, entryBackend(e), mappedPort(plan, rule, true));
+      reset(v, pk, e, rule, frontend, flags);
+      return;
+    }
+    e = 0; // a new flow: its insertion reuses the entry
+  }
   if (e != 0 && entryRule(e) == rule) {
     b = entryBackend(e);
     // A bare SYN on a closing flow, or on one whose backend is down, opens a new
     // connection on a reused 5-tuple: it is picked afresh (as IPVS does), not kept.
-    const syn = keyProto == PROTO_TCP && (pktTcpFlags & (TCP_SYN | TCP_ACK)) == TCP_SYN;
-    if (syn && ((entryState(e) & STATE_CLOSING) != 0 || unchecked(plan.backendState[b]) == BACKEND_DOWN)) {
-      h = mode == DIST_DEFAULT ? flowHash : distributionHash(seed, mode);
+    if (isBareSyn(pk) && ((entryState(e) & STATE_CLOSING) != 0 || unchecked(plan.backendState[b]) == BACKEND_DOWN)) {
+      h = mode == DIST_DEFAULT ? flowHash : distributionHash(key, k0, k1, mode);
       b = selectBackend(plan, pool, rule, h);
       if (selectedFailOpen) flags |= FLAG_FAIL_OPEN;
       if (b == NONE) {
-        drop(v, REASON_NO_HEALTHY_BACKEND, flags, rule, frontend);
+        drop(v, pk, REASON_NO_HEALTHY_BACKEND, flags, rule, frontend);
         return;
       }
-      restartEntry(e, now, b, state);
+      const state = newFlowState(pk);
+      restartEntry(e, b, state);
       flags |= FLAG_FLOW_NEW;
       newFlow = true;
       count(C_FLOW_NEW);
-      if (nat) insertReply(plan, seed, now, rule, b, state & STATE_ESTABLISHED, e);
+      if (nat) insertReply(plan, pk, rule, b, 0, e);
     } else {
       flags |= FLAG_FLOW_HIT;
       count(C_FLOW_HITS);
     }
-    if (!newFlow && mustLeave(plan, pool, rule, b, now)) {
+    if (!newFlow && mustLeave(plan, pk, pool, rule, b, now)) {
       // Down (and the rule's persistence says move), or drained past its period:
       // re-pick, and keep the entry, now pointing at the new backend.
       count(unchecked(plan.backendState[b]) == BACKEND_DRAINING ? C_FLOW_DRAINED : C_FLOW_MOVED);
-      h = mode == DIST_DEFAULT ? flowHash : distributionHash(seed, mode);
+      h = mode == DIST_DEFAULT ? flowHash : distributionHash(key, k0, k1, mode);
       b = selectBackend(plan, pool, rule, h);
       if (b == NONE) {
-        drop(v, REASON_NO_HEALTHY_BACKEND, flags, rule, frontend);
+        drop(v, pk, REASON_NO_HEALTHY_BACKEND, flags, rule, frontend);
         return;
       }
       setEntryBackend(e, b);
-      if (nat) insertReply(plan, seed, now, rule, b, STATE_ESTABLISHED, e);
+      if (nat) insertReply(plan, pk, rule, b, entryState(e) & STATE_ESTABLISHED, e);
     }
-    // Non-TCP flows count as established from their second packet.
-    if (!newFlow) touchFlow(e, now, keyProto == PROTO_TCP ? state : STATE_ESTABLISHED);
+    if (!newFlow) {
+      // Admission: an established flow is refreshed; one not yet established becomes
+      // established when this packet proves it real, and otherwise keeps the time of
+      // its first packet.
+      const s = entryState(e);
+      if (s & STATE_ESTABLISHED) {
+        touchFlow(e, closing);
+      } else if (establishes(pk, e, s)) {
+        touchFlow(e, closing | STATE_ESTABLISHED);
+        count(C_FLOW_ESTABLISHED);
+      } else {
+        touchEntry(e, closing, false);
+      }
+    }
+    if (entryState(e) & STATE_ESTABLISHED) flags |= FLAG_ESTABLISHED;
   } else {
     // ---- Pick: Maglev over the pool's healthy backends.
-    h = mode == DIST_DEFAULT ? flowHash : distributionHash(seed, mode);
+    h = mode == DIST_DEFAULT ? flowHash : distributionHash(key, k0, k1, mode);
     b = selectBackend(plan, pool, rule, h);
     if (selectedFailOpen) flags |= FLAG_FAIL_OPEN;
     if (b == NONE) {
-      drop(v, REASON_NO_HEALTHY_BACKEND, flags, rule, frontend);
+      drop(v, pk, REASON_NO_HEALTHY_BACKEND, flags, rule, frontend);
       return;
     }
     // ---- Track the new flow. When the table cannot hold it, it still gets its
     // consistent-hash backend.
-    const ne = flowInsert(flowHash, now, rule, b, state);
+    const ne = flowInsert(key, flowHash, rule, b, newFlowState(pk));
     if (ne == 0) {
       flags |= FLAG_UNTRACKED;
       count(C_UNTRACKED);
@@ -326,23 +484,23 @@ function processPacket(plan: Plan, i: i32, now: f64, ingress: i32, link: i32, v:
       flags |= FLAG_FLOW_NEW;
       newFlow = true;
       count(C_FLOW_NEW);
-      if (lastInsertEvicted) {
+      if (insertEvicted) {
         flags |= FLAG_EVICTED;
         count(C_EVICTIONS);
       }
     }
-    if (nat && (flags & FLAG_ICMP_ERROR) == 0) insertReply(plan, seed, now, rule, b, state & STATE_ESTABLISHED, ne);
+    if (nat && (flags & FLAG_ICMP_ERROR) == 0) insertReply(plan, pk, rule, b, 0, ne);
   }
 
   // ---- Rewrite: destination NAT for non-floating rules; first fragments are recorded
   // so that later ones follow.
-  if (flags & FLAG_FRAGMENT) recordFragment(plan, now, rule, b, 0);
+  if (flags & FLAG_FRAGMENT) recordFragment(plan, pk, rule, b, 0);
   if (nat) {
-    toBackend(plan, b, mappedPort(plan, rule, true));
+    toBackend(plan, pk, b, mappedPort(plan, rule, true));
     flags |= FLAG_REWRITTEN;
     count(C_NAT_FORWARD);
   }
-  forward(plan, v, b, rule, frontend, flags, h, len, newFlow);
+  forward(plan, pk, v, b, rule, frontend, flags, h, newFlow);
 }
 
 /**
@@ -351,16 +509,17 @@ function processPacket(plan: Plan, i: i32, now: f64, ingress: i32, link: i32, v:
  * established when its flow is (so a flood of half-open flows cannot pin reply entries),
  * and becomes so at the backend's first reply.
  */
-function insertReply(plan: Plan, seed: u64, now: f64, rule: i32, b: i32, state: u8, flow: usize): void {
-  loadReplyKey(unchecked(plan.backendLo[b]), unchecked(plan.backendHi[b]), backendPortOf(plan, rule));
-  const reply = flowInsert(hashKey(seed), now, rule, b, STATE_REPLY | state);
+function insertReply(plan: Plan, pk: Packet, rule: i32, b: i32, state: u8, flow: u32): void {
+  replyKey(pk, scratchKey, unchecked(plan.backendLo[b]), unchecked(plan.backendHi[b]), backendPortOf(plan, pk, rule));
+  const reply = flowInsert(scratchKey, keyHash(scratchKey, plan.hashK0, plan.hashK1), rule, b, STATE_REPLY | state);
   if (reply != 0 && flow != 0) linkEntries(flow, reply);
 }
 
-/** Records the backend of a first fragment for the later fragments of its datagram. */
-function recordFragment(plan: Plan, now: f64, rule: i32, b: i32, extra: u8): void {
-  loadFragmentKey();
-  if (flowInsert(hashKey(plan.hashSeed), now, rule, b, STATE_FRAGMENT | STATE_ESTABLISHED | extra) != 0) {
+/** Records the backend of a first fragment for the later fragments of its datagram.
+ *  Fragment entries are never established: a flood of first fragments evicts no flow. */
+function recordFragment(plan: Plan, pk: Packet, rule: i32, b: i32, extra: u8): void {
+  fragmentKey(pk, scratchKey);
+  if (flowInsert(scratchKey, keyHash(scratchKey, plan.hashK0, plan.hashK1), rule, b, STATE_FRAGMENT | extra) != 0) {
     count(C_FRAG_ENTRIES);
   }
 }
@@ -379,15 +538,27 @@ function selectBackend(plan: Plan, pool: Pool, rule: i32, h: u64): i32 {
 
 /** Writes the forward verdict for backend `b`, or a drop when there is none. */
 function forward(
-  plan: Plan, v: usize, b: i32, rule: i32, frontend: i32, flags: u16, h: u64, len: u32,
-  newFlow: bool,
+  plan: Plan, pk: Packet, v: usize, b: i32, rule: i32, frontend: i32, flags: u16, h: u64, newFlow: bool,
 ): void {
   if (b == NONE) {
-    drop(v, REASON_NO_HEALTHY_BACKEND, flags, rule, frontend);
+    drop(v, pk, REASON_NO_HEALTHY_BACKEND, flags, rule, frontend);
     return;
   }
-  countObject(plan.backendCounters, b, <u64>len, newFlow);
-  countObject(plan.ruleCounters, rule, <u64>len, newFlow);
-  verdict(v, ACTION_FORWARD, REASON_NONE, flags, rule, b, frontend, h);
-  count(C_FORWARDED);
+  const len = <u64>pk.len;
+  countObject(plan.backendCounters, b, len, newFlow);
+  countObject(plan.ruleCounters, rule, len, newFlow);
+  verdict(v, ACTION_FORWARD, REASON_NONE, flags, rule, b, frontend, pk.l3, h);
+}
+
+/**
+ * Writes the reset verdict for the packet whose flow entry `e` was idle past its
+ * timeout (its RSTs are in the reset record); the flow, and its reply entry, end here.
+ */
+function reset(v: usize, pk: Packet, e: u32, rule: i32, frontend: i32, flags: u16): void {
+  const b = entryBackend(e);
+  verdict(v, ACTION_RESET, REASON_IDLE_RESET, flags, rule, b, frontend, pk.l3, 0);
+  removeFlow(e);
+  count(C_RESETS);
+  count(C_DROPPED);
+  count(C_DROP_REASON_BASE + <i32>REASON_IDLE_RESET);
 }

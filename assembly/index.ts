@@ -16,14 +16,15 @@ import {
 } from "./consts";
 import {
   C_CONFIG_APPLIED, C_CONFIG_REJECTED, C_FLOWS_DROPPED_BY_CONFIG, configBuffer, count, counters,
-  COUNTER_SLOTS, descriptors, errorBuffer, rxArena, tuples, verdicts, warningBuffer,
+  COUNTER_SLOTS, descriptors, errorBuffer, resets, rxArena, tuples, verdicts, warningBuffer,
 } from "./layout";
 import { backendKey, compile, Errors, parseConfig, releasePlan, updateStates } from "./config";
 import { Plan } from "./rules";
 import { rebuildPool } from "./maglev";
 import { processBatch as runBatch } from "./datapath";
 import {
-  flowCapacity as capacity, flowsAllocate, flowsRehash, flowsRemap, flowUsed, setRuleIdleMs,
+  FLOW_BYTES, flowCapacity as capacity, flowsAllocate, flowsRehash, flowsRemap, flowTableBytes, flowUsed,
+  setRuleIdleMinutes,
 } from "./flows";
 
 export {
@@ -53,6 +54,8 @@ export function errorLength(): i32 { return errorLen; }
 export function warningBufferPtr(): usize { return warningBuffer; }
 export function warningLength(): i32 { return warningLen; }
 export function countersPtr(): usize { return counters; }
+/** Reset records (layout.ts): RSTs for verdicts with action ACTION_RESET. */
+export function resetsPtr(): usize { return resets; }
 export function counterSlots(): i32 { return COUNTER_SLOTS; }
 
 /** Writes `text` as UTF-8 into a buffer of ERROR_BUFFER_BYTES; returns the length written. */
@@ -88,9 +91,23 @@ export function configure(len: i32): i32 {
 
   const old = current;
   const plan = compile(model, configured ? old : null);
-  if (!configured) {
-    flowsAllocate(plan.flowCapacity);
-  } else {
+  // The flow table first: it is the one part that may not fit, and nothing has changed yet.
+  let lost = 0;
+  const rehash = configured && (plan.flowCapacity != old.flowCapacity || plan.hashK0 != old.hashK0 || plan.hashK1 != old.hashK1);
+  if (!configured && !flowsAllocate(plan.flowCapacity) || rehash && (lost = flowsRehash(plan.flowCapacity, plan.hashK0, plan.hashK1)) < 0) {
+    const mib = (flowTableBytes(plan.flowCapacity) + 1048575) >> 20;
+    errors.add("flowTable.capacity", plan.flowCapacity.toString() + " flows need " + mib.toString() + " MiB ("
+      + FLOW_BYTES.toString() + " B per flow), which the engine could not add to the "
+      + ((memory.size() + 15) >> 4).toString() + " MiB of memory in use (a wasm32 memory holds at most 4096 MiB,"
+      + " and an engine may allow less; while the capacity changes, the old table is held too)");
+    releasePlan(plan);
+    errorLen = writeText(errorBuffer, errors.text());
+    count(C_CONFIG_REJECTED);
+    __collect();
+    return errors.count;
+  }
+  setRuleIdleMinutes(plan.ruleIdleMinutes);
+  if (configured) {
     const ruleIndex = new Map<string, i32>();
     for (let i = 0; i < plan.ruleNames.length; i++) ruleIndex.set(plan.ruleNames[i], i);
     const ruleMap = new StaticArray<i32>(old.ruleNames.length);
@@ -106,13 +123,9 @@ export function configure(len: i32): i32 {
       const key = backendKey(old.pools[old.backendPool[b]].name, old.backendNames[b]);
       backendMap[b] = backendIndex.has(key) ? backendIndex.get(key) : -1;
     }
-    let lost = flowsRemap(ruleMap, backendMap, plan.rulePool, plan.backendPool);
-    if (plan.flowCapacity != old.flowCapacity || plan.hashSeed != old.hashSeed) {
-      lost += flowsRehash(plan.flowCapacity, plan.hashSeed);
-    }
+    lost += flowsRemap(ruleMap, backendMap, plan.rulePool, plan.backendPool);
     count(C_FLOWS_DROPPED_BY_CONFIG, <u64>lost);
   }
-  setRuleIdleMs(plan.ruleIdleMs);
   current = plan;
   configured = true;
   if (old.pools.length > 0) releasePlan(old);

@@ -36,13 +36,33 @@
 //       Addresses in network byte order; ports in host order (little-endian u16);
 //       family 0 = no IP header parsed; hasPorts 1 for TCP/UDP/SCTP carrying ports.
 //
-// All multi-byte fields are little-endian (wasm's byte order), except addresses.
+//   resets (MAX_BATCH × 256): for a verdict with action ACTION_RESET, the two TCP RSTs
+//   to send in its place (enableTcpReset), framed as the batch's packets are (link type)
+//
+//       0        2        4        8                  128                 256
+//       +--------+--------+--------+------------------+-------------------+
+//       | lenA   | lenB   | 0      | RST A (≤ 120 B)  | RST B (≤ 128 B)   |
+//       +--------+--------+--------+------------------+-------------------+
+//       A goes back to the packet's sender (addresses and ports swapped; Ethernet MACs
+//       swapped); B goes on where the packet was going, to the verdict's backend, as a
+//       forwarded packet would (rewritten by NAT for non-floating rules).
+//
+// All multi-byte fields are little-endian (wasm's byte order), except addresses and
+// the packets themselves (network byte order).
 
-import { CONFIG_BUFFER_BYTES, ERROR_BUFFER_BYTES, MAX_BATCH, REASON_COUNT, RX_ARENA_BYTES } from "./consts";
+import { CONFIG_BUFFER_BYTES, ERROR_BUFFER_BYTES, MAX_BATCH, PASS_GROUP, REASON_COUNT, RX_ARENA_BYTES } from "./consts";
+import { PACKET_BYTES } from "./packet";
 
 export const DESCRIPTOR_BYTES: i32 = 8;
 export const VERDICT_BYTES: i32 = 16;
 export const TUPLE_BYTES: i32 = 40;
+export const RESET_BYTES: i32 = 256;
+/** Reset record offsets: the two lengths, and where each RST starts. */
+export const R_LEN_A: usize = 0;
+export const R_LEN_B: usize = 2;
+export const R_A: usize = 8;
+export const R_B: usize = 128;
+export const R_A_MAX: i32 = 120;
 
 // Verdict record field offsets.
 export const V_ACTION: usize = 0;
@@ -85,6 +105,9 @@ export const C_FRAG_ENTRIES: i32 = 17;    // fragment entries recorded (first fr
 export const C_NAT_FORWARD: i32 = 18;     // packets rewritten towards a backend (DNAT)
 export const C_NAT_REPLY: i32 = 19;       // backend replies translated back to the frontend
 export const C_FLOW_DRAINED: i32 = 20;    // tracked flows moved off a backend past its drain period
+export const C_FLOW_MOVES: i32 = 21;      // flow-table entries moved to their other bucket to make room
+export const C_RESETS: i32 = 22;          // reset verdicts (enableTcpReset): RSTs written for both ends
+export const C_FLOW_ESTABLISHED: i32 = 23; // flow entries that became established (admission)
 export const C_DROP_REASON_BASE: i32 = 24; // + REASON_*: drops (and no-matches) by reason
 export const COUNTER_SLOTS: i32 = C_DROP_REASON_BASE + REASON_COUNT;
 
@@ -102,6 +125,9 @@ export const configBuffer: usize = heap.alloc(<usize>CONFIG_BUFFER_BYTES);
 export const errorBuffer: usize = heap.alloc(<usize>ERROR_BUFFER_BYTES);
 export const warningBuffer: usize = heap.alloc(<usize>ERROR_BUFFER_BYTES);
 export const counters: usize = heap.alloc(<usize>(COUNTER_SLOTS * 8));
+export const resets: usize = heap.alloc(<usize>(MAX_BATCH * RESET_BYTES));
+/** The Packet records of one pass group (datapath.ts), 64-byte aligned. */
+export const packets: usize = (heap.alloc(<usize>(PASS_GROUP * PACKET_BYTES + 64)) + 63) & ~(<usize>63);
 
 @inline export function count(slot: i32, n: u64 = 1): void {
   const p = counters + (<usize>slot << 3);

@@ -15,7 +15,7 @@
 // over all of it. SCTP's CRC32c covers no addresses and its ports are never mapped.
 
 import { FLAG_ICMP_ERROR, PROTO_ICMPV6, PROTO_TCP, PROTO_UDP } from "./consts";
-import { pktBase, pktFamily, pktFlags, pktL3, pktL4, pktProto, keyProto, quoteIp, quoteL4, quoteL4Len } from "./packet";
+import { Packet } from "./packet";
 
 @inline function be16(p: usize): u32 {
   return <u32>bswap<u16>(load<u16>(p));
@@ -92,9 +92,9 @@ const addrScratch = memory.data(16);
  * header (outerPort is unused there).
  */
 function rewriteEndpoint(
-  outerAddr: usize, outerPort: usize, innerAddr: usize, innerPort: usize, lo: u64, hi: u64, port: u32,
+  pk: Packet, outerAddr: usize, outerPort: usize, innerAddr: usize, innerPort: usize, lo: u64, hi: u64, port: u32,
 ): void {
-  const v6 = pktFamily == 6;
+  const v6 = pk.family == 6;
   const alen = v6 ? 16 : 4;
   if (v6) {
     store<u64>(addrScratch, lo);
@@ -102,16 +102,16 @@ function rewriteEndpoint(
   } else {
     store<u32>(addrScratch, <u32>lo);
   }
-  const ip = pktBase + <usize>pktL3;
+  const ip = pk.base + <usize>pk.l3;
   const dAddr = replaceBytes(outerAddr, addrScratch, alen);
   if (!v6) adjust(ip + 10, dAddr);
-  if (pktL4 < 0) return; // a later fragment: the transport checksum is in the first one
-  const l4 = pktBase + <usize>pktL4;
+  if (pk.l4 < 0) return; // a later fragment: the transport checksum is in the first one
+  const l4 = pk.base + <usize>pk.l4;
 
-  if ((pktFlags & FLAG_ICMP_ERROR) == 0) {
+  if ((pk.flags & FLAG_ICMP_ERROR) == 0) {
     let dPort: u64 = 0;
     if (port != 0 && outerPort != 0) dPort = replace16(outerPort, port);
-    transportChecksum(l4, 1 << 30, pktProto, v6, dAddr + dPort);
+    transportChecksum(l4, 1 << 30, pk.proto, v6, dAddr + dPort);
     return;
   }
 
@@ -120,14 +120,14 @@ function rewriteEndpoint(
   let dIcmp: u64 = v6 ? dAddr : 0;
   const dInner = replaceBytes(innerAddr, addrScratch, alen);
   dIcmp += dInner;
-  if (!v6) dIcmp += adjust(quoteIp + 10, dInner);
-  if (quoteL4 != 0) {
+  if (!v6) dIcmp += adjust(pk.quoteIp + 10, dInner);
+  if (pk.quoteL4 != 0) {
     let dInnerPort: u64 = 0;
-    if (port != 0 && quoteL4Len >= 4) {
+    if (port != 0 && pk.quoteL4Len >= 4) {
       dInnerPort = replace16(innerPort, port);
       dIcmp += dInnerPort;
     }
-    dIcmp += transportChecksum(quoteL4, quoteL4Len, keyProto, v6, dInner + dInnerPort);
+    dIcmp += transportChecksum(pk.quoteL4, pk.quoteL4Len, pk.keyProto, v6, dInner + dInnerPort);
   }
   adjust(l4 + 2, dIcmp);
 }
@@ -137,24 +137,24 @@ function rewriteEndpoint(
  * For an ICMP error sent to the frontend, the quoted header's source is the frontend
  * and is rewritten instead of a port.
  */
-export function natForward(lo: u64, hi: u64, port: u32): void {
-  const ip = pktBase + <usize>pktL3;
-  const v6 = pktFamily == 6;
+export function natForward(pk: Packet, lo: u64, hi: u64, port: u32): void {
+  const ip = pk.base + <usize>pk.l3;
+  const v6 = pk.family == 6;
   const dst = ip + (v6 ? 24 : 16);
-  const l4 = pktL4 >= 0 ? pktBase + <usize>pktL4 : 0;
-  const innerSrc = quoteIp != 0 ? quoteIp + (v6 ? 8 : 12) : 0;
-  rewriteEndpoint(dst, l4 != 0 ? l4 + 2 : 0, innerSrc, quoteL4, lo, hi, port);
+  const l4 = pk.l4 >= 0 ? pk.base + <usize>pk.l4 : 0;
+  const innerSrc = pk.quoteIp != 0 ? pk.quoteIp + (v6 ? 8 : 12) : 0;
+  rewriteEndpoint(pk, dst, l4 != 0 ? l4 + 2 : 0, innerSrc, pk.quoteL4, lo, hi, port);
 }
 
 /**
  * Reverse NAT for a backend's reply: source → frontend (lo, hi), source port → `port`
  * (0 = keep). For an ICMP error from the backend, the quoted destination and port.
  */
-export function natReverse(lo: u64, hi: u64, port: u32): void {
-  const ip = pktBase + <usize>pktL3;
-  const v6 = pktFamily == 6;
+export function natReverse(pk: Packet, lo: u64, hi: u64, port: u32): void {
+  const ip = pk.base + <usize>pk.l3;
+  const v6 = pk.family == 6;
   const src = ip + (v6 ? 8 : 12);
-  const l4 = pktL4 >= 0 ? pktBase + <usize>pktL4 : 0;
-  const innerDst = quoteIp != 0 ? quoteIp + (v6 ? 24 : 16) : 0;
-  rewriteEndpoint(src, l4, innerDst, quoteL4 + 2, lo, hi, port);
+  const l4 = pk.l4 >= 0 ? pk.base + <usize>pk.l4 : 0;
+  const innerDst = pk.quoteIp != 0 ? pk.quoteIp + (v6 ? 24 : 16) : 0;
+  rewriteEndpoint(pk, src, l4, innerDst, pk.quoteL4 + 2, lo, hi, port);
 }

@@ -2,11 +2,12 @@
 // ICMP echo identifiers and the quoted header of ICMP errors.
 //
 // The parser never reads outside [p, p + len): every load is preceded by a length
-// check, and a packet that fails one gets a drop reason. Results go into module
-// globals (no allocation, no memory traffic): the packet's own header fields
-// (`pkt*`, reported to hosts as the packet's tuple) and the flow key the balancer
-// hashes (`key*`), which differs from the packet's own fields for ICMP (echo id,
-// or the quoted header of an error, reversed) and for non-first fragments.
+// check, and a packet that fails one gets a drop reason. Results go into the packet's
+// record (a `Packet`, one per packet of a pass group, at a fixed place in linear memory:
+// layout.ts): the packet's own header fields (reported to hosts as the packet's tuple)
+// and the flow key the balancer hashes (`key*`), which differs from the packet's own
+// fields for ICMP (echo id, or the quoted header of an error, reversed) and for
+// non-first fragments. The datapath's passes add what they find (rule, key, hash).
 
 import {
   LINK_ETHERNET, MAX_IPV6_EXT_HEADERS, PROTO_AH, PROTO_ICMP, PROTO_ICMPV6, PROTO_SCTP,
@@ -15,47 +16,80 @@ import {
   REASON_TRUNCATED_L4, FLAG_FRAGMENT, FLAG_FRAG_3TUPLE, FLAG_ICMP_ERROR, FLAG_IPV6,
 } from "./consts";
 
-// ---- Results of the last parse --------------------------------------------------
+// ---- The packet record ------------------------------------------------------------
 
-/** Offset of the IP header from the packet start (bytes). */
-export let pktL3: i32 = 0;
-/** Length of the IP packet: IPv4 total length / 40 + IPv6 payload length (bytes). */
-export let pktL3Len: i32 = 0;
-/** Offset of the transport header from the packet start, or -1 (bytes). */
-export let pktL4: i32 = -1;
-/** 4 or 6; 0 when no IP header was parsed. */
-export let pktFamily: u8 = 0;
-/** Upper-layer protocol (after IPv6 extension headers). */
-export let pktProto: u8 = 0;
-/** Whether pktSport/pktDport hold the packet's own TCP/UDP/SCTP ports. */
-export let pktHasPorts: bool = false;
-export let pktSport: u16 = 0;
-export let pktDport: u16 = 0;
-/** Addresses of the packet's source and destination address bytes (4 or 16 bytes). */
-export let pktSrc: usize = 0;
-export let pktDst: usize = 0;
-/** TCP flags byte (FIN 0x01, SYN 0x02, RST 0x04, ACK 0x10); 0 for other protocols. */
-export let pktTcpFlags: u8 = 0;
-/** FLAG_* bits found while parsing (IPv6, fragment, ICMP error). */
-export let pktFlags: u16 = 0;
-/** IPv4 identification or IPv6 fragment identification (fragments only). */
-export let pktFragId: u32 = 0;
+/**
+ * What the passes of a batch know about one packet. The first 40 bytes are a flow key
+ * (hash.ts: w0..w4) so that the record's address is also its key's address.
+ * Fields are ordered by size, so the layout has no padding.
+ */
+@unmanaged export class Packet {
+  // ---- The key of the packet's first flow-table lookup (hash.ts), and its hash.
+  w0: u64;
+  w1: u64;
+  w2: u64;
+  w3: u64;
+  w4: u64;
+  /** Keyed hash of w0..w4 (KEY_* in keyKind says which key they hold). */
+  hash: u64;
 
-/** Start of the packet in memory (pktL3 and pktL4 are offsets from here). */
-export let pktBase: usize = 0;
-/** ICMP errors: the quoted IP header, its transport header, and the bytes quoted from
- *  that transport header on (0 / 0 / 0 for other packets). */
-export let quoteIp: usize = 0;
-export let quoteL4: usize = 0;
-export let quoteL4Len: i32 = 0;
+  // ---- Parser results.
+  /** Start of the packet in memory (l3 and l4 are offsets from here). */
+  base: usize;
+  /** Bytes given by the host. */
+  len: u32;
+  /** Offset of the IP header from the packet start (bytes). */
+  l3: i32;
+  /** Offset of the transport header from the packet start, or -1 (bytes). */
+  l4: i32;
+  /** Addresses of the packet's source and destination address bytes (4 or 16 bytes). */
+  src: usize;
+  dst: usize;
+  /** IPv4 identification or IPv6 fragment identification (fragments only). */
+  fragId: u32;
+  /** ICMP errors: the quoted IP header, its transport header, and the bytes quoted from
+   *  that transport header on (0 / 0 / 0 for other packets). */
+  quoteIp: usize;
+  quoteL4: usize;
+  quoteL4Len: i32;
+  /** The flow key's addresses (pointers into the packet). */
+  keySrc: usize;
+  keyDst: usize;
 
-/** The flow key: what the balancer hashes and tracks. */
-export let keyFamily: u8 = 0;
-export let keyProto: u8 = 0;
-export let keySport: u16 = 0;
-export let keyDport: u16 = 0;
-export let keySrc: usize = 0;
-export let keyDst: usize = 0;
+  // ---- Classification (datapath pass 1).
+  /** Frontend (ingress, or by destination address), rule, or NONE. */
+  frontend: i32;
+  rule: i32;
+
+  /** FLAG_* bits found while parsing (IPv6, fragment, ICMP error). */
+  flags: u16;
+  sport: u16;
+  dport: u16;
+  keySport: u16;
+  keyDport: u16;
+
+  /** 4 or 6; 0 when no IP header was parsed. */
+  family: u8;
+  /** Upper-layer protocol (after IPv6 extension headers). */
+  proto: u8;
+  /** Whether sport/dport hold the packet's own TCP/UDP/SCTP ports. */
+  hasPorts: bool;
+  /** TCP flags byte (FIN 0x01, SYN 0x02, RST 0x04, ACK 0x10); 0 for other protocols. */
+  tcpFlags: u8;
+  keyFamily: u8;
+  keyProto: u8;
+  /** REASON_NONE, or why the packet is dropped. */
+  reason: u8;
+  /** The rule matched is an exact (protocol, port) rule. */
+  exact: bool;
+  /** KEY_NONE / KEY_FLOW / KEY_REPLY / KEY_FRAGMENT: what w0..w4 and hash hold. */
+  keyKind: u8;
+  /** The flow key was put in canonical order by swapping its endpoints (symmetric). */
+  swapped: bool;
+}
+
+/** Size of a Packet record (bytes). */
+export const PACKET_BYTES: i32 = <i32>offsetof<Packet>();
 
 export const TCP_FIN: u8 = 0x01;
 export const TCP_SYN: u8 = 0x02;
@@ -69,22 +103,32 @@ export const TCP_ACK: u8 = 0x10;
 // ---- Entry point -----------------------------------------------------------------
 
 /**
- * Parses the packet at [p, p + len) framed by `link` (LINK_RAW_IP / LINK_ETHERNET).
- * Returns REASON_NONE with the globals filled in, or the drop reason.
+ * Parses the packet at [p, p + len) framed by `link` (LINK_RAW_IP / LINK_ETHERNET) into
+ * `pk`. Returns REASON_NONE with the record filled in, or the drop reason (also in
+ * pk.reason).
  */
-export function parsePacket(p: usize, len: i32, link: i32): u8 {
-  pktFamily = 0;
-  pktHasPorts = false;
-  pktSport = 0;
-  pktDport = 0;
-  pktTcpFlags = 0;
-  pktFlags = 0;
-  pktL4 = -1;
-  pktFragId = 0;
-  pktBase = p;
-  quoteIp = 0;
-  quoteL4 = 0;
-  quoteL4Len = 0;
+export function parsePacket(pk: Packet, p: usize, len: i32, link: i32): u8 {
+  const r = parseFrame(pk, p, len, link);
+  pk.reason = r;
+  return r;
+}
+
+function parseFrame(pk: Packet, p: usize, len: i32, link: i32): u8 {
+  pk.family = 0;
+  pk.hasPorts = false;
+  pk.sport = 0;
+  pk.dport = 0;
+  pk.tcpFlags = 0;
+  pk.flags = 0;
+  pk.l3 = 0;
+  pk.l4 = -1;
+  pk.fragId = 0;
+  pk.base = p;
+  pk.len = <u32>len;
+  pk.quoteIp = 0;
+  pk.quoteL4 = 0;
+  pk.quoteL4Len = 0;
+  pk.proto = 0;
 
   let l3 = 0;
   let isV6 = false;
@@ -108,13 +152,13 @@ export function parsePacket(p: usize, len: i32, link: i32): u8 {
     if (len < 1) return REASON_TRUNCATED;
     isV6 = (load<u8>(p) >> 4) == 6;
   }
-  pktL3 = l3;
-  return isV6 ? parseIPv6(p + l3, len - l3) : parseIPv4(p + l3, len - l3);
+  pk.l3 = l3;
+  return isV6 ? parseIPv6(pk, p + l3, len - l3) : parseIPv4(pk, p + l3, len - l3);
 }
 
 // ---- IPv4 -------------------------------------------------------------------------
 
-function parseIPv4(q: usize, avail: i32): u8 {
+function parseIPv4(pk: Packet, q: usize, avail: i32): u8 {
   if (avail < 20) return avail > 0 && (load<u8>(q) >> 4) != 4 ? REASON_BAD_IP_VERSION : REASON_TRUNCATED;
   const b0 = load<u8>(q);
   if ((b0 >> 4) != 4) return REASON_BAD_IP_VERSION;
@@ -125,36 +169,37 @@ function parseIPv4(q: usize, avail: i32): u8 {
   if (total > avail) return REASON_TRUNCATED;
   // Bytes past `total` are link padding and are ignored.
 
-  pktFamily = 4;
-  pktL3Len = total;
-  pktProto = load<u8>(q + 9);
-  pktSrc = q + 12;
-  pktDst = q + 16;
-  keyFamily = 4;
-  keyProto = pktProto;
-  keySrc = pktSrc;
-  keyDst = pktDst;
-  keySport = 0;
-  keyDport = 0;
+  const proto = load<u8>(q + 9);
+  pk.family = 4;
+  pk.proto = proto;
+  pk.src = q + 12;
+  pk.dst = q + 16;
+  pk.keyFamily = 4;
+  pk.keyProto = proto;
+  pk.keySrc = q + 12;
+  pk.keyDst = q + 16;
+  pk.keySport = 0;
+  pk.keyDport = 0;
 
   const frag = be16(q + 6);
   const fragOffset = frag & 0x1fff;
   if ((frag & 0x2000) != 0 || fragOffset != 0) {
-    pktFlags |= FLAG_FRAGMENT;
-    pktFragId = <u32>be16(q + 4);
+    pk.flags |= FLAG_FRAGMENT;
+    pk.fragId = <u32>be16(q + 4);
     if (fragOffset != 0) {
       // Later fragment: no transport header. Hashed on (src, dst, proto).
-      pktFlags |= FLAG_FRAG_3TUPLE;
+      pk.flags |= FLAG_FRAG_3TUPLE;
       return REASON_NONE;
     }
   }
-  pktL4 = pktL3 + ihl;
-  return parseL4(q + ihl, total - ihl, false);
+  pk.l4 = pk.l3 + ihl;
+  return parseL4(pk, q + ihl, total - ihl, false);
 }
 
 // ---- IPv6 -------------------------------------------------------------------------
 
-/** Result of walkIPv6: upper-layer protocol, its offset, and fragment facts. */
+/** Result of walkIPv6 (scratch within one parse): upper-layer protocol, its offset,
+ *  and fragment facts. */
 let walkProto: u8 = 0;
 let walkOffset: i32 = 0;
 let walkLaterFragment: bool = false;
@@ -202,72 +247,73 @@ function walkIPv6(q: usize, avail: i32): u8 {
   return REASON_NONE;
 }
 
-function parseIPv6(q: usize, avail: i32): u8 {
+function parseIPv6(pk: Packet, q: usize, avail: i32): u8 {
   if (avail < 40) return avail > 0 && (load<u8>(q) >> 4) != 6 ? REASON_BAD_IP_VERSION : REASON_TRUNCATED;
   if ((load<u8>(q) >> 4) != 6) return REASON_BAD_IP_VERSION;
   const total = 40 + <i32>be16(q + 4);
   if (total > avail) return REASON_TRUNCATED;
 
-  pktFamily = 6;
-  pktFlags |= FLAG_IPV6;
-  pktL3Len = total;
-  pktSrc = q + 8;
-  pktDst = q + 24;
-  keyFamily = 6;
-  keySrc = pktSrc;
-  keyDst = pktDst;
-  keySport = 0;
-  keyDport = 0;
+  pk.family = 6;
+  pk.flags |= FLAG_IPV6;
+  pk.src = q + 8;
+  pk.dst = q + 24;
+  pk.keyFamily = 6;
+  pk.keySrc = q + 8;
+  pk.keyDst = q + 24;
+  pk.keySport = 0;
+  pk.keyDport = 0;
 
   const r = walkIPv6(q, total);
   if (r != REASON_NONE) {
-    pktFamily = 0; // the upper-layer protocol is unknown: report no tuple
+    pk.family = 0; // the upper-layer protocol is unknown: report no tuple
     return r;
   }
-  pktProto = walkProto;
-  keyProto = walkProto;
+  pk.proto = walkProto;
+  pk.keyProto = walkProto;
   if (walkFragment) {
-    pktFlags |= FLAG_FRAGMENT;
-    pktFragId = walkFragId;
+    pk.flags |= FLAG_FRAGMENT;
+    pk.fragId = walkFragId;
     if (walkLaterFragment) {
-      pktFlags |= FLAG_FRAG_3TUPLE;
+      pk.flags |= FLAG_FRAG_3TUPLE;
       return REASON_NONE;
     }
   }
-  pktL4 = pktL3 + walkOffset;
-  return parseL4(q + <usize>walkOffset, total - walkOffset, true);
+  pk.l4 = pk.l3 + walkOffset;
+  return parseL4(pk, q + <usize>walkOffset, total - walkOffset, true);
 }
 
 // ---- Transport ----------------------------------------------------------------------
 
 /** Sets the packet's own ports and the key's ports from a TCP/UDP/SCTP header. */
-@inline function takePorts(l4: usize): void {
-  pktHasPorts = true;
-  pktSport = be16(l4);
-  pktDport = be16(l4 + 2);
-  keySport = pktSport;
-  keyDport = pktDport;
+@inline function takePorts(pk: Packet, l4: usize): void {
+  const sport = be16(l4);
+  const dport = be16(l4 + 2);
+  pk.hasPorts = true;
+  pk.sport = sport;
+  pk.dport = dport;
+  pk.keySport = sport;
+  pk.keyDport = dport;
 }
 
-function parseL4(l4: usize, avail: i32, isV6: bool): u8 {
-  const proto = pktProto;
+function parseL4(pk: Packet, l4: usize, avail: i32, isV6: bool): u8 {
+  const proto = pk.proto;
   if (proto == PROTO_TCP) {
     if (avail < 20) return REASON_TRUNCATED_L4;
     const dataOffset = (<i32>(load<u8>(l4 + 12) >> 4)) << 2;
     if (dataOffset < 20) return REASON_BAD_L4_HEADER;
     if (dataOffset > avail) return REASON_TRUNCATED_L4;
-    takePorts(l4);
-    pktTcpFlags = load<u8>(l4 + 13);
+    takePorts(pk, l4);
+    pk.tcpFlags = load<u8>(l4 + 13);
     return REASON_NONE;
   }
   if (proto == PROTO_UDP) {
     if (avail < 8) return REASON_TRUNCATED_L4;
-    takePorts(l4);
+    takePorts(pk, l4);
     return REASON_NONE;
   }
   if (proto == PROTO_SCTP) {
     if (avail < 12) return REASON_TRUNCATED_L4;
-    takePorts(l4);
+    takePorts(pk, l4);
     return REASON_NONE;
   }
   if (proto == PROTO_ICMP && !isV6) {
@@ -275,13 +321,13 @@ function parseL4(l4: usize, avail: i32, isV6: bool): u8 {
     const type = load<u8>(l4);
     // Echo (0/8), timestamp (13/14), information (15/16): a flow per identifier.
     if (type == 0 || type == 8 || (type >= 13 && type <= 16)) {
-      keySport = be16(l4 + 4);
-      keyDport = keySport;
+      pk.keySport = be16(l4 + 4);
+      pk.keyDport = pk.keySport;
       return REASON_NONE;
     }
     // Destination unreachable, source quench, redirect, time exceeded, parameter problem.
     if (type == 3 || type == 4 || type == 5 || type == 11 || type == 12) {
-      return parseQuotedIPv4(l4 + 8, avail - 8);
+      return parseQuotedIPv4(pk, l4 + 8, avail - 8);
     }
     return REASON_NONE;
   }
@@ -289,13 +335,13 @@ function parseL4(l4: usize, avail: i32, isV6: bool): u8 {
     if (avail < 8) return REASON_TRUNCATED_L4;
     const type = load<u8>(l4);
     if (type == 128 || type == 129) {
-      keySport = be16(l4 + 4);
-      keyDport = keySport;
+      pk.keySport = be16(l4 + 4);
+      pk.keyDport = pk.keySport;
       return REASON_NONE;
     }
     // Destination unreachable, packet too big, time exceeded, parameter problem.
     if (type >= 1 && type <= 4) {
-      return parseQuotedIPv6(l4 + 8, avail - 8);
+      return parseQuotedIPv6(pk, l4 + 8, avail - 8);
     }
     return REASON_NONE;
   }
@@ -310,63 +356,63 @@ function parseL4(l4: usize, avail: i32, isV6: bool): u8 {
 // backend (PMTU discovery keeps working through the balancer).
 
 /** Sets the key's ports from the quoted transport header (reversed). */
-function quotedPorts(l4: usize, avail: i32, proto: u8, isV6: bool): u8 {
+function quotedPorts(pk: Packet, l4: usize, avail: i32, proto: u8, isV6: bool): u8 {
   if (proto == PROTO_TCP || proto == PROTO_UDP || proto == PROTO_SCTP) {
     if (avail < 4) return REASON_BAD_ICMP_ERROR;
-    keySport = be16(l4 + 2);
-    keyDport = be16(l4);
+    pk.keySport = be16(l4 + 2);
+    pk.keyDport = be16(l4);
     return REASON_NONE;
   }
   if ((proto == PROTO_ICMP && !isV6) || (proto == PROTO_ICMPV6 && isV6)) {
     if (avail < 8) return REASON_BAD_ICMP_ERROR;
-    keySport = be16(l4 + 4);
-    keyDport = keySport;
+    pk.keySport = be16(l4 + 4);
+    pk.keyDport = pk.keySport;
     return REASON_NONE;
   }
-  keySport = 0;
-  keyDport = 0;
+  pk.keySport = 0;
+  pk.keyDport = 0;
   return REASON_NONE;
 }
 
-function parseQuotedIPv4(q: usize, avail: i32): u8 {
+function parseQuotedIPv4(pk: Packet, q: usize, avail: i32): u8 {
   if (avail < 20) return REASON_BAD_ICMP_ERROR;
   const b0 = load<u8>(q);
   if ((b0 >> 4) != 4) return REASON_BAD_ICMP_ERROR;
   const ihl = (<i32>(b0 & 15)) << 2;
   if (ihl < 20 || ihl > avail) return REASON_BAD_ICMP_ERROR;
-  pktFlags |= FLAG_ICMP_ERROR;
-  keyFamily = 4;
-  keyProto = load<u8>(q + 9);
-  keySrc = q + 16; // reversed: the quoted destination is the flow's source
-  keyDst = q + 12;
-  quoteIp = q;
+  pk.flags |= FLAG_ICMP_ERROR;
+  pk.keyFamily = 4;
+  pk.keyProto = load<u8>(q + 9);
+  pk.keySrc = q + 16; // reversed: the quoted destination is the flow's source
+  pk.keyDst = q + 12;
+  pk.quoteIp = q;
   if ((be16(q + 6) & 0x1fff) != 0) {
-    keySport = 0;
-    keyDport = 0;
+    pk.keySport = 0;
+    pk.keyDport = 0;
     return REASON_NONE;
   }
-  quoteL4 = q + <usize>ihl;
-  quoteL4Len = avail - ihl;
-  return quotedPorts(quoteL4, quoteL4Len, keyProto, false);
+  pk.quoteL4 = q + <usize>ihl;
+  pk.quoteL4Len = avail - ihl;
+  return quotedPorts(pk, pk.quoteL4, pk.quoteL4Len, pk.keyProto, false);
 }
 
-function parseQuotedIPv6(q: usize, avail: i32): u8 {
+function parseQuotedIPv6(pk: Packet, q: usize, avail: i32): u8 {
   if (avail < 40) return REASON_BAD_ICMP_ERROR;
   if ((load<u8>(q) >> 4) != 6) return REASON_BAD_ICMP_ERROR;
   // The quote is cut short by the ICMPv6 size limit: walk only what is there.
   if (walkIPv6(q, avail) != REASON_NONE) return REASON_BAD_ICMP_ERROR;
-  pktFlags |= FLAG_ICMP_ERROR;
-  keyFamily = 6;
-  keyProto = walkProto;
-  keySrc = q + 24;
-  keyDst = q + 8;
-  quoteIp = q;
+  pk.flags |= FLAG_ICMP_ERROR;
+  pk.keyFamily = 6;
+  pk.keyProto = walkProto;
+  pk.keySrc = q + 24;
+  pk.keyDst = q + 8;
+  pk.quoteIp = q;
   if (walkLaterFragment) {
-    keySport = 0;
-    keyDport = 0;
+    pk.keySport = 0;
+    pk.keyDport = 0;
     return REASON_NONE;
   }
-  quoteL4 = q + <usize>walkOffset;
-  quoteL4Len = avail - walkOffset;
-  return quotedPorts(quoteL4, quoteL4Len, walkProto, true);
+  pk.quoteL4 = q + <usize>walkOffset;
+  pk.quoteL4Len = avail - walkOffset;
+  return quotedPorts(pk, pk.quoteL4, pk.quoteL4Len, walkProto, true);
 }

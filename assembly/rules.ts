@@ -10,7 +10,9 @@ import { fmix64 } from "./hash";
 import { Pool } from "./maglev";
 
 export class Plan {
-  hashSeed: u64 = 0;
+  /** The SipHash key (hash.ts) of flow keys and backend selection. */
+  hashK0: u64 = 0;
+  hashK1: u64 = 0;
   flowCapacity: i32 = 0;
 
   // Frontends, by index (configuration order).
@@ -40,7 +42,8 @@ export class Plan {
   ruleFloating: StaticArray<bool> = new StaticArray<bool>(0);
   ruleDistribution: StaticArray<u8> = new StaticArray<u8>(0); // DIST_*
   ruleSymmetric: StaticArray<bool> = new StaticArray<bool>(0);
-  ruleIdleMs: StaticArray<f64> = new StaticArray<f64>(0);
+  ruleIdleMinutes: StaticArray<u8> = new StaticArray<u8>(0);
+  ruleTcpReset: StaticArray<bool> = new StaticArray<bool>(0);
   rulePersist: StaticArray<u8> = new StaticArray<u8>(0);      // PERSIST_*
   ruleNoHealthy: StaticArray<u8> = new StaticArray<u8>(0);    // NO_HEALTHY_*
 

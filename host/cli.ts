@@ -36,14 +36,17 @@ const REPLAY_USAGE = `usage: haports replay --config CONFIG.json [--verdicts OUT
 
 Runs every packet of INPUT (pcap or pcapng; link types Ethernet, raw IP) through the
 dataplane and writes one JSON line per packet:
-  {"index","verdict":"forward"|"drop"|"nomatch","rule","backend","reason",
+  {"index","verdict":"forward"|"drop"|"nomatch"|"reset","rule","backend","reason",
    "tuple":{"src","dst","proto","sport","dport"}}
 to --verdicts (or standard output), then a summary (to standard error when the verdicts
-go to standard output).
+go to standard output). "reset": a TCP flow of an enableTcpReset rule sent after its
+idle timeout; instead of the packet, two RSTs leave (in --out): one back to its sender,
+one on to the backend.
 
   --config FILE     haports configuration (JSON)
   --verdicts FILE   write the verdict lines here instead of standard output
-  --out FILE        write the forwarded packets as they leave (rewritten) to a pcap file
+  --out FILE        write the forwarded packets as they leave (rewritten) to a pcap file,
+                    and for each reset verdict its two RSTs
   --events FILE     backend state changes, one JSON line each, applied before packet "at":
                     {"at": 120, "backend": "nva-1", "state": "down"|"up"|"draining"}
                     (every backend of that name, in every pool)
@@ -171,7 +174,7 @@ async function replay(argv: string[], out: NodeJS.WriteStream, err: NodeJS.Write
   const summaryTo = values.verdicts ? out : err;
   const forwarded: { data: Uint8Array; tsSec: number; tsNsec: number }[] = [];
   let outLinktype = -1;
-  const perVerdict: Record<string, number> = { forward: 0, drop: 0, nomatch: 0 };
+  const perVerdict: Record<string, number> = { forward: 0, drop: 0, nomatch: 0, reset: 0 };
   const perBackend = new Map<string, number>();
   const perReason = new Map<string, number>();
   // Per flow (endpoints in canonical order): the backends it reached and its directions.
@@ -212,11 +215,19 @@ async function replay(argv: string[], out: NodeJS.WriteStream, err: NodeJS.Write
         f.backends.add(backend);
         f.dirs.add(a);
       }
-      if (values.out && v.action === 'forward') {
+      if (values.out && (v.action === 'forward' || v.action === 'reset')) {
         if (outLinktype < 0) outLinktype = packets[start].linktype;
         if (packets[start].linktype === outLinktype) {
           const p = packets[start + i];
-          forwarded.push({ data: core.packet(i).slice(), tsSec: p.tsSec, tsNsec: p.tsNsec });
+          if (v.action === 'forward') {
+            forwarded.push({ data: core.packet(i).slice(), tsSec: p.tsSec, tsNsec: p.tsNsec });
+          } else {
+            // enableTcpReset: the packet is not forwarded; its two RSTs leave instead,
+            // the one back to its sender first.
+            const rst = core.resets(i)!;
+            forwarded.push({ data: rst.toSender, tsSec: p.tsSec, tsNsec: p.tsNsec });
+            forwarded.push({ data: rst.toBackend, tsSec: p.tsSec, tsNsec: p.tsNsec });
+          }
         }
       }
     }
@@ -235,7 +246,8 @@ async function replay(argv: string[], out: NodeJS.WriteStream, err: NodeJS.Write
 
   if (!values.quiet) {
     const s: string[] = [];
-    s.push(`packets ${packets.length}: forward ${perVerdict.forward}, drop ${perVerdict.drop}, nomatch ${perVerdict.nomatch}`);
+    s.push(`packets ${packets.length}: forward ${perVerdict.forward}, drop ${perVerdict.drop}, nomatch ${perVerdict.nomatch}`
+      + (perVerdict.reset ? `, reset ${perVerdict.reset} (idle past the timeout: RSTs sent to both ends)` : ''));
     for (const name of names.backends) {
       if (perBackend.has(name)) s.push(`  backend ${name}: ${perBackend.get(name)}`);
     }

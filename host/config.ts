@@ -60,7 +60,9 @@ export interface Rule {
 }
 
 export interface Config {
-  /** "0x" + up to 16 hex digits, or an integer up to 2^53. */
+  /** Secret 128-bit key of the flow hash: "0x" + 32 hex digits, the same on every instance. */
+  hashKey?: string;
+  /** The older 64-bit form of hashKey ("0x" + up to 16 hex digits, or an integer up to 2^53); not with hashKey. */
   hashSeed?: string | number;
   flowTable?: { capacity?: number };
   frontends?: Frontend[];

@@ -11,14 +11,14 @@ export const NONE = 0xffff;
 export const LINK_RAW_IP = 0;
 export const LINK_ETHERNET = 1;
 
-export const ACTIONS = ['', 'forward', 'drop', 'nomatch'] as const;
-export type Action = 'forward' | 'drop' | 'nomatch';
+export const ACTIONS = ['', 'forward', 'drop', 'nomatch', 'reset'] as const;
+export type Action = 'forward' | 'drop' | 'nomatch' | 'reset';
 
 /** REASON_* of assembly/consts.ts, by code. */
 export const REASONS = [
   null, 'not-ip', 'truncated', 'bad-ip-version', 'bad-ip-header', 'truncated-l4',
   'bad-l4-header', 'ext-header-chain', 'bad-icmp-error', 'no-healthy-backend', 'no-rule',
-  'bad-descriptor',
+  'bad-descriptor', 'idle-reset',
 ] as const;
 
 /** The name of a REASON_* code: null for 0 (none), `reason-N` for a code this host does not know. */
@@ -30,7 +30,7 @@ export function reasonName(code: number): string | null {
 export const FLAGS = {
   ipv6: 1 << 0, flowHit: 1 << 1, flowNew: 1 << 2, untracked: 1 << 3, fragment: 1 << 4,
   frag3Tuple: 1 << 5, icmpError: 1 << 6, exactRule: 1 << 7, nextHop: 1 << 8, evicted: 1 << 9,
-  failOpen: 1 << 10, rewritten: 1 << 11, reply: 1 << 12,
+  failOpen: 1 << 10, rewritten: 1 << 11, reply: 1 << 12, established: 1 << 13,
 } as const;
 
 /** Global counter slots (assembly/layout.ts C_*), by name. */
@@ -38,7 +38,7 @@ export const COUNTERS = [
   'packets', 'bytes', 'forwarded', 'dropped', 'nomatch', 'flowHits', 'flowNew', 'untracked',
   'evictions', 'frag3Tuple', 'icmpErrors', 'flowMoved', 'batches', 'configApplied',
   'configRejected', 'flowsDroppedByConfig', 'fragHits', 'fragEntries', 'natForward', 'natReply',
-  'flowDrained',
+  'flowDrained', 'flowMoves', 'resets', 'flowEstablished',
 ] as const;
 const C_DROP_REASON_BASE = 24;
 
@@ -47,7 +47,9 @@ const C_DROP_REASON_BASE = 24;
 export const DESCRIPTOR_BYTES = 8;
 export const VERDICT_BYTES = 16;
 export const TUPLE_BYTES = 40;
+export const RESET_BYTES = 256;
 export const ACTION_FORWARD = 1;
+export const ACTION_RESET = 4;
 
 export interface Tuple {
   src: string;
@@ -79,6 +81,7 @@ interface Exports {
   rxArenaPtr(): number; rxArenaSize(): number; descriptorsPtr(): number; verdictsPtr(): number;
   tuplesPtr(): number; maxBatch(): number; configBufferPtr(): number; configBufferSize(): number;
   errorBufferPtr(): number; errorLength(): number; countersPtr(): number; counterSlots(): number;
+  resetsPtr(): number;
   warningBufferPtr(): number; warningLength(): number;
   configure(len: number): number; isConfigured(): number;
   processBatch(count: number, nowMs: number, ingress: number, link: number): number;
@@ -269,6 +272,22 @@ export class Core {
       backend: dv.getUint16(v + 6, true),
       frontend: dv.getUint16(v + 8, true),
       hash: dv.getUint32(v + 12, true),
+    };
+  }
+
+  /**
+   * The two RSTs of a reset verdict (enableTcpReset), copies: `toSender` goes back to
+   * where packet i came from, `toBackend` goes to the verdict's backend as a forwarded
+   * packet would. Null when verdict i is not a reset.
+   */
+  resets(i: number): { toSender: Uint8Array; toBackend: Uint8Array } | null {
+    if (this.dv.getUint8(this.exports.verdictsPtr() + i * VERDICT_BYTES) !== ACTION_RESET) return null;
+    const r = this.exports.resetsPtr() + i * RESET_BYTES;
+    const lenA = this.dv.getUint16(r, true);
+    const lenB = this.dv.getUint16(r + 2, true);
+    return {
+      toSender: this.memory.slice(r + 8, r + 8 + lenA),
+      toBackend: this.memory.slice(r + 128, r + 128 + lenB),
     };
   }
 

@@ -32,7 +32,8 @@ export interface RunOptions {
 }
 
 export interface Decision {
-  verdict: 'forward' | 'drop' | 'nomatch';
+  /** reset: a TCP flow idle past its rule's timeout (enableTcpReset); send resets(i) instead. */
+  verdict: 'forward' | 'drop' | 'nomatch' | 'reset';
   /** Why a packet was dropped or matched nothing; null when forwarded. */
   reason: string | null;
   rule: string | null;
@@ -48,6 +49,8 @@ export interface Decision {
   rewritten: boolean;
   /** A backend's reply translated back to the frontend. */
   reply: boolean;
+  /** The packet's flow is established: seen to be real, so new flows cannot evict it. */
+  established: boolean;
   /** Raw FLAG_* bits (see FLAGS). */
   flags: number;
 }
@@ -181,8 +184,18 @@ export class Dataplane {
       newFlow: (v.flags & FLAGS.flowNew) !== 0,
       rewritten: (v.flags & FLAGS.rewritten) !== 0,
       reply: (v.flags & FLAGS.reply) !== 0,
+      established: (v.flags & FLAGS.established) !== 0,
       flags: v.flags,
     };
+  }
+
+  /**
+   * For a 'reset' decision, the two TCP RSTs to send instead of packet i (copies):
+   * `toSender` back to where the packet came from, `toBackend` to the decision's backend
+   * as a forwarded packet would go. Null for other decisions.
+   */
+  resets(i: number): { toSender: Uint8Array; toBackend: Uint8Array } | null {
+    return this.core.resets(i);
   }
 
   /** Packet i's bytes after the last run (rewritten in place when translated). */

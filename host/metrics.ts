@@ -105,6 +105,9 @@ const CORE_COUNTER_METRICS: Record<(typeof COUNTERS)[number], [string, string]> 
   natForward: ['haports_nat_forward_total', 'Packets rewritten towards a backend (non-floating rules).'],
   natReply: ['haports_nat_reply_total', 'Backend replies translated back to the frontend.'],
   flowDrained: ['haports_flows_drained_total', 'Tracked flows moved off a draining backend past its drain period.'],
+  flowMoves: ['haports_flow_entries_moved_total', 'Flow-table entries moved to their other bucket to make room for a new one.'],
+  resets: ['haports_tcp_resets_total', 'Packets of TCP flows idle past their timeout answered with RSTs to both ends (enableTcpReset).'],
+  flowEstablished: ['haports_flows_established_total', 'Flow entries that became established (seen to be real; only those cannot be evicted by new flows).'],
 };
 
 /** Slot of the first drop-by-reason counter (C_DROP_REASON_BASE of assembly/layout.ts). */

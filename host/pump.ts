@@ -53,7 +53,7 @@ import { isIP } from 'node:net';
 import { parseArgs } from 'node:util';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import type { Server } from 'node:http';
-import { ACTION_FORWARD, ConfigError, Core, DESCRIPTOR_BYTES, NONE, VERDICT_BYTES } from './core.js';
+import { ACTION_FORWARD, ACTION_RESET, ConfigError, Core, DESCRIPTOR_BYTES, NONE, VERDICT_BYTES } from './core.js';
 import {
   decap, decoded, tunnelErrorName, GENEVE_PORT, VXLAN_PORT, TUNNEL_ERRORS, type TunnelProtocol,
 } from './tunnel.js';
@@ -219,6 +219,8 @@ export interface ListenerCounters {
   receivedBytes: number;
   sentPackets: number;
   sentBytes: number;
+  /** TCP RSTs sent for reset verdicts (enableTcpReset): two per verdict. */
+  resetPackets: number;
   batches: number;
   batchPackets: number;
   queueHighWater: number;
@@ -238,15 +240,18 @@ class Listener {
   readonly qMsg: (Buffer | undefined)[];
   readonly qHdr: Int32Array;
   readonly qLink: Uint8Array;
+  /** The peer each datagram came from (where a reset's RST to the sender goes back to). */
+  readonly qFrom: ({ address: string; port: number } | undefined)[];
   qHead = 0;
   qLen = 0;
   readonly counters: ListenerCounters = {
-    receivedPackets: 0, receivedBytes: 0, sentPackets: 0, sentBytes: 0, batches: 0, batchPackets: 0,
-    queueHighWater: 0, drops: {}, sendErrors: {},
+    receivedPackets: 0, receivedBytes: 0, sentPackets: 0, sentBytes: 0, resetPackets: 0, batches: 0,
+    batchPackets: 0, queueHighWater: 0, drops: {}, sendErrors: {},
   };
   /** Last time a drop of each reason was logged (ms), to rate-limit drop logs. */
   readonly dropLoggedAt = new Map<string, number>();
   onSent!: (err: Error | null, bytes?: number) => void;
+  onResetSent!: (err: Error | null) => void;
 
   constructor(readonly settings: ListenerSettings, core: Core, queuePackets: number) {
     this.frontend = core.names.frontends.indexOf(settings.frontend);
@@ -254,6 +259,7 @@ class Listener {
     this.qMsg = new Array(queuePackets);
     this.qHdr = new Int32Array(queuePackets);
     this.qLink = new Uint8Array(queuePackets);
+    this.qFrom = new Array(queuePackets);
   }
 
   get name(): string { return this.settings.name; }
@@ -267,6 +273,11 @@ export interface PumpOptions {
    * frontend. (bench/pump compares the two in one run.)
    */
   passThrough?: boolean;
+  /**
+   * The dataplane's clock in milliseconds (never decreasing): the flow table's idle
+   * timeouts run on it. Default performance.now(); tests pass one they can advance.
+   */
+  clock?: () => number;
 }
 
 export class Pump {
@@ -286,14 +297,17 @@ export class Pump {
   backpressureWaits = 0;
   // Per-batch scratch (sized to the core's batch).
   private readonly bMsg: (Buffer | undefined)[];
+  private readonly bFrom: ({ address: string; port: number } | undefined)[];
   private readonly bHdr: Int32Array;
   private readonly bOff: Int32Array;
   private readonly bLen: Int32Array;
   private readonly flushCb = () => { this.flushScheduled = false; this.flush(); };
+  private readonly clock: () => number;
 
   constructor(readonly core: Core, config: any, readonly settings: PumpSettings, opts: PumpOptions = {}) {
     this.log = opts.log ?? (() => {});
     this.passThrough = !!opts.passThrough;
+    this.clock = opts.clock ?? (() => performance.now());
     this.listeners = settings.listeners.map((l) => new Listener(l, core, settings.queuePackets));
     const addresses: string[] = [];
     for (const pool of config.backendPools ?? []) for (const b of pool.backends ?? []) addresses.push(b.address);
@@ -305,9 +319,11 @@ export class Pump {
       const first = poolIdx >= 0 ? core.names.backendPool.indexOf(poolIdx) : -1;
       L.passTarget = first >= 0 ? L.targets[first] : null;
       L.onSent = (err, bytes) => this.onSent(L, err, bytes);
+      L.onResetSent = (err) => this.onResetSent(L, err);
     }
     const n = core.maxBatch;
     this.bMsg = new Array(n);
+    this.bFrom = new Array(n);
     this.bHdr = new Int32Array(n);
     this.bOff = new Int32Array(n);
     this.bLen = new Int32Array(n);
@@ -339,7 +355,7 @@ export class Pump {
       socket.bind(L.settings.port, L.settings.host, () => {
         socket.off('error', reject);
         socket.on('error', (e) => this.log('error', 'socket error', { listener: L.name, error: String(e) }));
-        socket.on('message', (msg: Buffer) => this.receive(L, msg));
+        socket.on('message', (msg: Buffer, rinfo) => this.receive(L, msg, rinfo));
         resolve();
       });
     });
@@ -369,7 +385,7 @@ export class Pump {
     }
   }
 
-  private receive(L: Listener, msg: Buffer): void {
+  private receive(L: Listener, msg: Buffer, from: { address: string; port: number }): void {
     const c = L.counters;
     c.receivedPackets++;
     c.receivedBytes += msg.length;
@@ -380,6 +396,7 @@ export class Pump {
     if (L.qLen === L.qMsg.length) { this.drop(L, 'queue-full'); return; }
     const at = (L.qHead + L.qLen) % L.qMsg.length;
     L.qMsg[at] = msg;
+    L.qFrom[at] = from;
     L.qHdr[at] = hdr;
     L.qLink[at] = decoded.link;
     L.qLen++;
@@ -414,6 +431,7 @@ export class Pump {
   private batch(L: Listener): void {
     const core = this.core;
     const t0 = performance.now();
+    const now = this.clock();
     let mem = core.memory;
     const arenaBase = core.exports.rxArenaPtr();
     const arenaSize = core.arenaSize;
@@ -435,6 +453,8 @@ export class Pump {
       dv.setUint32(descBase + n * DESCRIPTOR_BYTES, off, true);
       dv.setUint32(descBase + n * DESCRIPTOR_BYTES + 4, len, true);
       this.bMsg[n] = msg;
+      this.bFrom[n] = L.qFrom[q];
+      L.qFrom[q] = undefined;
       this.bHdr[n] = hdr;
       this.bOff[n] = off;
       this.bLen[n] = len;
@@ -444,7 +464,7 @@ export class Pump {
       L.qHead = q + 1 === cap ? 0 : q + 1;
       L.qLen--;
     }
-    core.process(n, t0, L.frontend, link);
+    core.process(n, now, L.frontend, link);
     this.coreMs += performance.now() - t0;
     L.counters.batches++;
     L.counters.batchPackets += n;
@@ -456,10 +476,22 @@ export class Pump {
     for (let i = 0; i < n; i++) {
       const v = verdicts + i * VERDICT_BYTES;
       const msg = this.bMsg[i]!;
+      const from = this.bFrom[i];
       this.bMsg[i] = undefined;
-      if (mem[v] !== ACTION_FORWARD) continue; // drop / nomatch: counted by the core
+      this.bFrom[i] = undefined;
+      const action = mem[v];
+      if (action !== ACTION_FORWARD && action !== ACTION_RESET) continue; // drop / nomatch: counted by the core
       const b = mem[v + 6] | (mem[v + 7] << 8);
       const target = b === NONE ? null : L.targets[b];
+      if (action === ACTION_RESET) {
+        // enableTcpReset: the packet's flow was idle past its timeout. Its RSTs leave in
+        // the same tunnel: one back to the peer it came from, one to the flow's appliance.
+        const rst = core.resets(i)!;
+        const tunnel = msg.subarray(0, this.bHdr[i]);
+        if (from) socket.send([tunnel, rst.toSender], from.port, from.address, L.onResetSent);
+        if (target) socket.send([tunnel, rst.toBackend], port, target, L.onResetSent);
+        continue;
+      }
       if (!target) { this.drop(L, 'no-appliance-address'); continue; }
       const p = arenaBase + this.bOff[i];
       socket.send([msg.subarray(0, this.bHdr[i]), mem.subarray(p, p + this.bLen[i])], port, target, L.onSent);
@@ -501,6 +533,21 @@ export class Pump {
       L.counters.sentPackets++;
       L.counters.sentBytes += bytes ?? 0;
     }
+    this.sendDone();
+  }
+
+  private onResetSent(L: Listener, err: Error | null): void {
+    if (err) {
+      const code = (err as any).code ?? 'error';
+      L.counters.sendErrors[code] = (L.counters.sendErrors[code] ?? 0) + 1;
+    } else {
+      L.counters.resetPackets++;
+    }
+    this.sendDone();
+  }
+
+  /** A send finished: the arena is free again once every send queue has drained. */
+  private sendDone(): void {
     if (this.arenaBusy && this.listeners.every((x) => x.socket.getSendQueueCount() === 0)) {
       this.arenaBusy = false;
       if (this.listeners.some((x) => x.qLen > 0)) this.scheduleFlush();
@@ -578,6 +625,7 @@ export class Pump {
     each('haports_pump_received_packets_total', 'counter', 'Datagrams received by the listener.', (L) => L.counters.receivedPackets);
     each('haports_pump_received_bytes_total', 'counter', 'UDP payload bytes received by the listener.', (L) => L.counters.receivedBytes);
     each('haports_pump_sent_packets_total', 'counter', 'Datagrams sent to appliances.', (L) => L.counters.sentPackets);
+    each('haports_pump_resets_sent_total', 'counter', 'TCP RSTs sent for flows idle past their timeout (enableTcpReset): to the sender and to the appliance.', (L) => L.counters.resetPackets);
     each('haports_pump_sent_bytes_total', 'counter', 'UDP payload bytes sent to appliances.', (L) => L.counters.sentBytes);
     each('haports_pump_batches_total', 'counter', 'Batches run through the core.', (L) => L.counters.batches);
     each('haports_pump_batch_packets_total', 'counter', 'Packets in those batches (÷ batches = mean batch size).', (L) => L.counters.batchPackets);

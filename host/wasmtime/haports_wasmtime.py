@@ -54,18 +54,19 @@ LINK_RAW_IP = 0
 LINK_ETHERNET = 1
 
 #: ACTION_* by code.
-ACTIONS = ["", "forward", "drop", "nomatch"]
+ACTIONS = ["", "forward", "drop", "nomatch", "reset"]
 #: REASON_* by code (assembly/consts.ts).
 REASONS = [
     None, "not-ip", "truncated", "bad-ip-version", "bad-ip-header", "truncated-l4",
     "bad-l4-header", "ext-header-chain", "bad-icmp-error", "no-healthy-backend", "no-rule",
-    "bad-descriptor",
+    "bad-descriptor", "idle-reset",
 ]
 #: FLAG_* (assembly/consts.ts).
 FLAGS = {
     "ipv6": 1 << 0, "flowHit": 1 << 1, "flowNew": 1 << 2, "untracked": 1 << 3,
     "fragment": 1 << 4, "frag3Tuple": 1 << 5, "icmpError": 1 << 6, "exactRule": 1 << 7,
     "nextHop": 1 << 8, "evicted": 1 << 9, "failOpen": 1 << 10, "rewritten": 1 << 11, "reply": 1 << 12,
+    "established": 1 << 13,
 }
 #: Global counter slots C_* (assembly/layout.ts), by name, from slot 0. The per-reason
 #: slots are the last len(REASONS) slots (layout.ts: COUNTER_SLOTS = C_DROP_REASON_BASE +
@@ -75,12 +76,14 @@ COUNTERS = [
     "packets", "bytes", "forwarded", "dropped", "nomatch", "flowHits", "flowNew", "untracked",
     "evictions", "frag3Tuple", "icmpErrors", "flowMoved", "batches", "configApplied",
     "configRejected", "flowsDroppedByConfig", "fragHits", "fragEntries", "natForward", "natReply",
-    "flowDrained",
+    "flowDrained", "flowMoves", "resets", "flowEstablished",
 ]
 
 DESCRIPTOR_BYTES = 8
 VERDICT_BYTES = 16
 TUPLE_BYTES = 40
+RESET_BYTES = 256
+ACTION_RESET = 4
 PER_OBJECT_COUNTERS = 3  # u64 packets, bytes, new flows per backend / rule
 
 _VERDICT = struct.Struct("<BBHHHHHI")  # action reason flags rule backend frontend l3 hash
@@ -400,6 +403,18 @@ class Dataplane:
             "sport": sport if has_ports else None,
             "dport": dport if has_ports else None,
         }
+
+    def resets(self, i: int) -> Optional[Dict[str, bytes]]:
+        """The two RSTs of reset verdict i (enableTcpReset), as core.ts resets(): None otherwise."""
+        if self.memory[self._ptr("verdictsPtr") + i * VERDICT_BYTES] != ACTION_RESET:
+            return None
+        r = self._ptr("resetsPtr") + i * RESET_BYTES
+        len_a, len_b = struct.unpack_from("<HH", self.memory, r)
+        return {"toSender": self.read_memory(r + 8, len_a), "toBackend": self.read_memory(r + 128, len_b)}
+
+    def reset_records(self, count: int) -> bytes:
+        """The raw 256-byte reset records of packets [0, count)."""
+        return self.read_memory(self._ptr("resetsPtr"), count * RESET_BYTES)
 
     def verdict_records(self, count: int) -> bytes:
         """The raw 16-byte verdict records of packets [0, count)."""

@@ -1,10 +1,7 @@
 // Parse stage: a table of hand-built packets (hex shown with the layers it carries),
 // each with the drop reason or the fields the parser must find.
 import { hexBytes, hexLength } from "./helpers";
-import {
-  parsePacket, pktProto, pktSport, pktDport, pktHasPorts, pktFamily, pktFlags, pktL3,
-  keyProto, keySport, keyDport, keySrc, keyDst, pktTcpFlags,
-} from "../../assembly/packet";
+import { Packet, PACKET_BYTES, parsePacket } from "../../assembly/packet";
 import {
   LINK_ETHERNET, LINK_RAW_IP, REASON_NONE, REASON_NOT_IP, REASON_TRUNCATED, REASON_BAD_IP_VERSION,
   REASON_BAD_IP_HEADER, REASON_TRUNCATED_L4, REASON_BAD_L4_HEADER, REASON_EXT_HEADER_CHAIN,
@@ -75,23 +72,26 @@ const cases: Case[] = [
   new Case("empty packet", "", LINK_RAW_IP, REASON_TRUNCATED),
 ];
 
+/** A Packet record to parse into. */
+const pk = changetype<Packet>(heap.alloc(<usize>PACKET_BYTES));
+
 describe("parsePacket", () => {
   it("parses every case of the table (" + cases.length.toString() + " packets)", () => {
     for (let i = 0; i < cases.length; i++) {
       const c = cases[i];
       const p = hexBytes(c.hex);
-      const reason = parsePacket(p, hexLength(c.hex), c.link);
+      const reason = parsePacket(pk, p, hexLength(c.hex), c.link);
       expect(reason).toBe(c.reason, c.desc + ": reason");
       if (c.reason == REASON_NONE) {
-        expect(pktProto).toBe(c.proto, c.desc + ": proto");
-        expect(pktHasPorts).toBe(c.sport >= 0, c.desc + ": hasPorts");
+        expect(pk.proto).toBe(c.proto, c.desc + ": proto");
+        expect(pk.hasPorts).toBe(c.sport >= 0, c.desc + ": hasPorts");
         if (c.sport >= 0) {
-          expect(<i32>pktSport).toBe(c.sport, c.desc + ": sport");
-          expect(<i32>pktDport).toBe(c.dport, c.desc + ": dport");
+          expect(<i32>pk.sport).toBe(c.sport, c.desc + ": sport");
+          expect(<i32>pk.dport).toBe(c.dport, c.desc + ": dport");
         }
-        expect(<i32>keySport).toBe(c.keySport, c.desc + ": key sport");
-        expect(<i32>keyDport).toBe(c.keyDport, c.desc + ": key dport");
-        expect(pktFlags).toBe(c.flags, c.desc + ": flags");
+        expect(<i32>pk.keySport).toBe(c.keySport, c.desc + ": key sport");
+        expect(<i32>pk.keyDport).toBe(c.keyDport, c.desc + ": key dport");
+        expect(pk.flags).toBe(c.flags, c.desc + ": flags");
       }
       heap.free(p);
     }
@@ -100,20 +100,20 @@ describe("parsePacket", () => {
   it("reads the TCP flags and the L3 offset behind Ethernet", () => {
     const hex = "020000000001020000000002" + "0800" + v4("06", "0028") + TCP_SYN;
     const p = hexBytes(hex);
-    expect(parsePacket(p, hexLength(hex), LINK_ETHERNET)).toBe(REASON_NONE);
-    expect(pktL3).toBe(14);
-    expect(pktTcpFlags).toBe(0x02);
-    expect(pktFamily).toBe(<u8>4);
-    expect(keyProto).toBe(<u8>6);
+    expect(parsePacket(pk, p, hexLength(hex), LINK_ETHERNET)).toBe(REASON_NONE);
+    expect(pk.l3).toBe(14);
+    expect(pk.tcpFlags).toBe(0x02);
+    expect(pk.family).toBe(<u8>4);
+    expect(pk.keyProto).toBe(<u8>6);
     heap.free(p);
   });
 
   it("an ICMP error's key addresses are the quoted ones, reversed", () => {
     const hex = v4("01", "0038") + "03030000" + "00000000" + "4500001c12340000" + "40110000" + "0a000064" + "0a000001" + "00351388" + "00080000";
     const p = hexBytes(hex);
-    expect(parsePacket(p, hexLength(hex), LINK_RAW_IP)).toBe(REASON_NONE);
-    expect(bswap<u32>(load<u32>(keySrc))).toBe(0x0a000001); // quoted dst
-    expect(bswap<u32>(load<u32>(keyDst))).toBe(0x0a000064); // quoted src
+    expect(parsePacket(pk, p, hexLength(hex), LINK_RAW_IP)).toBe(REASON_NONE);
+    expect(bswap<u32>(load<u32>(pk.keySrc))).toBe(0x0a000001); // quoted dst
+    expect(bswap<u32>(load<u32>(pk.keyDst))).toBe(0x0a000064); // quoted src
     heap.free(p);
   });
 
@@ -127,7 +127,7 @@ describe("parsePacket", () => {
         // whatever follows; the parser must decide on the prefix alone.
         const q = heap.alloc(<usize>max<i32>(len, 1));
         memory.copy(q, p, <usize>len);
-        const r = parsePacket(q, len, cases[i].link);
+        const r = parsePacket(pk, q, len, cases[i].link);
         expect(r <= REASON_BAD_ICMP_ERROR).toBe(true);
         heap.free(q);
       }
