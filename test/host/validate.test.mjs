@@ -21,7 +21,8 @@ const ha = (name, frontend, backendPool, floatingIp) => ({
 const tcp = (name, frontend, backendPool, port, floatingIp = false) => ({
   name, frontend, backendPool, protocol: 'tcp', frontendPort: port, backendPort: port, floatingIp,
 });
-const config = (frontends, backendPools, rules) => ({ frontends, backendPools, rules });
+const KEY = '0x000102030405060708090a0b0c0d0e0f';
+const config = (frontends, backendPools, rules) => ({ hashKey: KEY, frontends, backendPools, rules });
 
 const FE = [fe('fe1', '10.0.0.100'), fe('fe2', '10.0.0.101')];
 
@@ -104,6 +105,27 @@ test('warnings: HA ports on IPv6, M < 100 × backends — never a rejection', ()
     'rules[0]: HA ports on IPv6 frontend "fe6": not available in Azure\'s original HA-ports release (Azure supports it now; so does haports)',
     'backendPools[0].maglevTableSize: 101 is less than 100 × 2 backends; the spread over backends will be uneven',
   ]);
+});
+
+test('hash key: hashKey (128 bits) or the older hashSeed; none warns; a bad key is reported without its digits', () => {
+  const base = config(FE, [pool('p', '10.0.1.4')], [ha('a', 'fe1', 'p', true)]);
+  const { hashKey, ...keyless } = base;
+  assert.deepEqual(Core.check(keyless).warnings, [
+    'hashKey: not set: the built-in public key is used, so instances still agree but anyone can compute which flows share'
+    + ' a flow-table bucket or a backend and aim a flood at chosen flows; set the same secret "0x" + 32 hex digits on every instance',
+  ]);
+  assert.deepEqual(Core.check(base), { errors: [], warnings: [] });
+  assert.deepEqual(Core.check({ ...keyless, hashSeed: '0x1f2e3d4c5b6a7988' }), { errors: [], warnings: [] });
+  assert.deepEqual(Core.check({ ...keyless, hashSeed: 12345 }), { errors: [], warnings: [] });
+  const bad = (cfg) => Core.check({ ...keyless, ...cfg }).errors;
+  const secret = 'deadbeefdeadbeefdeadbeefdeadbee'; // 31 digits
+  assert.deepEqual(bad({ hashKey: `0x${secret}` }), ['hashKey: expected "0x" and 32 hex digits (128 bits), got 31 characters after 0x']);
+  assert.deepEqual(bad({ hashKey: `0x${secret}g` }), ['hashKey: expected "0x" and 32 hex digits (128 bits), got a character that is not a hex digit at position 33']);
+  assert.deepEqual(bad({ hashKey: `${secret}00` }), ['hashKey: expected "0x" and 32 hex digits (128 bits), got a string that does not start with 0x']);
+  assert.deepEqual(bad({ hashKey: 42 }), ['hashKey: expected "0x" and 32 hex digits (128 bits), got number']);
+  assert.deepEqual(bad({ hashKey: KEY, hashSeed: '0x1' }), ['hashSeed: give hashKey or hashSeed, not both (hashSeed is the older 64-bit form of hashKey)']);
+  assert.deepEqual(bad({ hashSeed: `0x${secret}` }), ['hashSeed: expected a 64-bit seed as "0x" and 1-16 hex digits (or, better, a 128-bit hashKey), got a string of 33 characters that is not one']);
+  for (const e of [...bad({ hashKey: `0x${secret}` }), ...bad({ hashSeed: `0x${secret}` })]) assert.ok(!e.includes(secret), e);
 });
 
 test('haports validate: exit 0 valid, 1 invalid (one line per error), 2 unreadable; --json', () => {

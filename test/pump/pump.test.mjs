@@ -117,6 +117,42 @@ test('VXLAN and GENEVE: each flow to one appliance, header (VNI, options) and in
   }
 });
 
+test('enableTcpReset: a TCP flow idle past its timeout gets RSTs, one back to the sender and one to its appliance, in the tunnel', async () => {
+  const apps = await appliances(2);
+  let clock = 1000;
+  const p = await startPump(baseConfig(apps.list, { listeners: listeners(apps.port), batchSize: 16 }, { enableTcpReset: true }), { clock: () => clock });
+  const back = [];
+  p.sender.on('message', (msg) => back.push(msg));
+  try {
+    const vx = vxlanHeader(4242);
+    const tcp = (tcpFlags) => concat(vx, ether(ipv4({ src: '172.16.1.9', dst: '172.16.2.1', proto: 6, sport: 40000, dport: 22, tcpFlags })));
+    p.send('vx', tcp(0x02));
+    await waitFor(() => apps.list.some((a) => a.got.length === 1), 3000, 'the SYN');
+    const home = apps.list.find((a) => a.got.length === 1);
+    p.send('vx', tcp(0x10));
+    await waitFor(() => home.got.length === 2, 3000, 'the ACK');
+    clock += 4 * 60_000 + 1; // past the idle timeout (4 minutes)
+    p.send('vx', tcp(0x18));
+    await waitFor(() => back.length === 1 && home.got.length === 3, 3000, 'the two RSTs');
+    for (const [msg, to] of [[back[0], 'sender'], [home.got[2].msg, 'appliance']]) {
+      assert.deepEqual(msg.subarray(0, 8), Buffer.from(vx), `RST to the ${to}: tunnel header`);
+      const ip = msg.subarray(8 + 14);
+      assert.equal(ip[9], 6);
+      assert.equal(ip[20 + 13] & 0x04, 0x04, `RST to the ${to}: RST flag`);
+      assert.ok(checksumsValid(ip), `RST to the ${to}: checksums`);
+      const [src, dst] = [ip.subarray(12, 16).join('.'), ip.subarray(16, 20).join('.')];
+      assert.deepEqual([src, dst], to === 'sender' ? ['172.16.2.1', '172.16.1.9'] : ['172.16.1.9', '172.16.2.1']);
+    }
+    assert.equal(apps.list.reduce((n, a) => n + a.got.length, 0), 3, 'the idle packet itself was not forwarded');
+    const vxl = p.pump.listeners.find((l) => l.name === 'vx');
+    await waitFor(() => vxl.counters.resetPackets === 2, 1000, 'the RSTs counted');
+    assert.equal(p.core.counters().resets, 1);
+  } finally {
+    await p.close();
+    apps.close();
+  }
+});
+
 test('drops by reason: malformed tunnel headers, unknown VNI; the pump keeps forwarding', async () => {
   const apps = await appliances(2);
   const p = await startPump(baseConfig(apps.list, { listeners: listeners(apps.port) }));

@@ -39,12 +39,23 @@ class Replay:
     def backends(self):
         return [v["backend"] if v["verdict"] == "forward" else v["verdict"] for v in self.verdicts]
 
+    def _out_index(self, index):
+        # --out holds one packet per forward verdict and two (the RSTs) per reset verdict.
+        return sum({"forward": 1, "reset": 2}.get(v["verdict"], 0) for v in self.verdicts[:index])
+
     def out_of(self, index):
         """The bytes packet `index` left as (None when it was not forwarded)."""
         if self.verdicts[index]["verdict"] != "forward":
             return None
-        k = sum(1 for v in self.verdicts[:index] if v["verdict"] == "forward")
-        return self.out[k]
+        return self.out[self._out_index(index)]
+
+    def resets_of(self, index):
+        """For a reset verdict: the two RSTs that left instead of packet `index` (bytes):
+        (back to its sender, on to the backend); None otherwise."""
+        if self.verdicts[index]["verdict"] != "reset":
+            return None
+        k = self._out_index(index)
+        return self.out[k], self.out[k + 1]
 
 
 def replay(config, packets, events=(), frontend=None, name="replay"):
@@ -248,6 +259,29 @@ def tshark_problems(frame, need=(), allow_unverified=None):
         if frame[f]:
             problems.append("tshark: %s" % f)
     return problems
+
+
+TCP_FIELDS = ["frame.number", "eth.src", "eth.dst", "ip.src", "ip.dst", "ipv6.src", "ipv6.dst", "ip.ttl",
+              "ipv6.hlim", "tcp.srcport", "tcp.dstport", "tcp.seq_raw", "tcp.ack_raw", "tcp.flags",
+              "tcp.len", "tcp.window_size_value"]
+
+
+def tshark_tcp(pcap):
+    """Per frame: {field: value} of the TCP header fields tshark decodes (raw sequence
+    numbers, flags as 0x hex), for RSTs checked against what they must carry."""
+    cmd = ["tshark", "-n", "-r", pcap, "-o", "tcp.relative_sequence_numbers:FALSE",
+           "-T", "fields", "-E", "separator=\t"]
+    for f in TCP_FIELDS:
+        cmd += ["-e", f]
+    r = subprocess.run(cmd, capture_output=True, text=True)
+    if r.returncode != 0:
+        raise RuntimeError("tshark failed: %s" % r.stderr)
+    frames = []
+    for line in r.stdout.splitlines():
+        cols = line.split("\t")
+        cols += [""] * (len(TCP_FIELDS) - len(cols))
+        frames.append(dict(zip(TCP_FIELDS, cols)))
+    return frames
 
 
 def addr(text):

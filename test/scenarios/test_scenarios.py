@@ -38,6 +38,13 @@ Three parts, each a table:
    (verdict line: no ports, the 3-tuple's backend; summary count); fragment entries
    last 30 s; ICMP packet too big and fragmentation needed reach the flow's backend; a
    backend's fragmented reply is translated back whole.
+4. TCP resets on idle (enableTcpReset): IPv4 and IPv6, NAT (with and without port
+   mapping) and floating IP, from the client's side and from the backend's: a packet of
+   a connection idle past the timeout gets a reset verdict, and the two RSTs that leave
+   instead are dissected by tshark — checksums, flags, raw sequence and acknowledgment
+   numbers, addresses, ports, MAC addresses — against what RFC 9293 (and RFC 5961 for
+   the one that goes on) says they must carry. A bare SYN after the timeout, and any
+   packet under a rule without enableTcpReset, is forwarded as before.
 
 Each scenario / checked packet is one case; the last line is "N passed, M failed";
 exit status 0 iff M == 0.
@@ -51,7 +58,7 @@ from harness import (
     Ether, ICMP, ICMPerror, IP, IPerror, IPerror6, IPv6, IPv6ExtHdrFragment, Raw, TCP, TCPerror,
     UDP, UDPerror, ICMPv6EchoReply, ICMPv6EchoRequest, ICMPv6DestUnreach, ICMPv6PacketTooBig,
     MAC, WORK, addr, fragment, fragment6, reassembled, replay, scapy_checksum_problems,
-    transport_checksum_ok, tshark_checksums, tshark_problems,
+    transport_checksum_ok, tshark_checksums, tshark_problems, tshark_tcp, wrpcap,
 )
 
 
@@ -1264,6 +1271,121 @@ def run_fragments(res):
         res.case("IPv%d: a backend's fragmented UDP reply leaves from the frontend, every fragment" % fam, problems)
 
 
+# =============================================================================================
+# 4. TCP resets on idle (enableTcpReset)
+# =============================================================================================
+
+def reset_config(floating):
+    cfg = nat_config(floating)
+    for r in cfg["rules"]:
+        r["enableTcpReset"] = r["name"] != "https6"  # https6: the control, no resets
+    return cfg
+
+
+def run_resets(res):
+    res.section = "tcp reset"
+    idle = 4 * 60 + 1  # seconds: past the default 4-minute idle timeout
+    cases = []  # (label, fam, floating, dport, from_backend, no_ack, reset_expected)
+    for fam in (4, 6):
+        for floating in (False, True):
+            cases.append(("IPv%d %s, port 80, the client speaks" % (fam, "floating" if floating else "NAT"), fam, floating, 80, False, False, True))
+            if not floating:
+                cases.append(("IPv%d NAT, port 80, the backend speaks" % fam, fam, floating, 80, True, False, True))
+    cases.append(("IPv4 NAT, exact rule 443 -> 8443, the client speaks", 4, False, 443, False, False, True))
+    cases.append(("IPv4 NAT, exact rule 443 -> 8443, the backend speaks", 4, False, 443, True, False, True))
+    cases.append(("IPv4 NAT, a segment without ACK (PSH only)", 4, False, 80, False, True, True))
+    cases.append(("IPv6 NAT, exact rule https6 without enableTcpReset: forwarded", 6, False, 443, False, False, False))
+    for n, (label, fam, floating, dport, from_backend, no_ack, expect_reset) in enumerate(cases):
+        cfg = reset_config(floating)
+        baddr = backend_addresses(cfg)
+        client = "192.0.2.%d" % (10 + n) if fam == 4 else "2001:db8::%x" % (10 + n)
+        fe = FE4 if fam == 4 else FE6
+        L3 = (lambda s, d: IP(src=s, dst=d)) if fam == 4 else (lambda s, d: IPv6(src=s, dst=d))
+        sport = 40000 + n
+        cseq, bseq = 1000, 5000
+        syn = E() / L3(client, fe) / TCP(sport=sport, dport=dport, flags="S", seq=cseq - 1)
+        syn.time = T0
+        learn = replay(cfg, [syn], name="reset-learn")
+        b = learn.verdicts[0]["backend"]
+        bport = backend_port(cfg, learn.verdicts[0]["rule"], dport)
+        pkts = [syn]
+        if not floating:
+            pkts.append(E() / L3(baddr[b], client) / TCP(sport=bport, dport=sport, flags="SA", seq=bseq - 1, ack=cseq))
+        pkts.append(E() / L3(client, fe) / TCP(sport=sport, dport=dport, flags="A", seq=cseq, ack=bseq))
+        pkts.append(E() / L3(client, fe) / TCP(sport=sport, dport=dport, flags="PA", seq=cseq, ack=bseq) / Raw(b"x" * 10))
+        cseq += 10
+        if from_backend:
+            last = E() / L3(baddr[b], client) / TCP(sport=bport, dport=sport, flags="PA", seq=bseq, ack=cseq) / Raw(b"y" * 30)
+        else:
+            last = E() / L3(client, fe) / TCP(sport=sport, dport=dport, flags="P" if no_ack else "PA", seq=cseq, ack=0 if no_ack else bseq) / Raw(b"z" * 20)
+        for i, p in enumerate(pkts):
+            p.time = T0 + i * 0.01
+        last.time = T0 + idle
+        fresh = E() / L3(client, fe) / TCP(sport=sport, dport=dport, flags="S", seq=7777)
+        fresh.time = T0 + idle + 0.5
+        pkts += [last, fresh]
+        r = replay(cfg, pkts, name="reset-%d" % n)
+        i_last = len(pkts) - 2
+        v = r.verdicts[i_last]
+        problems = []
+        if not expect_reset:
+            if v["verdict"] != "forward":
+                problems.append("verdict %s, expected forward (no enableTcpReset)" % v["verdict"])
+            res.case(label, problems)
+            continue
+        if v["verdict"] != "reset" or v["backend"] != b or v["reason"] != "idle-reset":
+            res.case(label, ["verdict %s" % v])
+            continue
+        if r.verdicts[-1]["verdict"] != "forward":
+            problems.append("the SYN after the reset: %s, expected forward" % r.verdicts[-1]["verdict"])
+        to_sender, onward = r.resets_of(i_last)
+        path = r.out_path.replace(".out.pcap", ".rst.pcap")
+        wrpcap(path, [Ether(to_sender), Ether(onward)])
+        sums = tshark_checksums(path, defragment=False)
+        fields = tshark_tcp(path)
+        for raw, frame in zip((to_sender, onward), sums):
+            problems += check_leaving(raw, frame, ("ip", "tcp") if fam == 4 else ("tcp",), False)
+        # Who speaks, and who is on the other side, as addresses and ports on the wire.
+        if from_backend:
+            speaker, speaker_port = addr(baddr[b]), bport
+            listener, listener_port = addr(client), sport
+            onward_src, onward_sport = addr(fe), dport  # goes to the client from the frontend
+            onward_dst, onward_dport = addr(client), sport
+        else:
+            speaker, speaker_port = addr(client), sport
+            listener, listener_port = addr(fe), dport
+            onward_src, onward_sport = addr(client), sport
+            onward_dst = addr(fe) if floating else addr(baddr[b])
+            onward_dport = dport if floating else bport
+        seq, ack = last[TCP].seq, last[TCP].ack
+        seg = len(last[TCP].payload)
+        want = [
+            ("RST back to the sender", to_sender, listener, listener_port, speaker, speaker_port,
+             (0, seq + seg, "0x0014") if no_ack else (ack, None, "0x0004"), (MAC["dst"], MAC["src"])),
+            ("RST on to the far end", onward, onward_src, onward_sport, onward_dst, onward_dport,
+             (seq, None, "0x0004") if no_ack else (seq, ack, "0x0014"), (MAC["src"], MAC["dst"])),
+        ]
+        for (what, raw, src, sp, dst, dp, (wseq, wack, wflags), (esrc, edst)), f in zip(want, fields):
+            ip_src = f["ip.src"] or f["ipv6.src"]
+            ip_dst = f["ip.dst"] or f["ipv6.dst"]
+            if (addr(ip_src), int(f["tcp.srcport"]), addr(ip_dst), int(f["tcp.dstport"])) != (src, sp, dst, dp):
+                problems.append("%s: %s:%s -> %s:%s, expected %s:%s -> %s:%s" % (
+                    what, ip_src, f["tcp.srcport"], ip_dst, f["tcp.dstport"], src, sp, dst, dp))
+            if f["tcp.flags"] != wflags:
+                problems.append("%s: flags %s, expected %s" % (what, f["tcp.flags"], wflags))
+            if int(f["tcp.seq_raw"]) != wseq:
+                problems.append("%s: seq %s, expected %d" % (what, f["tcp.seq_raw"], wseq))
+            if wack is not None and int(f["tcp.ack_raw"]) != wack:
+                problems.append("%s: ack %s, expected %d" % (what, f["tcp.ack_raw"], wack))
+            if f["tcp.len"] != "0":
+                problems.append("%s: %s bytes of payload" % (what, f["tcp.len"]))
+            if (f["ip.ttl"] or f["ipv6.hlim"]) != "64":
+                problems.append("%s: TTL %s" % (what, f["ip.ttl"] or f["ipv6.hlim"]))
+            if (f["eth.src"], f["eth.dst"]) != (esrc, edst):
+                problems.append("%s: MACs %s -> %s, expected %s -> %s" % (what, f["eth.src"], f["eth.dst"], esrc, edst))
+        res.case(label, problems)
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("-v", "--verbose", action="store_true", help="print passing cases too")
@@ -1275,7 +1397,7 @@ def main():
     parts = [("scenario", lambda: run_scenarios(res, placement, args.only))]
     if not args.only:
         parts += [("nat", lambda: run_nat(res)), ("nat", lambda: run_unchanged(res)),
-                  ("fragments", lambda: run_fragments(res))]
+                  ("fragments", lambda: run_fragments(res)), ("tcp reset", lambda: run_resets(res))]
     for section, part in parts:
         try:
             part()
