@@ -11,7 +11,8 @@
 //   hit.desc      C descriptors (u32 offset, u32 length): the hit stream, cycled
 //   mix.desc      PERIOD descriptors: the same, except that every 10th packet is a TCP SYN
 //                 of a flow never seen (slot ((s / 10) mod R) of the new-flow block)
-//   case.txt      the numbers below as `key value` lines (read by the C and Python drivers)
+//   case.txt      the numbers below as `key value` lines (read by the C and Python drivers);
+//                 `pop_now` is the clock of the population batches, `now` of all others
 //
 // New flows stay new: every MUT_EVERY (= 10 R) stream positions, before the batch that
 // starts there, the host writes a fresh generation into the source address of all R
@@ -31,7 +32,11 @@ export const MUT_EVERY = NEW_SLOTS * NEW_EVERY; // 5120 stream positions between
 export function newSource(gen, r) { return (((0x8000 | (gen & 0x7fff)) << 16) | r) >>> 0; }
 export const TIMED_MAX = 131072;              // C = min(F, TIMED_MAX) timed flows
 export const CHUNK = 131072;                  // population packets per arena fill
-export const NOW_MS = 1000;                   // the clock (ms) passed with every batch
+export const NOW_MS = 1000;                   // the clock (ms) passed with every batch after the population
+// The population runs 1 s earlier: each flow's first packet (an ACK, as after a restart)
+// tracks it unverified, and its first timed packet, a second later, establishes it
+// (assembly/flows.ts, admission), so that the timed hits are hits on established flows.
+export const POP_NOW_MS = 0;
 export const INGRESS = 0;                     // frontend index: next-hop use of `fe`
 export const LINK = 0;                        // raw IP
 export const BACKENDS = 8;
@@ -170,7 +175,7 @@ export function writeCase(dir, c, checkPackets) {
   writeFileSync(files.popDesc, new Uint8Array(c.popDesc.buffer));
   const spec = {
     L: c.L, F: c.flows, C: c.C, R: c.R, period: c.period, mut_off: c.mutOff, mut_every: MUT_EVERY,
-    chunk: CHUNK, now: NOW_MS, ingress: INGRESS, link: LINK, check: checkPackets,
+    chunk: CHUNK, now: NOW_MS, pop_now: POP_NOW_MS, ingress: INGRESS, link: LINK, check: checkPackets,
   };
   writeFileSync(files.spec, Object.entries(spec).map(([k, v]) => `${k} ${v}`).join('\n') + '\n');
   return { ...files, config: files.config, configObject: config, spec };

@@ -11,7 +11,8 @@ import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
 export const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..', '..');
-export const OUT = join(ROOT, 'build', 'bench');
+/** Where builds and the corpus go (HAPORTS_BENCH_OUT: elsewhere, e.g. for two runs at once). */
+export const OUT = process.env.HAPORTS_BENCH_OUT ?? join(ROOT, 'build', 'bench');
 export const WASM = join(ROOT, 'build', 'haports.wasm');
 
 const log = (s) => process.stderr.write(`${s}\n`);

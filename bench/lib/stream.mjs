@@ -3,11 +3,11 @@
 // populate the flow table, run the check phase, then feed the timed streams.
 //
 // `eng` gives: memory() → ArrayBuffer (current), arenaPtr, descriptorsPtr, verdictsPtr,
-// tuplesPtr (byte offsets) and process(count) → forwarded.
+// tuplesPtr (byte offsets) and process(count, now = NOW_MS) → forwarded.
 // See corpus.mjs for the streams and the new-flow rewrite.
 
 import { crc32 } from 'node:zlib';
-import { CHUNK, MUT_EVERY, newSource } from './corpus.mjs';
+import { CHUNK, MUT_EVERY, newSource, POP_NOW_MS } from './corpus.mjs';
 
 const VERDICT_BYTES = 16;
 const TUPLE_BYTES = 40;
@@ -35,7 +35,7 @@ export function makeHost(eng, c) {
       for (let b = 0; b < n; b += 1024) {
         const cnt = Math.min(1024, n - b);
         u32.set(c.popDesc.subarray(2 * b, 2 * (b + cnt)), dIdx);
-        processBatch(cnt);
+        processBatch(cnt, POP_NOW_MS);
         const v = u8.subarray(eng.verdictsPtr, eng.verdictsPtr + cnt * VERDICT_BYTES);
         crc = crc32(v, crc);
         if (keep) verdicts.set(v, (s + b) * VERDICT_BYTES);

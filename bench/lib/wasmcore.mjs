@@ -48,6 +48,6 @@ export function coreEngine(ex, ingress, link, now) {
     descriptorsPtr: ex.descriptorsPtr(),
     verdictsPtr: ex.verdictsPtr(),
     tuplesPtr: ex.tuplesPtr(),
-    process: (n) => pb(n, now, ingress, link),
+    process: (n, at = now) => pb(n, at, ingress, link),
   };
 }

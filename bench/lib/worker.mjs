@@ -129,7 +129,7 @@ tasks.tsport = async () => {
   const eng = {
     memory: () => port.getMemory(), arenaPtr: port.ARENA_PTR, descriptorsPtr: port.DESCRIPTORS_PTR,
     verdictsPtr: port.VERDICTS_PTR, tuplesPtr: port.TUPLES_PTR,
-    process: (n) => port.processBatch(n, NOW_MS, INGRESS, LINK),
+    process: (n, now = NOW_MS) => port.processBatch(n, now, INGRESS, LINK),
   };
   const host = makeHost(eng, c);
   const t0 = performance.now();
@@ -169,7 +169,7 @@ tasks.idiomatic = async () => {
   const lb = new IdiomaticBalancer(c.config);
   const eng = {
     memory: () => lb.memory, arenaPtr: ARENA_PTR, descriptorsPtr: DESCRIPTORS_PTR, verdictsPtr: VERDICTS_PTR,
-    tuplesPtr: TUPLES_PTR, process: (n) => lb.processBatch(n, NOW_MS),
+    tuplesPtr: TUPLES_PTR, process: (n, now = NOW_MS) => lb.processBatch(n, now),
   };
   const host = makeHost(eng, c);
   const heap = () => { if (global.gc) { global.gc(); global.gc(); } return process.memoryUsage().heapUsed; };
@@ -311,7 +311,7 @@ tasks.memory = async () => {
   const ex = core.exports;
   const eng = {
     memory: () => ex.memory.buffer, arenaPtr: ex.rxArenaPtr(), descriptorsPtr: ex.descriptorsPtr(),
-    verdictsPtr: ex.verdictsPtr(), tuplesPtr: ex.tuplesPtr(), process: (n) => core.process(n, NOW_MS, INGRESS, LINK),
+    verdictsPtr: ex.verdictsPtr(), tuplesPtr: ex.tuplesPtr(), process: (n, now = NOW_MS) => core.process(n, now, INGRESS, LINK),
   };
   for (const p of phases) p.host = makeHost(eng, p.c);
   const per = Math.ceil(args.packets / phases.length / 1024) * 1024;

@@ -85,7 +85,7 @@ static uint32_t crc32_update(uint32_t crc, const u8* p, size_t n) {
 
 static struct {
   u32 L, F, C, R, period, mut_off, mut_every, chunk, ingress, link, check;
-  double now;
+  double now, pop_now;
 } cs;
 
 static u8 *pop, *arena_img;
@@ -113,6 +113,7 @@ static void read_spec(const char* dir) {
     else if (!strcmp(key, "mut_every")) cs.mut_every = (u32)v;
     else if (!strcmp(key, "chunk")) cs.chunk = (u32)v;
     else if (!strcmp(key, "now")) cs.now = v;
+    else if (!strcmp(key, "pop_now")) cs.pop_now = v;
     else if (!strcmp(key, "ingress")) cs.ingress = (u32)v;
     else if (!strcmp(key, "link")) cs.link = (u32)v;
     else if (!strcmp(key, "check")) cs.check = (u32)v;
@@ -219,7 +220,7 @@ int main(int argc, char** argv) {
     for (u32 b = 0; b < n; b += 1024) {
       u32 cnt = n - b < 1024 ? n - b : 1024;
       memcpy(mem() + desc_ptr, pop_desc + 2 * (size_t)b, 8 * (size_t)cnt);
-      process(cnt);
+      Z_haportsZ_processBatch(&inst, cnt, cs.pop_now, cs.ingress, cs.link);
       crc = crc32_update(crc, mem() + verd_ptr, 16 * (size_t)cnt);
     }
   }

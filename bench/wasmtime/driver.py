@@ -154,6 +154,7 @@ def serve(argv):
     dptr = base + core.call("descriptorsPtr")
     vptr = base + core.call("verdictsPtr")
     pb = core.fast_process_batch(now, ingress, link)
+    pb_pop = core.fast_process_batch(spec.get("pop_now", now), ingress, link)
 
     pop = read_bytes(case_dir, "pop.bin")
     arena_img = read_bytes(case_dir, "arena.bin")
@@ -211,7 +212,7 @@ def serve(argv):
         for b in range(0, n, 1024):
             cnt = min(1024, n - b)
             memmove(dptr, pop_desc + 8 * b, 8 * cnt)
-            pb(cnt)
+            pb_pop(cnt)
             crc = zlib.crc32(ctypes.string_at(vptr, 16 * cnt), crc)
     populate_ms = (time.perf_counter() - t0) * 1000
     memmove(arena, arena_img, len(arena_img))
