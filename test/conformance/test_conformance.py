@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
-"""Cross-engine conformance: the same core module under V8 (Node) and under wasmtime
-must produce byte-identical results.
+"""Cross-engine conformance: the same core module under V8 (Node), under wasmtime and
+translated to C (wasm2c + gcc, the native build) must produce byte-identical results.
 
 Usage:  python3 test/conformance/test_conformance.py [--keep DIR] [--verbose]
         (needs `npm run build` first; scripts/test.sh runs it)
@@ -22,9 +22,13 @@ dumps, counter dumps — run under several configurations:
   + Maglev tables for pools of 10, 100 and 1000 backends at M = 65537 and 655373.
 
 test/conformance/v8_dump.mjs runs the plan through build/host/core.mjs and dumps, per
-step, the raw records; this script runs it through host/wasmtime/haports_wasmtime.py and
-compares: verdict streams, tuple records, packets after processing, the binding-level
-verdict()/tuple() values, Maglev tables, counters, configuration results. It also
+step, the raw records; this script runs it through host/wasmtime/haports_wasmtime.py,
+and test/conformance/native_dump.c (built here with wasm2c and gcc from Debian's wabt)
+runs it natively; both are compared with V8: verdict streams, tuple records, packets
+after processing, TCP reset records (enableTcpReset is on in the nat and srcip
+configurations, and the traffic's clock jumps past the idle timeout now and then), the
+binding-level verdict()/tuple()/resets() values (V8 and wasmtime), Maglev tables,
+counters, configuration results. It also
 compares the two `replay` command lines on the captures (verdict lines, summaries and
 --out pcaps) and checks env.abort handling. Each check prints `ok` or `FAIL` with the
 first difference; the last line is `N passed, M failed`. Exit 0 when nothing failed.
@@ -166,6 +170,10 @@ def configs():
     for rule in srcip["rules"]:
         rule["loadDistribution"] = "sourceIP"
         rule["symmetric"] = False
+    # TCP resets on idle: the traffic's clock jumps past the idle timeout now and then.
+    for c in (nat, srcip):
+        for rule in c["rules"]:
+            rule["enableTcpReset"] = True
     return diff_text, base, nat, srcip
 
 
@@ -178,6 +186,64 @@ def big_pools(prefix, start_octet):
                 {"name": f"{prefix}{n}-{m}-{i}", "address": f"10.{start_octet + k}.{i // 250}.{i % 250 + 1}",
                  "weight": (1 + i % 4) if n == 100 else 1} for i in range(n)]})
     return pools
+
+
+# ---- the native build: wasm2c + gcc, running the plan in binary form ---------------------------
+
+
+def wasm2c_runtime():
+    for d in ("/usr/share/wabt/wasm2c", "/usr/src/wasm2c", "/usr/local/share/wabt/wasm2c"):
+        if os.path.exists(os.path.join(d, "wasm-rt-impl.c")):
+            return d
+    return None
+
+
+def build_native(tmp):
+    """build/haports.wasm → C (wasm2c, Debian's wabt) → gcc -O2 with native_dump.c.
+    Returns the executable, or raises with the reason (the test then fails: it must run)."""
+    rt = wasm2c_runtime()
+    if not shutil.which("wasm2c") or rt is None or not shutil.which("gcc"):
+        raise RuntimeError("wasm2c (Debian package wabt) and gcc are needed: scripts/setup.sh --test installs them")
+    d = os.path.join(tmp, "native")
+    os.makedirs(d, exist_ok=True)
+    subprocess.run(["wasm2c", WASM, "-o", os.path.join(d, "haports.c"), "-n", "haports"], check=True,
+                   capture_output=True)
+    exe = os.path.join(d, "native_dump")
+    r = subprocess.run(["gcc", "-O2", "-I", d, "-I", rt, "-o", exe, os.path.join(HERE, "native_dump.c"),
+                        os.path.join(d, "haports.c"), os.path.join(rt, "wasm-rt-impl.c"), "-lm"],
+                       capture_output=True, text=True)
+    if r.returncode != 0:
+        raise RuntimeError("gcc failed:\n" + r.stderr[-2000:])
+    return exe
+
+
+def write_binary_plan(plan, path):
+    """The plan as native_dump.c reads it (its header comment gives the format)."""
+    blob = bytes(plan.blob)
+    out = [b"HPLN", u32(len(plan.runs))]
+    for run in plan.runs:
+        out.append(u32(len(run["steps"])))
+        for s in run["steps"]:
+            op = s["op"]
+            if op == "configure":
+                t = s["config"].encode("utf-8")
+                out += [b"\x01", u32(len(t)), t]
+            elif op == "health":
+                out += [b"\x02", i32(s["backend"]), i32(1 if s["up"] else 0)]
+            elif op == "admin":
+                out += [b"\x03", i32(s["backend"]), i32(2 if s["state"] == "draining" else 0)]
+            elif op == "batch":
+                out += [b"\x04", i32(s["ingress"]), i32(s["link"]), struct.pack("<d", s["now"]), u32(len(s["lens"]))]
+                out += [u32(n) for n in s["lens"]]
+                out.append(blob[s["at"]:s["at"] + sum(s["lens"])])
+            elif op == "maglev":
+                out.append(b"\x05")
+            elif op == "state":
+                out.append(b"\x06")
+            else:
+                raise ValueError(op)
+    with open(path, "wb") as f:
+        f.write(b"".join(out))
 
 
 # ---- running a plan under wasmtime (the same bytes v8_dump.mjs writes) ------------------------
@@ -225,8 +291,14 @@ def run_step(dp, s, blob):
         parts = [i32(fwd), dp.verdict_records(n), dp.tuple_records(n),
                  dp.read_memory(dp.exports.descriptorsPtr(), n * 8)]
         parts += [dp.packet(i) for i in range(n)]
+        resets = [i for i in range(n) if dp.verdict(i)["action"] == "reset"]
+        parts.append(u32(len(resets)))
+        for i in resets:
+            parts += [u32(i), dp.read_memory(dp.exports.resetsPtr() + i * 256, 256)]
         if s.get("api"):
-            api = [[dp.verdict(i), dp.tuple(i)] for i in range(n)]
+            def hx(r):
+                return r and [r["toSender"].hex(), r["toBackend"].hex()]
+            api = [[dp.verdict(i), dp.tuple(i), hx(dp.resets(i))] for i in range(n)]
             parts.append(text(json.dumps(api, separators=(",", ":"))))
         return b"".join(parts)
     if op == "maglev":
@@ -294,7 +366,32 @@ def split_batch(payload, n):
         length = struct.unpack_from("<I", d, 8 * i + 4)[0]
         pk.append(p[off:off + length])
         off += length
-    return ret, v, t, d, pk, p[off:]
+    r = struct.unpack_from("<I", p, off)[0]
+    resets = p[off + 4:off + 4 + 260 * r]
+    return ret, v, t, d, pk, resets, p[off + 4 + 260 * r:]
+
+
+def resets_in(payload, n):
+    """The number of reset records in a batch dump."""
+    return len(split_batch(payload, n)[5]) // 260
+
+
+def strip_api(payload, n):
+    """A batch dump without its binding-level part (the native dumper has no binding)."""
+    *_, api = split_batch(payload, n)
+    return payload[:len(payload) - len(api)] if api else payload
+
+
+def state_raw(payload):
+    """A state dump without the JSON of the binding's counters()."""
+    off = 0
+    slots = struct.unpack_from("<I", payload, off)[0]
+    off += 4 + 8 * slots
+    nb = struct.unpack_from("<I", payload, off)[0]
+    off += 4 + 24 * nb
+    nr = struct.unpack_from("<I", payload, off)[0]
+    off += 4 + 24 * nr + 8
+    return payload[:off]
 
 
 def first_diff(a, b):
@@ -305,10 +402,14 @@ def first_diff(a, b):
 
 
 class RunComparison:
-    def __init__(self, run, plan):
+    """One run of the plan, V8 against `other` ("wasmtime", or "native": the wasm2c build,
+    which has no binding, so its dumps hold the raw records only)."""
+
+    def __init__(self, run, plan, other="wasmtime"):
         self.run = run
         self.plan = plan
-        self.problems = {k: None for k in ("verdicts", "tuples", "packets", "api", "maglev", "counters", "config")}
+        self.other = other
+        self.problems = {k: None for k in ("verdicts", "tuples", "packets", "resets", "api", "maglev", "counters", "config")}
         self.counts = {k: 0 for k in self.problems}
 
     def note(self, kind, msg):
@@ -327,32 +428,39 @@ class RunComparison:
         if op == "batch":
             n = len(s["lens"])
             self.counts["verdicts"] += n
+            if self.other == "native":
+                v8 = strip_api(bytes(v8), n)
             if bytes(v8) == wt:
                 self.counts["tuples"] += n
                 self.counts["packets"] += n
-                self.counts["api"] += n if s.get("api") else 0
+                self.counts["resets"] += resets_in(wt, n)
+                self.counts["api"] += n if s.get("api") and self.other != "native" else 0
                 return
-            r1, v1, t1, d1, p1, a1 = split_batch(v8, n)
-            r2, v2, t2, d2, p2, a2 = split_batch(wt, n)
+            r1, v1, t1, d1, p1, x1, a1 = split_batch(v8, n)
+            r2, v2, t2, d2, p2, x2, a2 = split_batch(wt, n)
+            if x1 != x2:
+                self.note("resets", f"{self.where(s, 0)}: reset records differ "
+                          f"({len(x1) // 260} in V8, {len(x2) // 260} in {self.other})\n"
+                          f"  V8       {x1[:96].hex()}\n  {self.other:8} {x2[:96].hex()}")
             if r1 != r2:
-                self.note("verdicts", f"{self.where(s, 0)}: processBatch returned {r1} in V8, {r2} in wasmtime")
+                self.note("verdicts", f"{self.where(s, 0)}: processBatch returned {r1} in V8, {r2} in {self.other}")
             for i in range(n):
                 inp = blob[s["at"] + sum(s["lens"][:i]):][:s["lens"][i]]
                 if v1[16 * i:16 * i + 16] != v2[16 * i:16 * i + 16]:
                     self.note("verdicts", f"first differing verdict: {self.where(s, i)}\n"
                               f"  input    {bytes(inp[:64]).hex()}{'...' if len(inp) > 64 else ''}\n"
                               f"  V8       {decode_verdict(v1[16 * i:16 * i + 16])}\n"
-                              f"  wasmtime {decode_verdict(v2[16 * i:16 * i + 16])}")
+                              f"  {self.other:8} {decode_verdict(v2[16 * i:16 * i + 16])}")
                 if t1[40 * i:40 * i + 40] != t2[40 * i:40 * i + 40]:
                     self.note("tuples", f"first differing tuple: {self.where(s, i)}\n"
                               f"  V8       {decode_tuple(t1[40 * i:40 * i + 40])}\n"
-                              f"  wasmtime {decode_tuple(t2[40 * i:40 * i + 40])}")
+                              f"  {self.other:8} {decode_tuple(t2[40 * i:40 * i + 40])}")
                 if d1[8 * i:8 * i + 8] != d2[8 * i:8 * i + 8] or p1[i] != p2[i]:
                     at = first_diff(p1[i], p2[i])
                     self.note("packets", f"first differing packet after processing: {self.where(s, i)}\n"
-                              f"  lengths V8 {len(p1[i])}, wasmtime {len(p2[i])}; first difference at byte {at}\n"
+                              f"  lengths V8 {len(p1[i])}, {self.other} {len(p2[i])}; first difference at byte {at}\n"
                               f"  V8       {p1[i][max(0, at - 8):at + 24].hex()}\n"
-                              f"  wasmtime {p2[i][max(0, at - 8):at + 24].hex()}")
+                              f"  {self.other:8} {p2[i][max(0, at - 8):at + 24].hex()}")
             if a1 != a2:
                 j1 = json.loads(a1[4:]) if a1 else []
                 j2 = json.loads(a2[4:]) if a2 else []
@@ -364,8 +472,7 @@ class RunComparison:
                 else:
                     if j1 != j2:
                         self.note("api", f"verdict()/tuple() lists differ in length at {self.where(s, 0)}")
-            if self.problems["verdicts"] is None and self.problems["tuples"] is None and \
-                    self.problems["packets"] is None and self.problems["api"] is None:
+            if all(self.problems[k] is None for k in ("verdicts", "tuples", "packets", "resets", "api")):
                 self.note("packets", f"{self.where(s, 0)}: batch records differ (layout)")
             return
         kind = {"configure": "config", "health": "config", "admin": "config", "maglev": "maglev",
@@ -380,10 +487,10 @@ class RunComparison:
             self.compare_maglev(k, bytes(v8), wt)
         elif op == "configure":
             self.note(kind, f"run {self.run['name']} step {k} (configure): V8 {bytes(v8)[:4].hex()} "
-                            f"{bytes(v8)[4:].decode(errors='replace')!r}, wasmtime {wt[:4].hex()} "
+                            f"{bytes(v8)[4:].decode(errors='replace')!r}, {self.other} {wt[:4].hex()} "
                             f"{wt[4:].decode(errors='replace')!r}")
         else:
-            self.note(kind, f"run {self.run['name']} step {k} ({op} {s}): V8 {bytes(v8).hex()}, wasmtime {wt.hex()}")
+            self.note(kind, f"run {self.run['name']} step {k} ({op} {s}): V8 {bytes(v8).hex()}, {self.other} {wt.hex()}")
 
     def compare_maglev(self, k, a, b):
         def tables(x):
@@ -395,18 +502,24 @@ class RunComparison:
             return out
         ta, tb = tables(a), tables(b)
         if len(ta) != len(tb):
-            self.note("maglev", f"run {self.run['name']} step {k}: {len(ta)} pools in V8, {len(tb)} in wasmtime")
+            self.note("maglev", f"run {self.run['name']} step {k}: {len(ta)} pools in V8, {len(tb)} in {self.other}")
             return
         for p, (x, y) in enumerate(zip(ta, tb)):
             if x != y:
                 e = first_diff(x, y) // 2
                 self.note("maglev", f"run {self.run['name']} step {k}: pool {p} Maglev tables differ "
                           f"(M {len(x) // 2} vs {len(y) // 2}); first at entry {e}: "
-                          f"V8 {x[2 * e:2 * e + 2].hex()} wasmtime {y[2 * e:2 * e + 2].hex()}")
+                          f"V8 {x[2 * e:2 * e + 2].hex()} {self.other} {y[2 * e:2 * e + 2].hex()}")
                 return
 
     def compare_state(self, k, v8, wt):
         a, b = bytes(v8), wt
+        if self.other == "native":
+            # The wasm2c build has no binding: the raw counters, occupancy and capacity only.
+            raw = state_raw(a)
+            if raw != b:
+                self.note("counters", f"run {self.run['name']}: counters or flow-table occupancy differ from native")
+            return
         # Raw part: everything before the JSON of counters().
         def parts(x):
             off = 0
@@ -424,7 +537,7 @@ class RunComparison:
             if slots != struct.unpack_from("<I", rb, 0)[0] or ra[:4 + 8 * slots] != rb[:4 + 8 * slots]:
                 ca = struct.unpack_from(f"<{slots}Q", ra, 4) if len(ra) >= 4 + 8 * slots else ()
                 cb = struct.unpack_from(f"<{slots}Q", rb, 4) if len(rb) >= 4 + 8 * slots else ()
-                diffs = [f"slot {i}: V8 {x} wasmtime {y}" for i, (x, y) in enumerate(zip(ca, cb)) if x != y]
+                diffs = [f"slot {i}: V8 {x} {self.other} {y}" for i, (x, y) in enumerate(zip(ca, cb)) if x != y]
                 self.note("counters", f"run {self.run['name']}: global counters differ: " + "; ".join(diffs[:6]))
             else:
                 self.note("counters", f"run {self.run['name']}: per-backend/per-rule counters or flow-table "
@@ -440,14 +553,14 @@ class RunComparison:
     def report(self):
         name = self.run["name"]
         labels = {"verdicts": "verdict stream", "tuples": "tuple records", "packets": "packets after processing",
-                  "api": "verdict()/tuple() values", "maglev": "Maglev tables", "counters": "counters at the end",
+                  "resets": "TCP reset records", "api": "verdict()/tuple()/resets() values", "maglev": "Maglev tables", "counters": "counters at the end",
                   "config": "configure/health/admin results"}
-        units = {"verdicts": "packets", "tuples": "packets", "packets": "packets", "api": "packets",
+        units = {"verdicts": "packets", "tuples": "packets", "packets": "packets", "resets": "resets", "api": "packets",
                  "maglev": "dumps", "counters": "dumps", "config": "steps"}
         for kind in labels:
             if self.counts[kind] == 0 and self.problems[kind] is None:
                 continue
-            check(f"{name}: {labels[kind]} identical", self.problems[kind] is None,
+            check(f"{name}: {labels[kind]} identical ({'V8 = ' + self.other})", self.problems[kind] is None,
                   self.problems[kind] or f"{self.counts[kind]} {units[kind]}")
 
 
@@ -700,6 +813,12 @@ def run(tmp, corpus, corpus_proc, t_start):
     t_plan = time.time()
     node = subprocess.Popen(["node", os.path.join(HERE, "v8_dump.mjs"), plan_path, blob_path, dump_path],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    # The native build runs the same plan, also in parallel.
+    native_exe = build_native(tmp)
+    write_binary_plan(plan, os.path.join(tmp, "plan.bin"))
+    native_path = os.path.join(tmp, "native.bin")
+    native = subprocess.Popen([native_exe, os.path.join(tmp, "plan.bin"), native_path],
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE)
 
     # The same plan under wasmtime, while Node runs it.
     blob = memoryview(bytes(plan.blob))
@@ -720,18 +839,30 @@ def run(tmp, corpus, corpus_proc, t_start):
         print(f"{passed} passed, {failed} failed")
         return 1
     v8 = read_dump(dump_path)
+    _, native_err = native.communicate()
+    if native.returncode != 0:
+        check("native_dump ran the plan", False, native_err.decode()[-2000:])
+        print(f"{passed} passed, {failed} failed")
+        return 1
+    nat_dump = read_dump(native_path)
     print(f"# corpus: {total_packets} packets in {sum(len(s) for _, s in streams)} batches, {len(plan.runs)} runs; "
-          f"wasmtime {t_wasmtime:.1f} s, V8 {t_v8:.1f} s (in parallel)", flush=True)
+          f"wasmtime {t_wasmtime:.1f} s, V8 {t_v8:.1f} s, native (in parallel)", flush=True)
 
     for r, run in enumerate(plan.runs):
-        cmp_ = RunComparison(run, plan)
-        for k, s in enumerate(run["steps"]):
-            a = v8.get((r, k))
-            if a is None:
-                cmp_.note("config", f"run {run['name']} step {k}: no output from V8")
-                continue
-            cmp_.compare(k, s, a, results[(r, k)], blob)
-        cmp_.report()
+        for other, dumps in (("wasmtime", results), ("native", nat_dump)):
+            cmp_ = RunComparison(run, plan, other)
+            for k, s in enumerate(run["steps"]):
+                a = v8.get((r, k))
+                b = dumps.get((r, k))
+                if a is None or b is None:
+                    cmp_.note("config", f"run {run['name']} step {k}: no output from {'V8' if a is None else other}")
+                    continue
+                cmp_.compare(k, s, a, bytes(b), blob)
+            cmp_.report()
+    total_resets = sum(resets_in(bytes(v8[(r, k)]), len(s["lens"])) for r, run in enumerate(plan.runs)
+                       for k, s in enumerate(run["steps"]) if s["op"] == "batch" and (r, k) in v8)
+    check("the corpus has TCP resets (enableTcpReset, idle past the timeout) to compare", total_resets > 0,
+          f"{total_resets} reset verdicts")
     check("reconfigure: memory grew and the views were re-taken", grew is not None,
           f"{grew[0]} -> {grew[1]} bytes" if grew else "memory did not grow")
 

@@ -10,8 +10,9 @@
 //   {"op":"batch","ingress":I,"link":L,"now":T,"at":OFF,"lens":[...],"api":bool}
 //        packets are PACKETS.bin[OFF...] back to back →
 //        i32 forwarded, verdict records, tuple records, descriptors after processing,
-//        each packet's bytes after processing; with "api", then u32 n + the JSON of
-//        [[verdict(i), tuple(i)], ...] as the binding reports them
+//        each packet's bytes after processing, u32 r + r × (u32 i, the 256-byte reset
+//        record of packet i) for the reset verdicts; with "api", then u32 n + the JSON
+//        of [[verdict(i), tuple(i), resets(i) as hex], ...] as the binding reports them
 //   {"op":"maglev"}   → per pool: u32 M, M × u16
 //   {"op":"state"}    → u32 slots + the u64 counters; u32 backends + u64 × 3 each;
 //                       u32 rules + u64 × 3 each; u32 flowTableUsed; u32 flowTableCapacity;
@@ -86,9 +87,15 @@ plan.runs.forEach((run, r) => {
         const parts = [i32(fwd), mem(core, x.verdictsPtr(), n * 16), mem(core, x.tuplesPtr(), n * 40),
           mem(core, x.descriptorsPtr(), n * 8)];
         for (let i = 0; i < n; i++) parts.push(Buffer.from(core.packet(i)));
+        const resets = [];
+        for (let i = 0; i < n; i++) {
+          if (core.verdict(i).action === 'reset') resets.push(u32(i), mem(core, x.resetsPtr() + i * 256, 256));
+        }
+        parts.push(u32(resets.length / 2), ...resets);
         if (s.api) {
           const api = [];
-          for (let i = 0; i < n; i++) api.push([core.verdict(i), core.tuple(i)]);
+          const hex = (r) => r && [Buffer.from(r.toSender).toString('hex'), Buffer.from(r.toBackend).toString('hex')];
+          for (let i = 0; i < n; i++) api.push([core.verdict(i), core.tuple(i), hex(core.resets(i))]);
           parts.push(...text(JSON.stringify(api)));
         }
         emit(r, k, parts);
