@@ -20,13 +20,18 @@
 // Errors and warnings are `path: reason`, the path into the input file
 // (`resources[2].properties.loadBalancingRules[0].properties.protocol`).
 
+import { randomBytes } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { isIP } from 'node:net';
 import { parseArgs } from 'node:util';
 import { Core } from './core.js';
 
 /** The hash seed of every imported configuration: fixed, so every instance agrees. */
-export const IMPORT_HASH_SEED = '0x1f2e3d4c5b6a7988';
+/** A fresh secret hashKey (docs/flowtable.md): the imported configuration carries it,
+ *  to be deployed as is on every instance. */
+export function newHashKey(): string {
+  return `0x${randomBytes(16).toString('hex')}`;
+}
 
 // ---- 1. Template expressions ----------------------------------------------------------------
 
@@ -655,6 +660,8 @@ export interface ImportOptions {
   parameters?: unknown;
   /** --set NAME=VALUE: template parameters, frontend.NAME and backend.NAME addresses. */
   set?: Record<string, string>;
+  /** The configuration's hashKey; default: a fresh random one. */
+  hashKey?: string;
 }
 
 export interface ImportResult {
@@ -1127,7 +1134,7 @@ class Importer {
 
     if (this.errors.length > 0) return null;
     const config = {
-      hashSeed: IMPORT_HASH_SEED,
+      hashKey: opts.hashKey ?? newHashKey(),
       frontends: frontends.map((f) => ({ name: f.name, address: f.address })),
       backendPools: pools.map((p, i) => {
         p.backends.forEach((b, j) => { this.origins[`backendPools[${i}].backends[${j}]`] = b.path; });
@@ -1503,6 +1510,7 @@ export function importArm(template: unknown, opts: ImportOptions = {}): ImportRe
 // ---- 3. The command ---------------------------------------------------------------------------
 
 export const IMPORT_ARM_USAGE = `usage: haports import-arm TEMPLATE.json [--parameters PARAMS.json] [--set NAME=VALUE ...]
+                          [--hash-key 0xKEY]
 
 Turns an Azure Resource Manager template (or an exported deployment, or a list of
 resources) holding Microsoft.Network/loadBalancers into a haports configuration, checks
@@ -1515,6 +1523,9 @@ it as 'haports validate' does, and prints it on standard output.
                         --set frontend.NAME=IP   a frontend IP configuration's address
                         --set backend.NIC/IPCONFIG=IP  a network interface's address
                       (with several load balancers, frontends are named LB/NAME)
+  --hash-key KEY      the configuration's secret hashKey ("0x" and 32 hex digits); by
+                      default a fresh random one. Deploy the same file (the same key)
+                      on every instance, so that they agree on every flow.
 
 Errors and warnings go to standard error as 'path: reason', the path into TEMPLATE.
 Exit codes: 0 success, 1 the template cannot be turned into a valid configuration,
@@ -1554,6 +1565,7 @@ export async function armCommand(argv: string[], out: NodeJS.WritableStream, err
       options: {
         parameters: { type: 'string' },
         set: { type: 'string', multiple: true },
+        'hash-key': { type: 'string' },
         help: { type: 'boolean', short: 'h' },
       },
     });
@@ -1571,7 +1583,11 @@ export async function armCommand(argv: string[], out: NodeJS.WritableStream, err
     const template = readJson(positionals[0], 'template');
     const parameters = values.parameters !== undefined ? readJson(values.parameters, 'parameters file') : undefined;
 
-    const result = importArm(template, { parameters, set });
+    const hashKey = values['hash-key'];
+    if (hashKey !== undefined && !/^0[xX][0-9a-fA-F]{32}$/.test(hashKey)) {
+      throw new UsageError('import-arm: --hash-key: expected "0x" and 32 hex digits');
+    }
+    const result = importArm(template, { parameters, set, hashKey });
     for (const w of result.warnings) err.write(`warning: ${w}\n`);
     if (result.config === null) {
       for (const e of result.errors) err.write(`${e}\n`);

@@ -18,8 +18,14 @@ function sink() {
   return { stream, text: () => chunks.join('') };
 }
 
-/** `haports import-arm ARGS` through armCommand (the code the CLI runs), from the repository root. */
+/** The hashKey the tests give import-arm, so that its output is fixed. */
+export const KEY = '0x000102030405060708090a0b0c0d0e0f';
+
+/** `haports import-arm ARGS` through armCommand (the code the CLI runs), from the repository
+ *  root, with --hash-key KEY unless the arguments give --hash-key (or 'random' is first). */
 export async function importArm(...args) {
+  if (args[0] === 'random') args = args.slice(1);
+  else if (!args.includes('--hash-key')) args = [...args, '--hash-key', KEY];
   const out = sink();
   const err = sink();
   const cwd = process.cwd();

@@ -3,9 +3,8 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 
-import { importArm, cli, validate, template, cliHasImportArm, writeTemp } from './helpers.mjs';
+import { importArm, cli, validate, template, cliHasImportArm, writeTemp, KEY } from './helpers.mjs';
 
-const SEED = '0x1f2e3d4c5b6a7988';
 
 test('(a) internal LB, HA-ports rule, TCP probe, NICs with static addresses: exact configuration, valid', async () => {
   const r = await importArm(template('internal-haports.json'));
@@ -13,7 +12,7 @@ test('(a) internal LB, HA-ports rule, TCP probe, NICs with static addresses: exa
   assert.equal(r.code, 0);
   const config = JSON.parse(r.stdout);
   assert.deepEqual(config, {
-    hashSeed: SEED,
+    hashKey: KEY,
     frontends: [{ name: 'nva-frontend', address: '10.0.2.100' }],
     backendPools: [{ name: 'nvas', backends: [
       { name: 'nva-0-nic/ipconfig1', address: '10.0.2.4' },
@@ -31,6 +30,16 @@ test('(a) internal LB, HA-ports rule, TCP probe, NICs with static addresses: exa
   assert.equal(v.code, 0, v.stdout + v.stderr);
 });
 
+test('the imported configuration carries a fresh random 128-bit hashKey, or the one given with --hash-key', async () => {
+  const a = JSON.parse((await importArm('random', template('internal-haports.json'))).stdout).hashKey;
+  const b = JSON.parse((await importArm('random', template('internal-haports.json'))).stdout).hashKey;
+  assert.match(a, /^0x[0-9a-f]{32}$/);
+  assert.notEqual(a, b);
+  const bad = await importArm(template('internal-haports.json'), '--hash-key', '0x1234');
+  assert.equal(bad.code, 2);
+  assert.match(bad.stderr, /--hash-key: expected "0x" and 32 hex digits/);
+});
+
 test('(b) DSR HA ports on two frontends sharing the NVA NICs: exact configuration, valid (caveat 3 holds)', async () => {
   const r = await importArm(template('dsr-two-frontends.json'));
   assert.equal(r.stderr, '');
@@ -38,7 +47,7 @@ test('(b) DSR HA ports on two frontends sharing the NVA NICs: exact configuratio
   const nvas = [{ name: 'fw-0-nic/ipconfig1', address: '10.1.3.4' }, { name: 'fw-1-nic/ipconfig1', address: '10.1.3.5' }];
   const ha = { protocol: 'all', frontendPort: 0, backendPort: 0, floatingIp: true };
   assert.deepEqual(JSON.parse(r.stdout), {
-    hashSeed: SEED,
+    hashKey: KEY,
     frontends: [{ name: 'untrust-fe', address: '10.1.1.100' }, { name: 'trust-fe', address: '10.1.2.100' }],
     backendPools: [{ name: 'untrust-pool', backends: nvas }, { name: 'trust-pool', backends: nvas }],
     probes: [{ name: 'health', protocol: 'http', port: 8080, intervalSeconds: 5, threshold: 3, path: '/healthz' }],
@@ -150,7 +159,7 @@ test('(g) an exported deployment: its own parameter values, address-based pool, 
     'warning: properties.template.resources[0].properties.loadBalancingRules[0].properties.enableConnectionTracking: not imported: haports has no equivalent of this load-balancing rule property',
   ]);
   assert.deepEqual(JSON.parse(r.stdout), {
-    hashSeed: SEED,
+    hashKey: KEY,
     frontends: [{ name: 'hub-fe', address: '10.5.0.100' }],
     backendPools: [{ name: 'nvas', drainPeriodSeconds: 30, backends: [
       { name: 'nva-0', address: '10.5.1.4' }, { name: 'nva-1', address: '10.5.1.5', adminState: 'draining' },
