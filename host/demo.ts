@@ -19,7 +19,7 @@ directions meet one appliance, and failover and recovery of one appliance.
 `;
 
 export const DEMO_CONFIG: Config = {
-  hashSeed: '0x1f2e3d4c5b6a7988',
+  hashKey: '0x4f7a1c9e2b6d8035a1e4c7f90b3d6a28', // a demo key: set your own secret one (docs/flowtable.md)
   flowTable: { capacity: 1 << 20 },
   frontends: [{ name: 'hub', address: '10.0.0.100' }],
   backendPools: [{
