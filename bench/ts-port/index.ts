@@ -5,36 +5,46 @@
 // drives it with the same host code, and writes byte-identical verdict and tuple records
 // (the benchmark checks that it does, packet by packet, before it reports a number).
 //
-//   descriptor → parse → rule → flow → pick → track → verdict
+//   descriptor → parse → later fragment → rule → flow → pick → track → verdict
 //
-// Covered: parse → rule → flow → pick → track → verdict as the core does it (Ethernet/
-// VLAN, IPv4 options and fragments, IPv6 extension headers, ICMP echo and errors, exact
-// and HA-ports rules, distribution modes, symmetric keys, health, persistence,
-// failOpen, counters). Not ported: configuration validation (the port trusts its
-// configuration), and the core's NAT rewriting, reply entries, fragment table and drain
-// periods, which the benchmark's traffic (floating-IP rule, no fragments, every backend
-// up) never reaches — the core still checks for them on every packet, the port does not.
+// Covered as the core does it: parse (Ethernet/VLAN, IPv4 options and fragments, IPv6
+// extension headers, ICMP echo and errors), exact and HA-ports rules, distribution
+// modes, symmetric keys, the keyed SipHash-1-3 flow hash (hashKey / hashSeed), the
+// two-bucket flow table with cuckoo moves, its clock, admission (SYN, established,
+// swapped, 1 s) and eviction rules, the restart of a flow by a bare SYN, fragment
+// entries (later fragments follow their first), health, persistence, failOpen, counters.
+// The core runs a batch in pass groups (classify and hash every packet of a group, then
+// decide); classification reads nothing the decisions write, so the port runs each
+// packet through both at once, with the same results.
+// Not ported: configuration validation (the port trusts its configuration), and what
+// the benchmark's traffic (one floating-IP rule, no fragments, every backend up, no
+// enableTcpReset) never reaches: NAT rewriting and reply entries (non-floating rules),
+// drain periods (a draining backend keeps its flows, as with drainSeconds 0), and the
+// RSTs of enableTcpReset (an idle-expired TCP flow starts over, as without it).
 
 import {
   ACTION_DROP, ACTION_FORWARD, ACTION_NOMATCH, BACKEND_DOWN, BACKEND_UP, C_BATCHES, C_BYTES,
-  C_DROP_REASON_BASE, C_DROPPED, C_EVICTIONS, C_FLOW_HITS, C_FLOW_MOVED, C_FLOW_NEW, C_FORWARDED,
-  C_FRAG_3TUPLE, C_ICMP_ERRORS, C_NOMATCH, C_PACKETS, C_UNTRACKED, COUNTER_SLOTS, DESCRIPTOR_BYTES,
-  DIST_DEFAULT, DIST_SOURCE_IP, DIST_SOURCE_IP_PROTOCOL, FLAG_EVICTED, FLAG_EXACT_RULE, FLAG_FAIL_OPEN,
-  FLAG_FLOW_HIT, FLAG_FLOW_NEW, FLAG_FRAG_3TUPLE, FLAG_ICMP_ERROR, FLAG_NEXT_HOP, FLAG_UNTRACKED,
-  MAX_BATCH, NO_HEALTHY_FAIL_OPEN, NONE, PERSIST_ALWAYS, PERSIST_NEVER, PROTO_TCP, REASON_BAD_DESCRIPTOR,
+  C_DROP_REASON_BASE, C_DROPPED, C_EVICTIONS, C_FLOW_ESTABLISHED, C_FLOW_HITS, C_FLOW_MOVED,
+  C_FLOW_MOVES, C_FLOW_NEW, C_FORWARDED, C_FRAG_3TUPLE, C_FRAG_ENTRIES, C_FRAG_HITS, C_ICMP_ERRORS,
+  C_NOMATCH, C_PACKETS, C_UNTRACKED, COUNTER_SLOTS, DEFAULT_HASH_SEED, DESCRIPTOR_BYTES, DIST_DEFAULT,
+  DIST_SOURCE_IP, DIST_SOURCE_IP_PROTOCOL, FLAG_ESTABLISHED, FLAG_EVICTED, FLAG_EXACT_RULE,
+  FLAG_FAIL_OPEN, FLAG_FLOW_HIT, FLAG_FLOW_NEW, FLAG_FRAG_3TUPLE, FLAG_FRAGMENT, FLAG_ICMP_ERROR,
+  FLAG_NEXT_HOP, FLAG_UNTRACKED, FLOW_ESTABLISH_AFTER_MS, LINK_ETHERNET, LINK_RAW_IP, MAX_BATCH,
+  NO_HEALTHY_FAIL_OPEN, NONE, PERSIST_ALWAYS, PERSIST_NEVER, PROTO_TCP, REASON_BAD_DESCRIPTOR,
   REASON_NO_HEALTHY_BACKEND, REASON_NO_RULE, REASON_NONE, RULE_PROTO_ALL, RX_ARENA_BYTES, TUPLE_BYTES,
   VERDICT_BYTES,
 } from './consts';
-import { fmix64, fmix64Inline, hashKey, mul64, R, w } from './hash';
+import { fmix64, fmix64Inline, keyHash, mul64, R, setHashKey, w, ws } from './hash';
 import {
-  keyDport, keyDst, keyFamily, keyProto, keySport, keySrc, parsePacket, pktDport, pktFamily,
-  pktFlags, pktHasPorts, pktL3, pktProto, pktSport, pktSrc, pktDst, pktTcpFlags, setPacketMemory,
-  TCP_ACK, TCP_FIN, TCP_RST,
+  keyDport, keyDst, keyFamily, keyProto, keySport, keySrc, noPacket, parsePacket, pktDport, pktFamily,
+  pktFlags, pktFragId, pktHasPorts, pktL3, pktProto, pktSport, pktSrc, pktDst, pktTcpFlags,
+  setPacketMemory, TCP_ACK, TCP_FIN, TCP_RST, TCP_SYN,
 } from './packet';
 import { buildTable, lookup, Pool, preparePool } from './maglev';
 import {
-  entryBackend, entryRule, flowInsert, flowLookup, flowsAllocate, lastInsertEvicted, setEntryBackend,
-  STATE_CLOSING, STATE_ESTABLISHED, touchEntry,
+  entryAge, entryBackend, entryExpired, entryRule, entryState, flowFind, flowInsert, flowLookup,
+  flowMoves, flowsAllocate, flowsClock, insertEvicted, restartEntry, setEntryBackend, STATE_CLOSING,
+  STATE_ESTABLISHED, STATE_FRAGMENT, STATE_SWAPPED, STATE_SYN, touchEntry, touchFlow,
 } from './flows';
 
 // ---- Memory: the core's regions, at fixed offsets of one ArrayBuffer ---------------------
@@ -56,11 +66,11 @@ const counters = new Float64Array(COUNTER_SLOTS);
 // ---- The compiled configuration ----------------------------------------------------------
 
 interface Plan {
-  seedLo: number; seedHi: number;
   frontendFamily: number[]; frontendLo: Uint32Array; frontendHi: Uint32Array; // 2 u32 per frontend
   frontendHaRule: number[]; frontendSlots: Int32Array;
-  exactKeys: Uint32Array; exactRules: Int32Array; // 2 u32 per slot; 0:0 = empty
-  rulePool: number[]; ruleDistribution: number[]; ruleSymmetric: boolean[]; ruleIdleMs: Float64Array;
+  exactKeys: Uint32Array; exactRules: Int32Array; hasExact: boolean; // 2 u32 per slot; 0:0 = empty
+  ruleFrontend: number[]; rulePool: number[]; ruleDistribution: number[]; ruleSymmetric: boolean[];
+  ruleIdleMinutes: Uint8Array;
   rulePersist: number[]; ruleNoHealthy: number[];
   pools: Pool[]; tableAll: Uint16Array[];
   backendNames: string[]; backendState: number[]; backendWeight: number[];
@@ -101,16 +111,41 @@ function exactSlot(frontend: number, proto: number, port: number, mask: number):
   return R[0] & mask;
 }
 
+/** The bytes of `v` in the other order (a u64: hashSeed's and hashKey's words → SipHash's). */
+function bswap64(v: bigint): bigint {
+  let r = 0n;
+  for (let i = 0n; i < 64n; i += 8n) r = (r << 8n) | ((v >> i) & 0xffn);
+  return r;
+}
+
+/**
+ * readKey of assembly/config.ts: `hashKey` ("0x" + 32 hex digits, k0 = bytes 0–7 and
+ * k1 = bytes 8–15 read little-endian), or `hashSeed` S (k0 = k1 = S's 8 bytes as written,
+ * read little-endian), or the public default (hashSeed 0x1f2e3d4c5b6a7988).
+ */
+function setKey(config: any): void {
+  let k0: bigint, k1: bigint;
+  if (config.hashKey !== undefined) {
+    const s = String(config.hashKey);
+    k0 = bswap64(BigInt('0x' + s.slice(2, 18)));
+    k1 = bswap64(BigInt('0x' + s.slice(18, 34)));
+  } else {
+    const seed = config.hashSeed ?? DEFAULT_HASH_SEED;
+    k0 = bswap64(BigInt(typeof seed === 'string' ? '0x' + seed.slice(2) : seed));
+    k1 = k0;
+  }
+  setHashKey(Number(k0 & 0xffffffffn), Number(k0 >> 32n), Number(k1 & 0xffffffffn), Number(k1 >> 32n));
+}
+
 export function configure(config: any): void {
-  const seed = BigInt(config.hashSeed ?? '0x1f2e3d4c5b6a7988');
+  setKey(config);
   const frontends = config.frontends ?? [];
   const nf = frontends.length;
   const p: Plan = {
-    seedLo: Number(seed & 0xffffffffn), seedHi: Number(seed >> 32n),
     frontendFamily: [], frontendLo: new Uint32Array(2 * nf), frontendHi: new Uint32Array(2 * nf),
     frontendHaRule: new Array(nf).fill(NONE), frontendSlots: new Int32Array(nextPowerOfTwo(nf * 2 + 2)).fill(-1),
-    exactKeys: new Uint32Array(0), exactRules: new Int32Array(0),
-    rulePool: [], ruleDistribution: [], ruleSymmetric: [], ruleIdleMs: new Float64Array(0), rulePersist: [],
+    exactKeys: new Uint32Array(0), exactRules: new Int32Array(0), hasExact: false,
+    ruleFrontend: [], rulePool: [], ruleDistribution: [], ruleSymmetric: [], ruleIdleMinutes: new Uint8Array(0), rulePersist: [],
     ruleNoHealthy: [], pools: [], tableAll: [], backendNames: [], backendState: [], backendWeight: [],
     backendCounters: new Float64Array(0), ruleCounters: new Float64Array(0),
   };
@@ -156,15 +191,16 @@ export function configure(config: any): void {
   const nr = rules.length;
   p.exactKeys = new Uint32Array(2 * nextPowerOfTwo(nr * 2 + 2));
   p.exactRules = new Int32Array(p.exactKeys.length / 2);
-  p.ruleIdleMs = new Float64Array(nr);
+  p.ruleIdleMinutes = new Uint8Array(nr);
   rules.forEach((r: any, i: number) => {
     const proto = r.protocol === 'tcp' ? 6 : r.protocol === 'udp' ? 17 : RULE_PROTO_ALL;
     const fe = frontendIndex.get(r.frontend)!;
     const haPorts = proto === RULE_PROTO_ALL && (r.frontendPort ?? 0) === 0 && (r.backendPort ?? 0) === 0;
+    p.ruleFrontend.push(fe);
     p.rulePool.push(poolIndex.get(r.backendPool)!);
     p.ruleDistribution.push(({ default: DIST_DEFAULT, sourceIPProtocol: DIST_SOURCE_IP_PROTOCOL, sourceIP: DIST_SOURCE_IP } as any)[r.loadDistribution ?? 'default']);
     p.ruleSymmetric.push(r.symmetric ?? haPorts);
-    p.ruleIdleMs[i] = (r.idleTimeoutMinutes ?? 4) * 60000;
+    p.ruleIdleMinutes[i] = r.idleTimeoutMinutes ?? 4;
     p.rulePersist.push(({ defaultForProtocol: 0, never: PERSIST_NEVER, always: PERSIST_ALWAYS } as any)[r.persistOnUnhealthy ?? 'defaultForProtocol']);
     p.ruleNoHealthy.push(r.noHealthyBackends === 'failOpen' ? NO_HEALTHY_FAIL_OPEN : 0);
     if (proto === RULE_PROTO_ALL) {
@@ -176,12 +212,13 @@ export function configure(config: any): void {
       p.exactKeys[2 * s] = fe + 1;
       p.exactKeys[2 * s + 1] = proto | (r.frontendPort << 8);
       p.exactRules[s] = i;
+      p.hasExact = true;
     }
   });
   p.backendCounters = new Float64Array(p.backendNames.length * 3);
   p.ruleCounters = new Float64Array(nr * 3);
   plan = p;
-  flowsAllocate(config.flowTable?.capacity ?? 65536, p.ruleIdleMs);
+  flowsAllocate(config.flowTable?.capacity ?? 65536, p.ruleIdleMinutes);
 }
 
 // ---- Packet path ---------------------------------------------------------------------------
@@ -211,7 +248,7 @@ let matchedExact = false;
 function matchRule(frontend: number, proto: number, port: number, hasPort: boolean): number {
   matchedExact = false;
   const keys = plan.exactKeys;
-  if (hasPort && keys.length > 0) {
+  if (hasPort && plan.hasExact) {
     const lo = frontend + 1;
     const hi = proto | (port << 8);
     const mask = plan.exactRules.length - 1;
@@ -231,7 +268,8 @@ function matchRule(frontend: number, proto: number, port: number, hasPort: boole
 
 function le32(p: number): number { return (u8[p] | (u8[p + 1] << 8) | (u8[p + 2] << 16) | (u8[p + 3] << 24)) >>> 0; }
 
-/** loadKey of assembly/hash.ts: the flow key into `w`, canonical when symmetric. */
+/** flowKey of assembly/hash.ts: the flow key into `w`, canonical when symmetric. */
+let keySwapped = false;
 function loadKey(symmetric: boolean): void {
   if (keyFamily === 4) {
     w[0] = le32(keySrc); w[1] = 0; w[2] = 0; w[3] = 0;
@@ -242,6 +280,7 @@ function loadKey(symmetric: boolean): void {
   }
   let sport = keySport;
   let dport = keyDport;
+  keySwapped = false;
   if (symmetric) {
     // u64 comparisons w0 > w2 || (w0 == w2 && (w1 > w3 || (w1 == w3 && sport > dport))),
     // each u64 compared high half first.
@@ -250,6 +289,7 @@ function loadKey(symmetric: boolean): void {
     if (c0 > 0 || (c0 === 0 && (c1 > 0 || (c1 === 0 && sport > dport)))) {
       for (let k = 0; k < 4; k++) { const t = w[k]; w[k] = w[k + 4]; w[k + 4] = t; }
       const t = sport; sport = dport; dport = t;
+      keySwapped = true;
     }
   }
   w[8] = (sport | (dport << 16)) >>> 0;
@@ -261,12 +301,25 @@ function cmp64(aLo: number, aHi: number, bLo: number, bHi: number): number {
   return aLo === bLo ? 0 : aLo > bLo ? 1 : -1;
 }
 
-/** distributionHash: the loaded key reduced to the rule's mode → R. */
+/** fragmentKey of assembly/hash.ts into `ws`: (src, dst, proto, IP ID) | FRAGMENT_MARK. */
+function loadFragmentKey(): void {
+  if (pktFamily === 4) {
+    ws[0] = le32(pktSrc); ws[1] = 0; ws[2] = 0; ws[3] = 0;
+    ws[4] = le32(pktDst); ws[5] = 0; ws[6] = 0; ws[7] = 0;
+  } else {
+    ws[0] = le32(pktSrc); ws[1] = le32(pktSrc + 4); ws[2] = le32(pktSrc + 8); ws[3] = le32(pktSrc + 12);
+    ws[4] = le32(pktDst); ws[5] = le32(pktDst + 4); ws[6] = le32(pktDst + 8); ws[7] = le32(pktDst + 12);
+  }
+  ws[8] = pktFragId >>> 0;
+  ws[9] = (pktProto | (pktFamily << 8) | (1 << 17)) >>> 0; // FRAGMENT_MARK = 1 << 49
+}
+
+/** distributionHash: the key in `w` reduced to the rule's mode → R (the key is left as it was). */
 function distributionHash(mode: number): void {
   const lo = w[8], hi = w[9];
   if (mode === DIST_SOURCE_IP_PROTOCOL) { w[8] = 0; }
   else if (mode === DIST_SOURCE_IP) { w[8] = 0; w[9] = hi & 0xffffff00; }
-  hashKey(plan.seedLo, plan.seedHi);
+  keyHash(w);
   w[8] = lo; w[9] = hi;
 }
 
@@ -313,12 +366,37 @@ function countObject(arr: Float64Array, index: number, bytes: number, newFlow: b
   if (newFlow) arr[p + 2]++;
 }
 
+/** Whether a tracked flow on backend `b` must move (drain periods not ported: a draining backend keeps its flows). */
 function mustLeave(rule: number, b: number): boolean {
   if (plan.backendState[b] !== BACKEND_DOWN) return false;
   const persist = plan.rulePersist[rule];
   if (persist === PERSIST_ALWAYS) return false;
   if (persist === PERSIST_NEVER) return true;
   return keyProto !== PROTO_TCP;
+}
+
+function isBareSyn(): boolean {
+  return pktProto === PROTO_TCP && (pktTcpFlags & (TCP_SYN | TCP_ACK)) === TCP_SYN;
+}
+
+/**
+ * Admission (assembly/datapath.ts establishes): whether this packet shows the
+ * not-yet-established flow of entry `e` (state `s`) to be real.
+ */
+function establishes(e: number, s: number): boolean {
+  if (pktFlags & FLAG_ICMP_ERROR) return false;
+  if (s & STATE_SYN) return !isBareSyn();
+  return keySwapped !== ((s & STATE_SWAPPED) !== 0) || entryAge(e) >= FLOW_ESTABLISH_AFTER_MS;
+}
+
+/** The state a new flow entry starts in (newFlowState). */
+function newFlowState(): number {
+  let state = keySwapped ? STATE_SWAPPED : 0;
+  if (keyProto === PROTO_TCP) {
+    if (isBareSyn()) state |= STATE_SYN;
+    if (pktTcpFlags & (TCP_FIN | TCP_RST)) state |= STATE_CLOSING;
+  }
+  return state;
 }
 
 let selectedFailOpen = false;
@@ -341,117 +419,179 @@ function forward(v: number, b: number, rule: number, frontend: number, flags: nu
   countObject(plan.backendCounters, b, len, newFlow);
   countObject(plan.ruleCounters, rule, len, newFlow);
   verdict(v, ACTION_FORWARD, REASON_NONE, flags, rule, b, frontend, hashLo);
-  counters[C_FORWARDED]++;
 }
 
-function processPacket(i: number, now: number, ingress: number, link: number, v: number): void {
+/** Records the backend of a first fragment for the later fragments of its datagram (never established). */
+function recordFragment(rule: number, b: number): void {
+  loadFragmentKey();
+  keyHash(ws);
+  if (flowInsert(ws, R[0], R[1], rule, b, STATE_FRAGMENT) !== 0) counters[C_FRAG_ENTRIES]++;
+}
+
+/** Packet i of the batch: both passes of the core (classify, then decide). Returns its length. */
+function processPacket(i: number, ingress: number, link: number, v: number): number {
   const t = TUPLES_PTR + i * TUPLE_BYTES;
   const d = (DESCRIPTORS_PTR >>> 2) + 2 * i;
   const off = u32[d];
   const len = u32[d + 1];
-  counters[C_PACKETS]++;
-  counters[C_BYTES] += len;
 
+  // ---- Descriptor and parse.
   if (off > RX_ARENA_BYTES || len > RX_ARENA_BYTES - off) {
-    u8[t + 37] = 0;
+    noPacket();
+    writeTuple(t);
     drop(v, REASON_BAD_DESCRIPTOR, 0, NONE, NONE);
-    return;
+    return len;
   }
-
   const reason = parsePacket(ARENA_PTR + off, len, link);
   writeTuple(t);
   let flags = pktFlags;
   if (reason !== REASON_NONE) {
     drop(v, reason, flags, NONE, NONE);
-    return;
+    return len;
   }
-
+  if (flags & FLAG_ICMP_ERROR) counters[C_ICMP_ERRORS]++;
   let frontend = ingress;
   if (frontend === NONE) frontend = findFrontend(keyFamily, keyDst);
   else flags |= FLAG_NEXT_HOP;
   const rule = frontend === NONE ? NONE : matchRule(frontend, keyProto, keyDport, keySport !== 0 || keyDport !== 0);
+
+  // ---- Later fragment: follows the backend its first fragment chose.
+  if (flags & FLAG_FRAG_3TUPLE) {
+    loadFragmentKey();
+    keyHash(ws);
+    const e = flowLookup(ws, R[0], R[1]);
+    if (e !== 0) {
+      const r = entryRule(e);
+      touchEntry(e, 0, true);
+      counters[C_FRAG_HITS]++;
+      // (Reply fragment entries and NAT: not ported; they need a non-floating rule.)
+      forward(v, entryBackend(e), r, plan.ruleFrontend[r], flags | FLAG_FLOW_HIT, 0, len, false);
+      return len;
+    }
+    // Its first fragment was not seen: the 3-tuple below, counted.
+  }
+
+  // ---- Rule.
   if (rule === NONE) {
     verdict(v, ACTION_NOMATCH, REASON_NO_RULE, flags, NONE, NONE, frontend, 0);
     counters[C_NOMATCH]++;
     counters[C_DROP_REASON_BASE + REASON_NO_RULE]++;
-    return;
+    return len;
   }
   if (matchedExact) flags |= FLAG_EXACT_RULE;
-  if (flags & FLAG_ICMP_ERROR) counters[C_ICMP_ERRORS]++;
 
   const pool = plan.rulePool[rule];
   const mode = plan.ruleDistribution[rule];
   loadKey(plan.ruleSymmetric[rule]);
+  keyHash(w);
+  const fLo = R[0], fHi = R[1];
 
+  // ---- Later fragment without its first: (src, dst, proto), untracked.
   if (flags & FLAG_FRAG_3TUPLE) {
     counters[C_FRAG_3TUPLE]++;
     distributionHash(mode === DIST_DEFAULT ? DIST_SOURCE_IP_PROTOCOL : mode);
     const hLo = R[0], hHi = R[1];
     forward(v, selectBackend(pool, rule, hHi), rule, frontend, flags, hLo, len, false);
-    return;
+    return len;
   }
 
-  hashKey(plan.seedLo, plan.seedHi);
-  const fLo = R[0], fHi = R[1];
-  let state = 0;
-  if (keyProto === PROTO_TCP) {
-    if (pktTcpFlags & TCP_ACK) state |= STATE_ESTABLISHED;
-    if (pktTcpFlags & (TCP_FIN | TCP_RST)) state |= STATE_CLOSING;
-  }
-  const e1 = flowLookup(fLo, fHi, now);
-  if (e1 !== 0 && entryRule(e1 - 1) === rule) {
-    const e = e1 - 1;
-    flags |= FLAG_FLOW_HIT;
-    counters[C_FLOW_HITS]++;
-    const seen = keyProto === PROTO_TCP ? state : STATE_ESTABLISHED;
-    let b = entryBackend(e);
-    if (mustLeave(rule, b)) {
-      let hHi = fHi;
-      if (mode !== DIST_DEFAULT) { distributionHash(mode); hHi = R[1]; }
+  // ---- Flow: a tracked flow keeps its backend.
+  const closing = keyProto === PROTO_TCP && (pktTcpFlags & (TCP_FIN | TCP_RST)) !== 0 ? STATE_CLOSING : 0;
+  let b = NONE;
+  let hLo = fLo, hHi = fHi;
+  let newFlow = false;
+  let e = flowFind(w, fLo, fHi);
+  if (e !== 0 && entryExpired(e)) e = 0; // a new flow: its insertion reuses the entry
+  if (e !== 0 && entryRule(e) === rule) {
+    b = entryBackend(e);
+    // A bare SYN on a closing flow, or on one whose backend is down: a new connection.
+    if (isBareSyn() && ((entryState(e) & STATE_CLOSING) !== 0 || plan.backendState[b] === BACKEND_DOWN)) {
+      if (mode !== DIST_DEFAULT) { distributionHash(mode); hLo = R[0]; hHi = R[1]; }
+      b = selectBackend(pool, rule, hHi);
+      if (selectedFailOpen) flags |= FLAG_FAIL_OPEN;
+      if (b === NONE) {
+        drop(v, REASON_NO_HEALTHY_BACKEND, flags, rule, frontend);
+        return len;
+      }
+      restartEntry(e, b, newFlowState());
+      flags |= FLAG_FLOW_NEW;
+      newFlow = true;
+      counters[C_FLOW_NEW]++;
+    } else {
+      flags |= FLAG_FLOW_HIT;
+      counters[C_FLOW_HITS]++;
+    }
+    if (!newFlow && mustLeave(rule, b)) {
+      counters[C_FLOW_MOVED]++;
+      if (mode !== DIST_DEFAULT) { distributionHash(mode); hLo = R[0]; hHi = R[1]; }
       b = selectBackend(pool, rule, hHi);
       if (b === NONE) {
         drop(v, REASON_NO_HEALTHY_BACKEND, flags, rule, frontend);
-        return;
+        return len;
       }
       setEntryBackend(e, b);
-      counters[C_FLOW_MOVED]++;
     }
-    touchEntry(e, now, seen);
-    forward(v, b, rule, frontend, flags, fLo, len, false);
-    return;
+    if (!newFlow) {
+      // Admission: established → refreshed; otherwise established when this packet
+      // proves the flow real, else it keeps the time of its first packet.
+      const s = entryState(e);
+      if (s & STATE_ESTABLISHED) {
+        touchFlow(e, closing);
+      } else if (establishes(e, s)) {
+        touchFlow(e, closing | STATE_ESTABLISHED);
+        counters[C_FLOW_ESTABLISHED]++;
+      } else {
+        touchEntry(e, closing, false);
+      }
+    }
+    if (entryState(e) & STATE_ESTABLISHED) flags |= FLAG_ESTABLISHED;
+  } else {
+    // ---- Pick: Maglev over the pool's healthy backends.
+    if (mode !== DIST_DEFAULT) { distributionHash(mode); hLo = R[0]; hHi = R[1]; }
+    b = selectBackend(pool, rule, hHi);
+    if (selectedFailOpen) flags |= FLAG_FAIL_OPEN;
+    if (b === NONE) {
+      drop(v, REASON_NO_HEALTHY_BACKEND, flags, rule, frontend);
+      return len;
+    }
+    // ---- Track the new flow; untracked, it still gets its consistent-hash backend.
+    if (flowInsert(w, fLo, fHi, rule, b, newFlowState()) === 0) {
+      flags |= FLAG_UNTRACKED;
+      counters[C_UNTRACKED]++;
+    } else {
+      flags |= FLAG_FLOW_NEW;
+      newFlow = true;
+      counters[C_FLOW_NEW]++;
+      if (insertEvicted) {
+        flags |= FLAG_EVICTED;
+        counters[C_EVICTIONS]++;
+      }
+    }
   }
 
-  let hLo = fLo, hHi = fHi;
-  if (mode !== DIST_DEFAULT) { distributionHash(mode); hLo = R[0]; hHi = R[1]; }
-  const b = selectBackend(pool, rule, hHi);
-  if (selectedFailOpen) flags |= FLAG_FAIL_OPEN;
-  if (b === NONE) {
-    drop(v, REASON_NO_HEALTHY_BACKEND, flags, rule, frontend);
-    return;
-  }
-  if (flowInsert(fLo, fHi, now, rule, b, state) === 0) {
-    flags |= FLAG_UNTRACKED;
-    counters[C_UNTRACKED]++;
-  } else {
-    flags |= FLAG_FLOW_NEW;
-    counters[C_FLOW_NEW]++;
-    if (lastInsertEvicted) {
-      flags |= FLAG_EVICTED;
-      counters[C_EVICTIONS]++;
-    }
-  }
-  forward(v, b, rule, frontend, flags, hLo, len, (flags & FLAG_FLOW_NEW) !== 0);
+  // ---- First fragments are recorded so that later ones follow.
+  if (flags & FLAG_FRAGMENT) recordFragment(rule, b);
+  forward(v, b, rule, frontend, flags, hLo, len, newFlow);
+  return len;
 }
 
 /** processBatch of the core's ABI: descriptors [0, n) at time `now`. */
 export function processBatch(n: number, now: number, ingress: number, link: number): number {
   if (n < 0 || n > MAX_BATCH) return -1;
+  if (link !== LINK_RAW_IP && link !== LINK_ETHERNET) return -1;
+  if (ingress !== NONE && (ingress < 0 || ingress >= plan.frontendFamily.length)) return -1;
+  flowsClock(now);
   let forwarded = 0;
+  let bytes = 0;
   for (let i = 0; i < n; i++) {
     const v = VERDICTS_PTR + i * VERDICT_BYTES;
-    processPacket(i, now, ingress, link, v);
+    bytes += processPacket(i, ingress, link, v);
     if (u8[v] === ACTION_FORWARD) forwarded++;
   }
+  counters[C_PACKETS] += n;
+  counters[C_BYTES] += bytes;
+  counters[C_FORWARDED] += forwarded;
+  counters[C_FLOW_MOVES] = flowMoves;
   counters[C_BATCHES]++;
   return forwarded;
 }
@@ -459,3 +599,4 @@ export function processBatch(n: number, now: number, ingress: number, link: numb
 export function getMemory(): ArrayBuffer { return memory; }
 export function getCounters(): Float64Array { return counters; }
 export function maglevTable(pool: number): Uint16Array { return plan.pools[pool].table; }
+export { flowUsed as flowTableUsed, flowCapacity as flowTableCapacity } from './flows';

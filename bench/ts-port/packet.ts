@@ -1,7 +1,9 @@
 // Packet parsing, ported from assembly/packet.ts line by line: L2 → IPv4/IPv6 (options,
 // extension headers, fragments) → L4 ports, ICMP echo identifiers and the quoted header
 // of ICMP errors. Reads the packet in place through typed-array views of the memory it
-// lives in; results in module variables (no allocation per packet), as in the core.
+// lives in; results in module variables (no allocation per packet): the fields of the
+// core's Packet record (`pkt*` for the packet's own, `key*` for its flow key), for the
+// one packet the port works on at a time.
 
 import {
   FLAG_FRAGMENT, FLAG_FRAG_3TUPLE, FLAG_ICMP_ERROR, FLAG_IPV6, LINK_ETHERNET, MAX_IPV6_EXT_HEADERS,
@@ -44,6 +46,18 @@ export const TCP_ACK = 0x10;
 function be16(p: number): number { return (u8[p] << 8) | u8[p + 1]; }
 function be32(p: number): number { return ((u8[p] << 24) | (u8[p + 1] << 16) | (u8[p + 2] << 8) | u8[p + 3]) >>> 0; }
 
+/** The record of a packet whose descriptor lies outside the arena: nothing parsed. */
+export function noPacket(): void {
+  pktFamily = 0;
+  pktHasPorts = false;
+  pktSport = 0;
+  pktDport = 0;
+  pktTcpFlags = 0;
+  pktFlags = 0;
+  pktL3 = 0;
+  pktProto = 0;
+}
+
 export function parsePacket(p: number, len: number, link: number): number {
   pktFamily = 0;
   pktHasPorts = false;
@@ -51,8 +65,10 @@ export function parsePacket(p: number, len: number, link: number): number {
   pktDport = 0;
   pktTcpFlags = 0;
   pktFlags = 0;
+  pktL3 = 0;
   pktL4 = -1;
   pktFragId = 0;
+  pktProto = 0;
 
   let l3 = 0;
   let isV6 = false;
