@@ -1,15 +1,17 @@
 #!/usr/bin/env node
 // The benchmark suite (issue 3): the core's packet path in V8, under wasmtime and as the
-// native ceiling (wasm2c + gcc -O3), beside a plain TypeScript port and the idiomatic
-// Node approach; Maglev build time, distribution quality and memory. Writes a Markdown
-// table, JSON and an SVG chart under bench/results/.
+// native ceiling (wasm2c + gcc -O3), beside the C reference (the same packet path written
+// by hand in C for speed, issue 10), a plain TypeScript port and the idiomatic Node
+// approach; Maglev build time, distribution quality and memory. Writes a Markdown table,
+// JSON and an SVG chart under bench/results/.
 //
 //   npm run bench [-- --quick | --full] [--out PREFIX] [--verbose] [--keep]
 //   node bench/run.mjs ...            (the same; `main` is exported for `haports bench`)
 //
 // Progress goes to stderr. Exit status: 0 done (targets are reported, never asserted),
-// 1 a step failed or the TypeScript port decided differently from the core (then
-// nothing is reported), 2 usage.
+// 1 a step failed, an engine's verdict CRC differs from the core's in V8 (reported as an
+// error), or the TypeScript port decided differently from the core (then nothing is
+// reported), 2 usage.
 
 import { spawn } from 'node:child_process';
 import { mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
@@ -20,7 +22,7 @@ import { finish, MODES } from './lib/harness.mjs';
 import { EngineProc, sampleInterleaved } from './lib/session.mjs';
 import { cpuPressure, describeMachine } from './lib/machine.mjs';
 import { writeReport } from './lib/report.mjs';
-import { buildNative, buildPort, ensureHost, ensureWasm, ensureWasmtime, OUT, ROOT } from './lib/setup.mjs';
+import { buildNative, buildPort, buildReference, ensureHost, ensureWasm, ensureWasmtime, OUT, ROOT } from './lib/setup.mjs';
 
 const USAGE = `usage: node bench/run.mjs [--quick | --full] [--out PREFIX] [--verbose] [--keep]
        node bench/run.mjs --report RESULTS.json   (render RESULTS.md/.svg again, e.g. after
@@ -34,7 +36,32 @@ const USAGE = `usage: node bench/run.mjs [--quick | --full] [--out PREFIX] [--ve
   --out P     write P.md, P.json, P.svg (default bench/results/latest, quick: quick.local)
   --verbose   every warm-up and sample line of every engine
   --keep      keep the generated corpus in build/bench/work
+
+environment:
+  HAPORTS_BENCH_OUT=DIR        corpus, native and C reference builds in DIR instead
+                               of build/bench
+  HAPORTS_BENCH_SKIP=E1,E2     leave engines out of this run: v8 is always run; the
+                               others are native, wasmtime, reference, tsport, idiomatic
+                               (e.g. tsport while the port is being rewritten); the
+                               report names what was left out
+  HAPORTS_BENCH_NO_BUILD=1     benchmark build/haports.wasm and build/host as they are,
+                               never rebuild them (when others are editing assembly/)
+  HAPORTS_BENCH_CFLAGS, HAPORTS_BENCH_REF_CFLAGS
+                               gcc flags of the native build and of the C reference
+                               (default -O3)
+  HAPORTS_BENCH_NO_INSTALL=1   do not apt/pip-install missing tools
 `;
+
+const ENGINES = ['v8', 'native', 'wasmtime', 'reference', 'tsport', 'idiomatic'];
+
+/** Engines left out by HAPORTS_BENCH_SKIP (v8, the core itself, cannot be). */
+function skippedEngines() {
+  const names = (process.env.HAPORTS_BENCH_SKIP ?? '').split(',').map((x) => x.trim()).filter(Boolean);
+  for (const n of names) {
+    if (!ENGINES.includes(n) || n === 'v8') throw new Error(`HAPORTS_BENCH_SKIP: unknown or required engine ${n}`);
+  }
+  return names;
+}
 
 const CASES = [[4, 4096], [6, 4096], [4, 1 << 20], [6, 1 << 20]];
 const CHECK_PACKETS = 40960;
@@ -66,6 +93,14 @@ export async function main(argv) {
     return 2;
   }
   if (opts.help) { process.stdout.write(USAGE); return 0; }
+  let skipped;
+  try {
+    skipped = skippedEngines();
+  } catch (e) {
+    process.stderr.write(`${e.message}\n${USAGE}`);
+    return 2;
+  }
+  const use = (engine) => !skipped.includes(engine);
   if (opts.report) {
     const { table, targets, ...r } = JSON.parse(readFileSync(opts.report, 'utf8'));
     const files = writeReport(r, opts.report.replace(/\.json$/, ''), { root: ROOT });
@@ -79,13 +114,15 @@ export async function main(argv) {
   const say = (s) => process.stderr.write(`${s}\n`);
 
   // ---- Setup ------------------------------------------------------------------------
-  say(`haports bench (${opts.mode}): setting up`);
+  say(`haports bench (${opts.mode}): setting up${skipped.length ? ` (left out: ${skipped.join(', ')})` : ''}`);
   const wasm = ensureWasm();
   ensureHost();
   const portModule = await buildPort();
   const tools = {};
   try { tools.native = buildNative(wasm); } catch (e) { tools.native = { error: `native build failed: ${e.message.split('\n')[0]}` }; }
   if (tools.native.error) say(`setup: no native ceiling: ${tools.native.error}`);
+  try { tools.reference = buildReference(); } catch (e) { tools.reference = { error: `C reference build failed: ${e.message.split('\n')[0]}` }; }
+  if (tools.reference.error) say(`setup: no C reference: ${tools.reference.error}`);
   tools.wasmtime = ensureWasmtime();
   if (tools.wasmtime.error) say(`setup: no wasmtime: ${tools.wasmtime.error}`);
   const machine = describeMachine(ROOT, tools);
@@ -101,12 +138,12 @@ export async function main(argv) {
   say(`setup: corpus of ${cases.map((c) => c.name).join(', ')} in ${elapsed()}`);
 
   // ---- Steps --------------------------------------------------------------------------
-  const results = { v8: {}, native: {}, wasmtime: {}, tsport: {}, idiomatic: {}, tier: {}, pressure: [] };
+  const results = { v8: {}, native: {}, wasmtime: {}, reference: {}, tsport: {}, idiomatic: {}, tier: {}, pressure: [] };
   const errors = [];
   const steps = [];
   // One session per case: every engine is started, set up (populate, check phase) and
   // warmed up in turn, then all of them are sampled interleaved (bench/lib/session.mjs).
-  const fast = ['native', 'v8', 'wasmtime', 'tsport'];
+  const fast = ['native', 'v8', 'wasmtime', 'reference', 'tsport'];
   const spec = (c, engine, flags = []) => {
     const wv = (bs) => ['hit', 'mix'].flatMap((w) => bs.map((b) => `${w}/${b}`));
     const warm = [mode.minWarm, mode.maxWarm, mode.window, mode.tol].map(String);
@@ -115,6 +152,11 @@ export async function main(argv) {
     if (engine === 'native') {
       const variants = wv(BATCHES);
       return { ...base, variants, cmd: tools.native.exe, args: ['serve', c.dir, String(iter), ...warm, variants.join(',')] };
+    }
+    if (engine === 'reference') {
+      // Started after V8 in every session: its READY CRC is checked against V8's before sampling.
+      const variants = wv([1024, 64]);
+      return { ...base, variants, checkCrc: true, cmd: tools.reference.exe, args: ['serve', c.dir, String(iter), ...warm, variants.join(',')] };
     }
     if (engine === 'wasmtime') {
       const variants = wv([1024]);
@@ -130,10 +172,11 @@ export async function main(argv) {
   };
   for (const c of cases) {
     const engines = ['v8'];
-    if (!tools.native.error) engines.push('native');
-    if (!tools.wasmtime.error) engines.push('wasmtime');
-    engines.push('tsport');
-    if (!(opts.mode === 'quick' && c.flows > 65536)) engines.push('idiomatic');
+    if (!tools.native.error && use('native')) engines.push('native');
+    if (!tools.wasmtime.error && use('wasmtime')) engines.push('wasmtime');
+    if (!tools.reference.error && use('reference')) engines.push('reference');
+    if (use('tsport')) engines.push('tsport');
+    if (!(opts.mode === 'quick' && c.flows > 65536) && use('idiomatic')) engines.push('idiomatic');
     steps.push({
       label: `${c.name}: ${engines.join(', ')}`, kind: 'session', c,
       run: (progress) => session(c, engines.map((e) => spec(c, e, e === 'idiomatic' ? ['--expose-gc'] : [])), progress),
@@ -160,7 +203,13 @@ export async function main(argv) {
         progress(`${sp.engine} setting up`);
         const info = await proc.ready();
         out[sp.engine] = { ...info };
-        if (info.mismatches?.length) {
+        // The C reference must decide as the core does: the same CRC as V8 (started first).
+        if (sp.checkCrc && out.v8?.crc && info.crc !== out.v8.crc) {
+          out[sp.engine].mismatches = [`verdict CRC ${info.crc} differs from V8's ${out.v8.crc}: not sampled`];
+          started.pop();
+          proc.kill();
+          await proc.exit;
+        } else if (info.mismatches?.length) {
           started.pop();
           await proc.exit;
         }
@@ -198,7 +247,7 @@ export async function main(argv) {
     }
   }
   for (const eng of ['native', 'wasmtime']) {
-    if (tools[eng].error) continue;
+    if (tools[eng].error || !use(eng)) continue;
     steps.push({
       label: `Maglev build (${eng})`, engine: `maglev-${eng}`,
       run: async () => {
@@ -255,6 +304,7 @@ export async function main(argv) {
           errors.push(`TS port ${st.c.name}: decisions differ from the core: ${rec.mismatches.join('; ')}`);
           say(`    REFUSED: the TypeScript port decided differently from the core (${rec.mismatches[0]})`);
         }
+        if (engine === 'reference' && rec.mismatches?.length) say(`    ERROR: the C reference decided differently from the core (${rec.mismatches[0]})`);
       }
       for (const [engine, rec] of Object.entries(r)) {
         const t = rec.timings ?? {};
@@ -280,7 +330,7 @@ export async function main(argv) {
   const crcs = {};
   for (const c of cases) {
     crcs[c.name] = {};
-    for (const e of ['v8', 'native', 'wasmtime', 'tsport']) if (results[e][c.name]?.crc) crcs[c.name][e] = results[e][c.name].crc;
+    for (const e of ['v8', 'native', 'wasmtime', 'reference', 'tsport']) if (results[e][c.name]?.crc) crcs[c.name][e] = results[e][c.name].crc;
     const ref = crcs[c.name].v8;
     for (const [e, x] of Object.entries(crcs[c.name])) {
       if (ref && x !== ref) errors.push(`${e} ${c.name}: verdict CRC ${x} differs from V8's ${ref}`);
@@ -297,7 +347,7 @@ export async function main(argv) {
     command: `npm run bench${opts.mode === 'default' ? '' : ` -- --${opts.mode}`}`,
     durationSeconds: Math.round((Date.now() - started) / 1000),
     machine, module: { sha256: wasm.sha256, bytes: wasm.bytes },
-    settings: { ...mode, batches: BATCHES, checkPackets: CHECK_PACKETS },
+    settings: { ...mode, batches: BATCHES, checkPackets: CHECK_PACKETS, skipped },
     cases: cases.map(({ dir, ...c }) => c),
     results, crcs, maglev, maglevEngines, memory, errors,
   };

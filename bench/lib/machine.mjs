@@ -43,6 +43,7 @@ export function describeMachine(root, tools) {
     node: process.version, v8: process.versions.v8,
     wasmtime: tools.wasmtime?.version ?? null, python: tools.wasmtime?.python ?? null,
     gcc: tools.native?.gcc ?? null, wasm2c: tools.native?.wasm2c ?? null, cflags: tools.native?.cflags ?? null,
+    referenceGcc: tools.reference?.gcc ?? null, referenceCflags: tools.reference?.cflags ?? null,
     assemblyscript: version(join(root, 'node_modules', 'assemblyscript', 'package.json')),
     hashring: version(join(root, 'node_modules', 'hashring', 'package.json')),
     gitHead: git(root, ['rev-parse', '--short', 'HEAD']),

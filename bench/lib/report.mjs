@@ -5,6 +5,7 @@ import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 
 const ENGINES = [
+  { key: 'reference', name: 'C reference (by hand, gcc -O3)', color: '#9467bd' },
   { key: 'native', name: 'native (wasm2c, gcc -O3)', color: '#4d4d4d' },
   { key: 'v8', name: 'core in V8 (Node)', color: '#1f77b4' },
   { key: 'wasmtime', name: 'core in wasmtime', color: '#ff7f0e' },
@@ -54,6 +55,8 @@ function rows(r) {
       const k = `${w}/1024`;
       const row = { case: c.name, family: c.family, flows: c.flows, workload: w };
       for (const e of ENGINES) row[e.key] = med(r, e.key, c.name, k);
+      row.v8_reference = ratio(r, ['v8', c.name, k], ['reference', c.name, k]);
+      row.native_reference = ratio(r, ['native', c.name, k], ['reference', c.name, k]);
       row.v8_native = ratio(r, ['v8', c.name, k], ['native', c.name, k]);
       row.wasmtime_native = ratio(r, ['wasmtime', c.name, k], ['native', c.name, k]);
       row.tsport_v8 = ratio(r, ['tsport', c.name, k], ['v8', c.name, k]);
@@ -62,6 +65,7 @@ function rows(r) {
       row.v8_b1 = med(r, 'v8', c.name, `${w}/1`);
       row.native_b64 = med(r, 'native', c.name, `${w}/64`);
       row.native_b1 = med(r, 'native', c.name, `${w}/1`);
+      row.reference_b64 = med(r, 'reference', c.name, `${w}/64`);
       const b64 = ratio(r, ['v8', c.name, `${w}/64`], ['v8', c.name, k]);
       row.b64_vs_1024 = b64 == null ? null : b64 - 1;
       const n64 = ratio(r, ['native', c.name, `${w}/64`], ['native', c.name, k]);
@@ -91,6 +95,7 @@ export function targets(r, rs) {
   };
   ratioTarget('v8-native', 'core batch path ≤ 1.3× native, in V8 (batch 1024)', 'v8_native', 1.3, true);
   ratioTarget('wasmtime-native', 'core batch path ≤ 1.3× native, in wasmtime (batch 1024)', 'wasmtime_native', 1.3, true);
+  ratioTarget('reference', 'core batch path ≤ 1.5× the C reference, in V8 (batch 1024)', 'v8_reference', 1.5, true);
   ratioTarget('ts-port', '≥ 2× faster than the TypeScript port (batch 1024)', 'tsport_v8', 2, false);
   ratioTarget('idiomatic', '≥ 20× faster than the idiomatic Node approach (batch 1024)', 'idiomatic_v8', 20, false);
   {
@@ -162,8 +167,14 @@ function markdown(r, rs, ts, root) {
     ['Node / V8', `${m.node} / ${m.v8}`],
     ['wasmtime', m.wasmtime ? `${m.wasmtime} (PyPI wheel, ${m.python})` : 'not available'],
     ['native', m.gcc ? `${m.wasm2c} → ${m.gcc}, \`${m.cflags}\`` : 'not available'],
+    ['C reference', m.referenceGcc ? `${m.referenceGcc}, \`${m.referenceCflags}\`` : 'not available'],
     ['AssemblyScript, hashring', `${m.assemblyscript}, ${m.hashring}`],
   ]), '');
+  const skipped = r.settings.skipped ?? [];
+  if (skipped.length) {
+    const their = skipped.length > 1 ? 'Their columns are empty and their' : 'Its columns are empty and its';
+    L.push(`> Left out of this run (\`HAPORTS_BENCH_SKIP\`): ${skipped.map((e) => ENGINES.find((k) => k.key === e)?.name.split(' (')[0] ?? e).join(', ')}. ${their} targets not measured.`, '');
+  }
   const press = r.results.pressure.filter((p) => p.before != null);
   const busy = press.filter((p) => Math.max(p.before, p.after ?? 0) > 20);
   if (busy.length) {
@@ -171,26 +182,34 @@ function markdown(r, rs, ts, root) {
   }
 
   L.push('## Packet path', '');
-  L.push(`Median ns per packet over ${r.settings.reps} samples of ${r.settings.iterPackets.toLocaleString('en')} packets (CPU time of the process: user + system), batch 1024, after warm-up; the engines of a case are sampled interleaved (one iteration of each in turn, each preceded by an untimed pass over the flows to refill the caches the previous engine used). Each case: one next-hop HA-ports rule (symmetric, floatingIp) over 8 backends, M = 65537; a flow table of capacity 4 × the live flows; raw IPv4/IPv6 TCP packets. *hits*: every packet belongs to a live flow (the timed set cycles through ${'min(flows, 131072)'} of them); *10% new flows*: one packet in ten is the SYN of a flow never seen. Ratios (engine ÷ native, port ÷ core in V8) are the median of the per-round ratios: every round runs each engine once, one after the other, so a slow spell of the machine largely cancels out of each round's ratio (a ratio of the medians shown can differ slightly).`, '');
+  L.push(`Median ns per packet over ${r.settings.reps} samples of ${r.settings.iterPackets.toLocaleString('en')} packets (CPU time of the process: user + system), batch 1024, after warm-up; the engines of a case are sampled interleaved (one iteration of each in turn, each preceded by an untimed pass over the flows to refill the caches the previous engine used). Each case: one next-hop HA-ports rule (symmetric, floatingIp) over 8 backends, M = 65537; a flow table of capacity 4 × the live flows; raw IPv4/IPv6 TCP packets. *hits*: every packet belongs to a live flow (the timed set cycles through ${'min(flows, 131072)'} of them); *10% new flows*: one packet in ten is the SYN of a flow never seen. *C reference*: the same packet path written by hand in C for these cases (bench/reference/reference.c, see Method), so V8 ÷ reference is the core's distance to what this machine can do, of which V8 ÷ native (the core itself, translated by wasm2c and compiled by gcc) is the engine's share. Ratios (engine ÷ C reference, engine ÷ native, port ÷ core in V8) are the median of the per-round ratios: every round runs each engine once, one after the other, so a slow spell of the machine largely cancels out of each round's ratio (a ratio of the medians shown can differ slightly).`, '');
   L.push(table(
-    ['case', 'traffic', 'native', 'V8', 'wasmtime', 'TS port', 'idiomatic Node', 'V8 ÷ native', 'wasmtime ÷ native', 'TS port ÷ V8', 'idiomatic ÷ V8'],
-    rs.map((x) => [x.case, WORKLOADS[x.workload], f1(x.native), f1(x.v8), f1(x.wasmtime), f1(x.tsport), f1(x.idiomatic), f2(x.v8_native), f2(x.wasmtime_native), f2(x.tsport_v8), f2(x.idiomatic_v8)]),
+    ['case', 'traffic', 'C reference', 'native', 'V8', 'wasmtime', 'TS port', 'idiomatic Node', 'V8 ÷ reference', 'native ÷ reference', 'V8 ÷ native', 'wasmtime ÷ native', 'TS port ÷ V8', 'idiomatic ÷ V8'],
+    rs.map((x) => [x.case, WORKLOADS[x.workload], f1(x.reference), f1(x.native), f1(x.v8), f1(x.wasmtime), f1(x.tsport), f1(x.idiomatic), f2(x.v8_reference), f2(x.native_reference), f2(x.v8_native), f2(x.wasmtime_native), f2(x.tsport_v8), f2(x.idiomatic_v8)]),
   ), '');
-  const agree = Object.entries(r.crcs ?? {}).map(([c, x]) => `${c} \`${x.v8}\` (${Object.keys(x).map((e) => ENGINES.find((k) => k.key === e)?.name.split(' (')[0]).join(' = ')})`);
-  if (agree.length) L.push(`Same decisions everywhere: CRC-32 of the verdict records of the population and check phase, ${agree.join('; ')}.`, '');
+  // Engines whose CRC equals V8's are listed as agreeing; any other is named with its CRC.
+  const short = (e) => ENGINES.find((k) => k.key === e)?.name.split(' (')[0] ?? e;
+  const crcCases = Object.entries(r.crcs ?? {});
+  const agree = crcCases.map(([c, x]) => {
+    const same = Object.keys(x).filter((e) => x[e] === x.v8);
+    const differ = Object.keys(x).filter((e) => x[e] !== x.v8);
+    return `${c} \`${x.v8}\` (${same.map(short).join(' = ')}${differ.length ? `; differs: ${differ.map((e) => `${short(e)} \`${x[e]}\``).join(', ')}` : ''})`;
+  });
+  const allSame = crcCases.every(([, x]) => Object.values(x).every((v) => v === x.v8));
+  if (agree.length) L.push(`${allSame ? 'Same decisions everywhere' : '**Not the same decisions everywhere** (see Errors)'}: CRC-32 of the verdict records of the population and check phase, ${agree.join('; ')}.`, '');
   const wt = Object.values(r.results.wasmtime)[0];
   if (wt) {
     L.push(`wasmtime is driven from Python (bench/wasmtime/driver.py): one call per batch of 1024 through the wheel's C-API binding \`wasmtime_func_call_unchecked\`; the host's own cost per batch (the same loop around \`processBatch(0)\`) is ${(wt.callOverheadNs / 1000).toFixed(1)} µs, ${(wt.callOverheadNs / 1024).toFixed(1)} ns per packet, and is included above. The bindings' friendly \`Func.__call__\` costs ${(wt.checkedCallNs / 1000).toFixed(0)} µs per call (it rebuilds the function type each time) and is not used.`, '');
   }
-  L.push('### Batch size (V8, and native for reference)', '');
+  L.push('### Batch size (V8; native and the C reference for comparison)', '');
   const v8call = Object.values(r.results.v8).map((x) => x.callOverheadNs).filter((x) => x != null);
   if (v8call.length) {
     const c = v8call.sort((a, b) => a - b)[v8call.length >> 1];
     L.push(`The Node host's own cost per batch (copying 64 descriptors and calling \`processBatch(0)\`, which processes nothing) is ${f1(c)} ns: ${(c / 64).toFixed(2)} ns per packet at batch 64, ${(c / 1024).toFixed(2)} at batch 1024, so batch 64 is expected to cost ${pct((c / 64 - c / 1024) / (r.table?.find((x) => x.case === r.cases[0].name && x.workload === 'hit')?.v8 ?? 60), 1)} more per packet than batch 1024 on ${r.cases[0].name}; differences beyond that are noise of this machine (native shows the same spread between its batch sizes).`, '');
   }
   L.push(table(
-    ['case', 'traffic', 'V8 batch 1', 'V8 batch 64', 'V8 batch 1024', 'V8: 64 vs 1024', 'native batch 1', 'native batch 64', 'native batch 1024', 'native: 64 vs 1024'],
-    rs.map((x) => [x.case, WORKLOADS[x.workload], f1(x.v8_b1), f1(x.v8_b64), f1(x.v8), sgn(x.b64_vs_1024), f1(x.native_b1), f1(x.native_b64), f1(x.native), sgn(x.native_b64_vs_1024)]),
+    ['case', 'traffic', 'V8 batch 1', 'V8 batch 64', 'V8 batch 1024', 'V8: 64 vs 1024', 'native batch 1', 'native batch 64', 'native batch 1024', 'native: 64 vs 1024', 'C reference batch 64', 'C reference batch 1024'],
+    rs.map((x) => [x.case, WORKLOADS[x.workload], f1(x.v8_b1), f1(x.v8_b64), f1(x.v8), sgn(x.b64_vs_1024), f1(x.native_b1), f1(x.native_b64), f1(x.native), sgn(x.native_b64_vs_1024), f1(x.reference_b64), f1(x.reference)]),
   ), '');
 
   L.push('### V8 warm-up', '');
@@ -253,7 +272,8 @@ function markdown(r, rs, ts, root) {
   L.push('## Method', '');
   L.push([
     'Every engine processes byte-identical packets in the same order: the corpus is written once to files (bench/lib/corpus.mjs) and each engine runs in its own process (V8 workers, the C driver, the Python driver). Per case: populate the flow table with one ACK per live flow, run a check phase (40,960 packets of the new-flow mix), then time.',
-    'Decisions are checked before anything is timed: the CRC-32 of every verdict record of the population and check phase must be equal for V8, wasmtime and native, and the TypeScript port must produce the same verdict and tuple records as the core, packet by packet, or the run reports nothing.',
+    'Decisions are checked before anything is timed: the CRC-32 of every verdict record of the population and check phase must be equal for V8, wasmtime, native and the C reference (a C reference that differs is not sampled, and the run reports the error), and the TypeScript port must produce the same verdict and tuple records as the core, packet by packet, or the run reports nothing.',
+    'The C reference (bench/reference/reference.c, gcc -O3) is the packet path of these cases written by hand in C for speed, not a translation of the core: the same parse and length checks, symmetric flow key, SipHash-1-3, flow table (bucket header lines, tags, two buckets, cuckoo moves, admission, eviction) and Maglev table as the core, giving byte-identical verdict and tuple records, but with every stage inlined, the packet\'s state in locals, SSE2 tag compares and `__builtin_prefetch` (which wasm lacks) for the entries. A batch runs in groups of 16 packets in four passes: parse and hash; load each first bucket\'s header line in a loop of nothing else; compare its tags and prefetch the matching entry (or the second bucket\'s header line); decide. The flow table is mapped with 4 KiB pages like the engines\' wasm memories (\`HAPORTS_REF_HUGEPAGES=1\` asks for transparent huge pages instead). It implements only what these cases reach (raw IPv4/IPv6 TCP, one floating-IP HA-ports rule on the ingress frontend, every backend up) and stops on anything else rather than decide differently; it is driven through the same files, streams, batches and serve protocol as the native driver.',
     'Timing (bench/lib/harness.mjs; the drivers do the same): an iteration is a fixed number of packets; warm-up runs iterations until the median of the last few is within the tolerance of the few before; batch sizes are then sampled interleaved. The time is the process\'s CPU time (user + system, all threads): the machine may be shared, and a descheduled process keeps its wall clock running but not its CPU clock. Wall-clock medians are in the JSON.',
     'The host\'s per-batch work is part of every number: writing the batch\'s descriptors (a copy of 8 B per packet) and, in the new-flow mix, rewriting the source address of 512 new-flow slots every 5,120 packets.',
   ].join('\n\n'), '');
@@ -272,7 +292,16 @@ export function svg(r, rs) {
   const left = 150, right = 60, top = 66, barH = 9, gap = 1, groupGap = 12, width = 900;
   const plotW = width - left - right;
   const groupH = engines.length * (barH + gap) + groupGap;
-  const height = top + rs.length * groupH + 70;
+  // The legend, in as many rows as the engines' names need.
+  const legend = [];
+  let legendRows = 1;
+  for (let i = 0, lx = left; i < engines.length; i++) {
+    const w = 28 + engines[i].name.length * 6;
+    if (lx > left && lx + w - 14 > width - 10) { lx = left; legendRows++; }
+    legend.push({ e: engines[i], x: lx, row: legendRows - 1 });
+    lx += w;
+  }
+  const height = top + rs.length * groupH + 70 + (legendRows - 1) * 16;
   const x = (v) => left + (Math.log10(v / lo) / Math.log10(hi / lo)) * plotW;
   const o = [];
   o.push(`<svg xmlns="http://www.w3.org/2000/svg" width="${width}" height="${height}" viewBox="0 0 ${width} ${height}" font-family="Helvetica, Arial, sans-serif" font-size="11">`);
@@ -302,13 +331,11 @@ export function svg(r, rs) {
     });
   });
   const ly = top + rs.length * groupH + 10;
-  let lx = left;
-  for (const e of engines) {
-    o.push(`<rect x="${lx}" y="${ly}" width="10" height="10" fill="${e.color}"/>`);
-    o.push(`<text x="${lx + 14}" y="${ly + 9}">${esc(e.name)}</text>`);
-    lx += 28 + e.name.length * 6;
+  for (const { e, x: lx, row } of legend) {
+    o.push(`<rect x="${lx}" y="${ly + row * 16}" width="10" height="10" fill="${e.color}"/>`);
+    o.push(`<text x="${lx + 14}" y="${ly + row * 16 + 9}">${esc(e.name)}</text>`);
   }
-  o.push(`<text x="${left}" y="${ly + 30}" fill="#555">${esc(`${r.command} · ${r.cases.map((c) => c.name).join(', ')}: IPv4/IPv6 × live flows; flow table capacity 4 × flows`)}</text>`);
+  o.push(`<text x="${left}" y="${ly + (legendRows - 1) * 16 + 30}" fill="#555">${esc(`${r.command} · ${r.cases.map((c) => c.name).join(', ')}: IPv4/IPv6 × live flows; flow table capacity 4 × flows`)}</text>`);
   o.push('</svg>');
   return o.join('\n') + '\n';
 }

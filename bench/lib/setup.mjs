@@ -1,5 +1,5 @@
 // What the benchmark needs besides Node: the release module, the TypeScript port bundled,
-// the wasm2c native build, the wasmtime wheel. Missing tools are installed the way
+// the wasm2c native build, the C reference, the wasmtime wheel. Missing tools are installed the way
 // scripts/setup.sh installs the test tools (apt for wabt, pip for wasmtime at the version
 // pinned in test/requirements.txt); what cannot be had is reported, and its column is
 // left out of the results with the reason.
@@ -14,6 +14,8 @@ export const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..', '..');
 /** Where builds and the corpus go (HAPORTS_BENCH_OUT: elsewhere, e.g. for two runs at once). */
 export const OUT = process.env.HAPORTS_BENCH_OUT ?? join(ROOT, 'build', 'bench');
 export const WASM = join(ROOT, 'build', 'haports.wasm');
+/** HAPORTS_BENCH_NO_BUILD: benchmark build/haports.wasm and build/host as they are, never rebuild them. */
+const NO_BUILD = !!process.env.HAPORTS_BENCH_NO_BUILD;
 
 const log = (s) => process.stderr.write(`${s}\n`);
 const has = (cmd) => spawnSync('sh', ['-c', `command -v ${cmd}`], { stdio: 'ignore' }).status === 0;
@@ -27,7 +29,8 @@ function newest(dir, ext) {
 
 /** The release module: built when missing or older than assembly/*.ts. */
 export function ensureWasm() {
-  const stale = !existsSync(WASM) || statSync(WASM).mtimeMs < newest(join(ROOT, 'assembly'), '.ts');
+  if (NO_BUILD && !existsSync(WASM)) throw new Error('build/haports.wasm is missing (HAPORTS_BENCH_NO_BUILD is set)');
+  const stale = !NO_BUILD && (!existsSync(WASM) || statSync(WASM).mtimeMs < newest(join(ROOT, 'assembly'), '.ts'));
   if (stale) {
     log('setup: npm run build:release (build/haports.wasm is missing or older than assembly/)');
     const r = spawnSync('npm', ['run', '--silent', 'build:release'], { cwd: ROOT, stdio: ['ignore', 'ignore', 'pipe'] });
@@ -43,7 +46,8 @@ export function ensureWasm() {
 /** The Node binding (build/host/core.mjs), for the memory run: built when missing or stale. */
 export function ensureHost() {
   const core = join(ROOT, 'build', 'host', 'core.mjs');
-  if (existsSync(core) && statSync(core).mtimeMs >= newest(join(ROOT, 'host'), '.ts')) return core;
+  if (existsSync(core) && (NO_BUILD || statSync(core).mtimeMs >= newest(join(ROOT, 'host'), '.ts'))) return core;
+  if (NO_BUILD) throw new Error('build/host/core.mjs is missing (HAPORTS_BENCH_NO_BUILD is set)');
   log('setup: npm run build:host');
   const r = spawnSync('npm', ['run', '--silent', 'build:host'], { cwd: ROOT, stdio: ['ignore', 'ignore', 'pipe'] });
   if (r.status !== 0 && !existsSync(core)) throw new Error(`cannot build the Node binding:\n${r.stderr}`);
@@ -102,6 +106,29 @@ export function buildNative(wasm) {
   log('setup: wasm2c build/haports.wasm and gcc ' + info.cflags + ' (the native ceiling)');
   run('wasm2c', [wasm.path, '-o', join(dir, 'haports.c'), '-n', 'haports']);
   run('gcc', [...cflags, '-I', dir, '-I', rt, '-o', exe, driver, join(dir, 'haports.c'), join(rt, 'wasm-rt-impl.c'), '-lm']);
+  writeFileSync(stamp, key);
+  return info;
+}
+
+/**
+ * The C reference: bench/reference/reference.c, the bench's packet path written by hand in
+ * C (not wasm2c of the core), gcc -O3 (HAPORTS_BENCH_REF_CFLAGS to change). Cached by the
+ * source's hash and the flags.
+ */
+export function buildReference() {
+  if (!has('gcc')) aptInstall('gcc');
+  if (!has('gcc')) return { error: 'gcc unavailable' };
+  const dir = join(OUT, 'reference');
+  mkdirSync(dir, { recursive: true });
+  const src = join(ROOT, 'bench', 'reference', 'reference.c');
+  const cflags = (process.env.HAPORTS_BENCH_REF_CFLAGS ?? '-O3').split(/\s+/).filter(Boolean);
+  const key = createHash('sha256').update(readFileSync(src)).update(cflags.join(' ')).digest('hex');
+  const exe = join(dir, 'reference');
+  const stamp = join(dir, 'stamp');
+  const info = { exe, cflags: cflags.join(' '), gcc: String(run('gcc', ['--version'])).split('\n')[0].trim() };
+  if (existsSync(exe) && existsSync(stamp) && readFileSync(stamp, 'utf8') === key) return info;
+  log(`setup: gcc ${info.cflags} bench/reference/reference.c (the C reference)`);
+  run('gcc', [...cflags, '-o', exe, src]);
   writeFileSync(stamp, key);
   return info;
 }
