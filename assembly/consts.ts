@@ -67,6 +67,12 @@ export const MAX_IPV6_EXT_HEADERS: i32 = 8;
 export const DEFAULT_HASH_K0: u64 = 0x88796a5b4c3d2e1f;
 export const DEFAULT_HASH_K1: u64 = 0x88796a5b4c3d2e1f;
 
+/** Benchmark builds only (`--use HAPORTS_UNKEYED_HASH=1`): the packet path hashes with
+ *  the old unkeyed MurmurHash3-style mix instead of SipHash, so that `npm run bench` can
+ *  show what the keyed hash costs. Never in a build that carries traffic: that hash can
+ *  be steered (docs/flowtable.md). */
+export const UNKEYED_HASH: bool = isDefined(HAPORTS_UNKEYED_HASH);
+
 /** "No rule" / "no backend" / "no frontend" index value. */
 export const NONE: i32 = 0xffff;
 

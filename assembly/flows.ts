@@ -351,7 +351,9 @@ export function prefetchEntry(hash: u64): u64 {
   const high = tagMatches(h, 8, tag);
   if ((low | high) != 0) {
     const way = low != 0 ? <usize>(ctz<u64>(low) >> 4) : 4 + <usize>(ctz<u64>(high) >> 4);
-    return load<u64>(h + <usize>HEADER_BYTES + way * <usize>ENTRY_BYTES);
+    // An entry may straddle two cache lines: load from both ends.
+    const e = h + <usize>HEADER_BYTES + way * <usize>ENTRY_BYTES;
+    return load<u64>(e) ^ load<u64>(e, ENTRY_BYTES - 8);
   }
   return load<u64>(headerAt(otherBucket(b1, tag)));
 }

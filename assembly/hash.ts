@@ -23,7 +23,7 @@
 // The message hashed is the key's bytes: 16 for IPv4 (source, destination, w4) and 40
 // for IPv6 (w0..w4); SipHash's final block carries the length, so the two never meet.
 
-import { DIST_SOURCE_IP, DIST_SOURCE_IP_PROTOCOL } from "./consts";
+import { DIST_SOURCE_IP, DIST_SOURCE_IP_PROTOCOL, UNKEYED_HASH } from "./consts";
 import { Packet } from "./packet";
 
 /** Bytes of a flow key. */
@@ -82,6 +82,16 @@ export function sipHash13(p: usize, len: i32, k0: u64, k1: u64): u64 {
  * `v3 ^= m` and `v0 ^= m`; then three finalization rounds).
  */
 export function keyHash(key: usize, k0: u64, k1: u64): u64 {
+  if (UNKEYED_HASH) {
+    // Benchmark builds only (consts.ts): the old unkeyed mix, to measure SipHash's cost.
+    let h = k0 ^ 40;
+    h = mixWord(h, load<u64>(key));
+    h = mixWord(h, load<u64>(key, 8));
+    h = mixWord(h, load<u64>(key, 16));
+    h = mixWord(h, load<u64>(key, 24));
+    h = mixWord(h, load<u64>(key, 32));
+    return fmix64(h);
+  }
   let v0: u64 = k0 ^ 0x736f6d6570736575;
   let v1: u64 = k1 ^ 0x646f72616e646f6d;
   let v2: u64 = k0 ^ 0x6c7967656e657261;

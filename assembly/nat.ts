@@ -142,8 +142,9 @@ export function natForward(pk: Packet, lo: u64, hi: u64, port: u32): void {
   const v6 = pk.family == 6;
   const dst = ip + (v6 ? 24 : 16);
   const l4 = pk.l4 >= 0 ? pk.base + <usize>pk.l4 : 0;
-  const innerSrc = pk.quoteIp != 0 ? pk.quoteIp + (v6 ? 8 : 12) : 0;
-  rewriteEndpoint(pk, dst, l4 != 0 ? l4 + 2 : 0, innerSrc, pk.quoteL4, lo, hi, port);
+  const error = (pk.flags & FLAG_ICMP_ERROR) != 0;
+  const innerSrc = error ? pk.quoteIp + (v6 ? 8 : 12) : 0;
+  rewriteEndpoint(pk, dst, l4 != 0 ? l4 + 2 : 0, innerSrc, error ? pk.quoteL4 : 0, lo, hi, port);
 }
 
 /**
@@ -155,6 +156,7 @@ export function natReverse(pk: Packet, lo: u64, hi: u64, port: u32): void {
   const v6 = pk.family == 6;
   const src = ip + (v6 ? 8 : 12);
   const l4 = pk.l4 >= 0 ? pk.base + <usize>pk.l4 : 0;
-  const innerDst = pk.quoteIp != 0 ? pk.quoteIp + (v6 ? 24 : 16) : 0;
-  rewriteEndpoint(pk, src, l4, innerDst, pk.quoteL4 + 2, lo, hi, port);
+  const error = (pk.flags & FLAG_ICMP_ERROR) != 0;
+  const innerDst = error ? pk.quoteIp + (v6 ? 24 : 16) : 0;
+  rewriteEndpoint(pk, src, l4, innerDst, error ? pk.quoteL4 + 2 : 0, lo, hi, port);
 }

@@ -114,6 +114,8 @@ export function parsePacket(pk: Packet, p: usize, len: i32, link: i32): u8 {
 }
 
 function parseFrame(pk: Packet, p: usize, len: i32, link: i32): u8 {
+  // Only what every later reader reads unconditionally; the rest is set where it is
+  // found (fragId with FLAG_FRAGMENT, quote* with FLAG_ICMP_ERROR, key* with family).
   pk.family = 0;
   pk.hasPorts = false;
   pk.sport = 0;
@@ -122,13 +124,8 @@ function parseFrame(pk: Packet, p: usize, len: i32, link: i32): u8 {
   pk.flags = 0;
   pk.l3 = 0;
   pk.l4 = -1;
-  pk.fragId = 0;
   pk.base = p;
   pk.len = <u32>len;
-  pk.quoteIp = 0;
-  pk.quoteL4 = 0;
-  pk.quoteL4Len = 0;
-  pk.proto = 0;
 
   let l3 = 0;
   let isV6 = false;
@@ -375,6 +372,8 @@ function quotedPorts(pk: Packet, l4: usize, avail: i32, proto: u8, isV6: bool): 
 }
 
 function parseQuotedIPv4(pk: Packet, q: usize, avail: i32): u8 {
+  pk.quoteL4 = 0;
+  pk.quoteL4Len = 0;
   if (avail < 20) return REASON_BAD_ICMP_ERROR;
   const b0 = load<u8>(q);
   if ((b0 >> 4) != 4) return REASON_BAD_ICMP_ERROR;
@@ -397,6 +396,8 @@ function parseQuotedIPv4(pk: Packet, q: usize, avail: i32): u8 {
 }
 
 function parseQuotedIPv6(pk: Packet, q: usize, avail: i32): u8 {
+  pk.quoteL4 = 0;
+  pk.quoteL4Len = 0;
   if (avail < 40) return REASON_BAD_ICMP_ERROR;
   if ((load<u8>(q) >> 4) != 6) return REASON_BAD_ICMP_ERROR;
   // The quote is cut short by the ICMPv6 size limit: walk only what is there.
