@@ -40,12 +40,12 @@ import {
   V_FRONTEND, V_HASH, V_L3, V_REASON, V_RULE, VERDICT_BYTES, verdicts,
 } from "./layout";
 import { Packet, PACKET_BYTES, parsePacket, TCP_ACK, TCP_FIN, TCP_RST, TCP_SYN } from "./packet";
-import { distributionHash, flowKey, fragmentKey, keyHash, ownReplyKey, replyKey } from "./hash";
+import { distributionHash, flowKey, fragmentKey, keyHash, keyHashInline, ownReplyKey, replyKey } from "./hash";
 import { findFrontend, findNatBackend, isFrontendAddress, matchedExact, matchRule, Plan } from "./rules";
 import { lookup, Pool } from "./maglev";
 import {
-  entryAge, entryBackend, entryExpired, entryIdleExpired, entryRule, entryState, flowFind,
-  flowInsert, flowLookup, flowsClock, insertEvicted, linkEntries, prefetchBucket, prefetchEntry,
+  entryAge, entryBackend, entryExpired, entryIdleExpired, entryRule, entryState, flowFind, flowFindInline,
+  flowInsert, flowInsertNew, flowLookup, flowsClock, insertEvicted, linkEntries, prefetchBucket, prefetchEntry,
   removeFlow, restartEntry, setEntryBackend, STATE_CLOSING, STATE_ESTABLISHED, STATE_FRAGMENT, STATE_REPLY, STATE_SWAPPED, STATE_SYN, touchEntry, touchFlow,
 } from "./flows";
 import { natForward, natReverse } from "./nat";
@@ -161,7 +161,7 @@ function classify(plan: Plan, i: i32, pk: Packet, ingress: i32, link: i32): u32 
   } else {
     return len;
   }
-  pk.hash = keyHash(changetype<usize>(pk), plan.hashK0, plan.hashK1);
+  pk.hash = keyHashInline(changetype<usize>(pk), plan.hashK0, plan.hashK1);
   return len;
 }
 
@@ -404,7 +404,8 @@ function processPacket(plan: Plan, i: i32, pk: Packet, now: f64, nextHop: bool, 
   let b = NONE;
   let h = flowHash;
   let newFlow = false;
-  let e = flowFind(key, flowHash);
+  let e = flowFindInline(key, flowHash);
+  const absent = e == 0; // then the insertion below need not search the buckets again
   if (e != 0 && entryExpired(e)) {
     if (resetsOnIdle(plan, pk, e)) {
       // Idle past its timeout on an enableTcpReset rule: RSTs to both ends instead.
@@ -476,7 +477,7 @@ function processPacket(plan: Plan, i: i32, pk: Packet, now: f64, nextHop: bool, 
     }
     // ---- Track the new flow. When the table cannot hold it, it still gets its
     // consistent-hash backend.
-    const ne = flowInsert(key, flowHash, rule, b, newFlowState(pk));
+    const ne = absent ? flowInsertNew(key, flowHash, rule, b, newFlowState(pk)) : flowInsert(key, flowHash, rule, b, newFlowState(pk));
     if (ne == 0) {
       flags |= FLAG_UNTRACKED;
       count(C_UNTRACKED);

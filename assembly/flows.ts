@@ -317,6 +317,11 @@ const LANES_HIGH: u64 = 0x8000800080008000;
 
 /** The entry holding the key at `key` (hash `hash`), live or expired; 0 when none. */
 export function flowFind(key: usize, hash: u64): u32 {
+  return flowFindInline(key, hash);
+}
+
+/** flowFind, inlined where it is on every packet's path (the flow stage). */
+@inline export function flowFindInline(key: usize, hash: u64): u32 {
   const tag = tagOf(hash);
   const b1 = firstBucket(hash);
   const e = findIn(b1, key, tag);
@@ -481,16 +486,26 @@ function writeEntry(e: u32, key: usize, tag: u32, rule: i32, backend: i32, state
  * entry, or 0 when the flow cannot be tracked (the caller still forwards it by hash).
  */
 export function flowInsert(key: usize, hash: u64, rule: i32, backend: i32, state: u8): u32 {
-  return insertAt(key, hash, rule, backend, state, unchecked(ruleIdleMinutes[rule]), <u32>tick, true);
+  return insertAt(key, hash, rule, backend, state, unchecked(ruleIdleMinutes[rule]), <u32>tick, true, false);
 }
 
-function insertAt(key: usize, hash: u64, rule: i32, backend: i32, state: u8, idle: u8, seen: u32, evict: bool): u32 {
+/** flowInsert of a key that flowFind has just not found (its buckets are not searched again). */
+export function flowInsertNew(key: usize, hash: u64, rule: i32, backend: i32, state: u8): u32 {
+  return insertAt(key, hash, rule, backend, state, unchecked(ruleIdleMinutes[rule]), <u32>tick, true, true);
+}
+
+function insertAt(
+  key: usize, hash: u64, rule: i32, backend: i32, state: u8, idle: u8, seen: u32, evict: bool, absent: bool,
+): u32 {
   const tag = tagOf(hash);
   const b1 = firstBucket(hash);
   const b2 = otherBucket(b1, tag);
   insertEvicted = false;
-  let e = findIn(b1, key, tag);
-  if (e == 0) e = findIn(b2, key, tag);
+  let e: u32 = 0;
+  if (!absent) {
+    e = findIn(b1, key, tag);
+    if (e == 0) e = findIn(b2, key, tag);
+  }
   if (e == 0) {
     candFree = 0;
     candExpired = 0;
@@ -648,7 +663,7 @@ export function flowsRehash(capacity: i32, k0: u64, k1: u64): i32 {
       if (load<u16>(h + (way << 1)) == 0 || expiredWay(h, way)) continue;
       const line = h + <usize>HEADER_BYTES + way * <usize>ENTRY_BYTES;
       const e = insertAt(line, keyHash(line, k0, k1), <i32>load<u16>(line + E_RULE), <i32>load<u16>(line + E_BACKEND),
-        load<u8>(h + H_STATE + way), load<u8>(h + H_IDLE + way), load<u32>(h + H_SEEN + (way << 2)), false);
+        load<u8>(h + H_STATE + way), load<u8>(h + H_IDLE + way), load<u32>(h + H_SEEN + (way << 2)), false, false);
       if (e == 0) lost++; // its link was reset by writeEntry: pairs age apart from now on
     }
   }

@@ -82,6 +82,11 @@ export function sipHash13(p: usize, len: i32, k0: u64, k1: u64): u64 {
  * `v3 ^= m` and `v0 ^= m`; then three finalization rounds).
  */
 export function keyHash(key: usize, k0: u64, k1: u64): u64 {
+  return keyHashInline(key, k0, k1);
+}
+
+/** keyHash, inlined where it is on every packet's path (classify). */
+@inline export function keyHashInline(key: usize, k0: u64, k1: u64): u64 {
   if (UNKEYED_HASH) {
     // Benchmark builds only (consts.ts): the old unkeyed mix, to measure SipHash's cost.
     let h = k0 ^ 40;

@@ -292,7 +292,7 @@ function parseIPv6(pk: Packet, q: usize, avail: i32): u8 {
   pk.keyDport = dport;
 }
 
-function parseL4(pk: Packet, l4: usize, avail: i32, isV6: bool): u8 {
+@inline function parseL4(pk: Packet, l4: usize, avail: i32, isV6: bool): u8 {
   const proto = pk.proto;
   if (proto == PROTO_TCP) {
     if (avail < 20) return REASON_TRUNCATED_L4;
