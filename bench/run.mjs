@@ -22,7 +22,8 @@ import { finish, MODES } from './lib/harness.mjs';
 import { EngineProc, sampleInterleaved } from './lib/session.mjs';
 import { cpuPressure, describeMachine } from './lib/machine.mjs';
 import { writeReport } from './lib/report.mjs';
-import { buildNative, buildPort, buildReference, ensureHost, ensureWasm, ensureWasmtime, OUT, ROOT } from './lib/setup.mjs';
+import { buildNative, buildPort, buildReference, buildUnkeyedWasm, ensureHost, ensureWasm, ensureWasmtime, OUT, ROOT } from './lib/setup.mjs';
+import { measureOccupancy } from './lib/occupancy.mjs';
 
 const USAGE = `usage: node bench/run.mjs [--quick | --full] [--out PREFIX] [--verbose] [--keep]
        node bench/run.mjs --report RESULTS.json   (render RESULTS.md/.svg again, e.g. after
@@ -123,6 +124,8 @@ export async function main(argv) {
   if (tools.native.error) say(`setup: no native ceiling: ${tools.native.error}`);
   try { tools.reference = buildReference(); } catch (e) { tools.reference = { error: `C reference build failed: ${e.message.split('\n')[0]}` }; }
   if (tools.reference.error) say(`setup: no C reference: ${tools.reference.error}`);
+  tools.unkeyed = buildUnkeyedWasm(wasm);
+  if (tools.unkeyed.error) say(`setup: no unkeyed variant (the keyed hash's cost is not shown): ${tools.unkeyed.error}`);
   tools.wasmtime = ensureWasmtime();
   if (tools.wasmtime.error) say(`setup: no wasmtime: ${tools.wasmtime.error}`);
   const machine = describeMachine(ROOT, tools);
@@ -138,12 +141,12 @@ export async function main(argv) {
   say(`setup: corpus of ${cases.map((c) => c.name).join(', ')} in ${elapsed()}`);
 
   // ---- Steps --------------------------------------------------------------------------
-  const results = { v8: {}, native: {}, wasmtime: {}, reference: {}, tsport: {}, idiomatic: {}, tier: {}, pressure: [] };
+  const results = { v8: {}, v8unkeyed: {}, native: {}, wasmtime: {}, reference: {}, tsport: {}, idiomatic: {}, tier: {}, pressure: [] };
   const errors = [];
   const steps = [];
   // One session per case: every engine is started, set up (populate, check phase) and
   // warmed up in turn, then all of them are sampled interleaved (bench/lib/session.mjs).
-  const fast = ['native', 'v8', 'wasmtime', 'reference', 'tsport'];
+  const fast = ['native', 'v8', 'v8unkeyed', 'wasmtime', 'reference', 'tsport'];
   const spec = (c, engine, flags = []) => {
     const wv = (bs) => ['hit', 'mix'].flatMap((w) => bs.map((b) => `${w}/${b}`));
     const warm = [mode.minWarm, mode.maxWarm, mode.window, mode.tol].map(String);
@@ -163,15 +166,18 @@ export async function main(argv) {
       return { ...base, variants, cmd: 'python3', args: [tools.wasmtime.driver, 'serve', wasm.path, c.dir, String(iter), ...warm, variants.join(',')] };
     }
     const variants = wv(engine === 'v8' || engine.startsWith('tier') ? (engine === 'v8' ? BATCHES : [1024]) : [1024]);
-    const task = engine === 'v8' || engine.startsWith('tier') ? 'core' : engine;
+    // v8unkeyed: the core with its hash unkeyed (the keyed hash's cost); other decisions, never compared.
+    const core = engine === 'v8' || engine === 'v8unkeyed' || engine.startsWith('tier');
+    const task = core ? 'core' : engine;
     const argsFile = join(work, `${engine}-${c.name}.args.json`);
     writeFileSync(argsFile, JSON.stringify({
-      wasm: wasm.path, module: portModule, case: c.dir, dump: engine === 'v8', variants, mode,
+      wasm: engine === 'v8unkeyed' ? tools.unkeyed.path : wasm.path, module: portModule, case: c.dir, dump: engine === 'v8', variants, mode,
     }));
     return { ...base, variants, cmd: process.execPath, args: [...flags, join(ROOT, 'bench', 'lib', 'worker.mjs'), task, argsFile] };
   };
   for (const c of cases) {
     const engines = ['v8'];
+    if (!tools.unkeyed.error) engines.push('v8unkeyed');
     if (!tools.native.error && use('native')) engines.push('native');
     if (!tools.wasmtime.error && use('wasmtime')) engines.push('wasmtime');
     if (!tools.reference.error && use('reference')) engines.push('reference');
@@ -263,6 +269,11 @@ export async function main(argv) {
       },
     });
   }
+  const occupancyCapacity = opts.mode === 'quick' ? 1 << 16 : 1 << 20;
+  steps.push({
+    label: `flow-table occupancy: established flows to 25–95% of ${occupancyCapacity} entries`, engine: 'occupancy',
+    run: async () => measureOccupancy(occupancyCapacity),
+  });
   steps.push({
     label: 'memory: bytes per flow, 10M packets through the Node binding', engine: 'memory',
     run: () => runWorker('memory', {
@@ -275,6 +286,7 @@ export async function main(argv) {
   let maglev = null;
   const maglevEngines = {};
   let memory = null;
+  let occupancy = null;
   for (let i = 0; i < steps.length; i++) {
     const st = steps[i];
     const p0 = cpuPressure();
@@ -320,6 +332,9 @@ export async function main(argv) {
       say(`    N=1000 M=65537: ${(k.perTableNs / 1e6).toFixed(2)} ms per table (${(k.rebuild.median / 1e6).toFixed(2)} ms per setBackendHealth)`);
     } else if (st.engine.startsWith('maglev-')) {
       maglevEngines[st.engine.slice(7)] = r;
+    } else if (st.engine === 'occupancy') {
+      occupancy = r;
+      say(`    ${r.map((x) => `${Math.round(x.load * 100)}%: ${x.evictions} evicted, ${x.untracked} untracked, ${x.lost} lost`).join('; ')}`);
     } else if (st.engine === 'memory') {
       memory = r;
       say(`    wasm ${r.run.wasmBefore} → ${r.run.wasmAfter} B, JS heap +${r.run.heapGrowth} B over ${r.run.packets} packets`);
@@ -349,7 +364,7 @@ export async function main(argv) {
     machine, module: { sha256: wasm.sha256, bytes: wasm.bytes },
     settings: { ...mode, batches: BATCHES, checkPackets: CHECK_PACKETS, skipped },
     cases: cases.map(({ dir, ...c }) => c),
-    results, crcs, maglev, maglevEngines, memory, errors,
+    results, crcs, maglev, maglevEngines, memory, occupancy, errors,
   };
   const files = writeReport(report, outPrefix, { root: ROOT });
   if (!opts.keep) rmSync(work, { recursive: true, force: true });

@@ -43,6 +43,32 @@ export function ensureWasm() {
   return { path: WASM, sha256: createHash('sha256').update(bytes).digest('hex'), bytes: bytes.length, rebuilt: stale };
 }
 
+/**
+ * The module with the packet path's hash unkeyed (`--use HAPORTS_UNKEYED_HASH=1`: the old
+ * MurmurHash3-style mix instead of SipHash-1-3), built beside the release module with
+ * the same optimizer flags, so that the run can show what the keyed hash costs. Its
+ * decisions differ (another hash), so it is timed but never compared.
+ */
+export function buildUnkeyedWasm(wasm) {
+  const out = join(OUT, 'haports-unkeyed.wasm');
+  const stamp = `${out}.stamp`;
+  if (existsSync(out) && existsSync(stamp) && readFileSync(stamp, 'utf8') === wasm.sha256) return { path: out };
+  mkdirSync(OUT, { recursive: true });
+  const pkg = JSON.parse(readFileSync(join(ROOT, 'package.json'), 'utf8'));
+  // build:release's wasm-opt step, applied to the variant.
+  const opt = /wasm-opt build\/haports\.wasm (.*?) -o build\/haports\.wasm/.exec(pkg.scripts['build:release'])?.[1];
+  if (!opt) return { error: 'cannot read the wasm-opt flags of build:release' };
+  const raw = `${out}.raw`;
+  const bin = (n) => join(ROOT, 'node_modules', '.bin', n);
+  let r = spawnSync(bin('asc'), ['assembly/index.ts', '--target', 'release', '-o', raw, '--use', 'HAPORTS_UNKEYED_HASH=1'],
+    { cwd: ROOT, stdio: ['ignore', 'ignore', 'pipe'] });
+  if (r.status !== 0) return { error: `asc failed: ${String(r.stderr).trim().split('\n')[0]}` };
+  r = spawnSync(bin('wasm-opt'), [raw, ...opt.split(/\s+/), '-o', out], { cwd: ROOT, stdio: ['ignore', 'ignore', 'pipe'] });
+  if (r.status !== 0) return { error: `wasm-opt failed: ${String(r.stderr).trim().split('\n')[0]}` };
+  writeFileSync(stamp, wasm.sha256);
+  return { path: out };
+}
+
 /** The Node binding (build/host/core.mjs), for the memory run: built when missing or stale. */
 export function ensureHost() {
   const core = join(ROOT, 'build', 'host', 'core.mjs');
