@@ -11,10 +11,10 @@ echo "== host tests (node --test)"
 node --test test/host/ test/arm/
 echo "== differential test against tshark"
 python3 test/diff/test_tshark_diff.py
-echo "== forwarding scenarios: failover policies, NAT checksums, fragments, flow-table flood"
+echo "== forwarding scenarios: failover policies, NAT checksums, fragments, TCP resets; the flow table under attack"
 node --test test/scenarios/
 python3 test/scenarios/test_scenarios.py
-echo "== conformance: V8 and wasmtime give byte-identical results"
+echo "== conformance: V8, wasmtime and native (wasm2c) give byte-identical results"
 python3 test/conformance/test_conformance.py
 echo "== Envoy: end to end in a real Envoy, and the proxy-wasm filter in a JS host"
 node --test --test-concurrency=1 test/envoy/

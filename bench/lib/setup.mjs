@@ -120,7 +120,9 @@ export function buildNative(wasm) {
   mkdirSync(dir, { recursive: true });
   const driver = join(ROOT, 'bench', 'native', 'driver.c');
   const cflags = (process.env.HAPORTS_BENCH_CFLAGS ?? '-O3').split(/\s+/).filter(Boolean);
-  const key = createHash('sha256').update(wasm.sha256).update(readFileSync(driver)).update(cflags.join(' ')).digest('hex');
+  const serveH = join(ROOT, 'bench', 'native', 'serve.h'); // the drivers' shared harness
+  const key = createHash('sha256').update(wasm.sha256).update(readFileSync(driver)).update(readFileSync(serveH))
+    .update(cflags.join(' ')).digest('hex');
   const exe = join(dir, 'driver');
   const stamp = join(dir, 'stamp');
   const info = {
@@ -148,7 +150,8 @@ export function buildReference() {
   mkdirSync(dir, { recursive: true });
   const src = join(ROOT, 'bench', 'reference', 'reference.c');
   const cflags = (process.env.HAPORTS_BENCH_REF_CFLAGS ?? '-O3').split(/\s+/).filter(Boolean);
-  const key = createHash('sha256').update(readFileSync(src)).update(cflags.join(' ')).digest('hex');
+  const key = createHash('sha256').update(readFileSync(src)).update(readFileSync(join(ROOT, 'bench', 'native', 'serve.h')))
+    .update(cflags.join(' ')).digest('hex');
   const exe = join(dir, 'reference');
   const stamp = join(dir, 'stamp');
   const info = { exe, cflags: cflags.join(' '), gcc: String(run('gcc', ['--version'])).split('\n')[0].trim() };

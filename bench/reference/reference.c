@@ -62,6 +62,8 @@
 #include <sys/mman.h>
 #include <time.h>
 
+#include "../native/serve.h"
+
 #define INLINE static inline __attribute__((always_inline))
 #define COLD static __attribute__((noinline, cold))
 #define LIKELY(x) __builtin_expect(!!(x), 1)
@@ -955,119 +957,18 @@ static u32 process_batch(u32 n, double now, u32 ingress) {
 
 // ---- The driver (the protocol and streams of bench/native/driver.c) --------------------------
 
-static uint64_t clock_ns(clockid_t id) {
-  struct timespec ts;
-  clock_gettime(id, &ts);
-  return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
-}
-static uint64_t wall_ns(void) { return clock_ns(CLOCK_MONOTONIC); }
-static uint64_t cpu_ns(void) { return clock_ns(CLOCK_PROCESS_CPUTIME_ID); }
-
-static u8* read_file(const char* dir, const char* name, size_t* len) {
-  char path[4096];
-  snprintf(path, sizeof path, "%s/%s", dir, name);
-  FILE* f = fopen(path, "rb");
-  if (!f) { fprintf(stderr, "reference: cannot open %s\n", path); exit(2); }
-  fseek(f, 0, SEEK_END);
-  long n = ftell(f);
-  fseek(f, 0, SEEK_SET);
-  u8* buf = malloc((size_t)n + 1);
-  if (fread(buf, 1, (size_t)n, f) != (size_t)n) { fprintf(stderr, "reference: short read %s\n", path); exit(2); }
-  fclose(f);
-  buf[n] = 0;
-  *len = (size_t)n;
-  return buf;
-}
-
-// CRC-32 (IEEE, reflected), chained as zlib.crc32 is.
-static uint32_t crc_table[256];
-static void crc_init(void) {
-  for (uint32_t i = 0; i < 256; i++) {
-    uint32_t c = i;
-    for (int k = 0; k < 8; k++) c = c & 1 ? 0xedb88320u ^ (c >> 1) : c >> 1;
-    crc_table[i] = c;
-  }
-}
-static uint32_t crc32_update(uint32_t crc, const u8* p, size_t n) {
-  crc = ~crc;
-  while (n--) crc = crc_table[(crc ^ *p++) & 255] ^ (crc >> 8);
-  return ~crc;
-}
-
-static struct {
-  u32 L, F, C, R, period, mut_off, mut_every, chunk, ingress, link, check;
-  double now, pop_now;
-} cs;
-
 static u8 *pop, *arena_img;
 static u32 *hit_desc, *mix_desc, *pop_desc;
 static size_t arena_len;
 
-typedef struct { const u32* desc; u32 period, pos, gen; int mix; } stream_t;
-static stream_t hit_st, mix_st;
-
-static void read_spec(const char* dir) {
-  size_t len;
-  char* text = (char*)read_file(dir, "case.txt", &len);
-  char key[64];
-  double v;
-  int off = 0, n = 0;
-  cs.ingress = NONE;
-  while (sscanf(text + off, "%63s %lf%n", key, &v, &n) == 2) {
-    off += n;
-    u32 u = (u32)v;
-    if (!strcmp(key, "L")) cs.L = u;
-    else if (!strcmp(key, "F")) cs.F = u;
-    else if (!strcmp(key, "C")) cs.C = u;
-    else if (!strcmp(key, "R")) cs.R = u;
-    else if (!strcmp(key, "period")) cs.period = u;
-    else if (!strcmp(key, "mut_off")) cs.mut_off = u;
-    else if (!strcmp(key, "mut_every")) cs.mut_every = u;
-    else if (!strcmp(key, "chunk")) cs.chunk = u;
-    else if (!strcmp(key, "now")) cs.now = v;
-    else if (!strcmp(key, "pop_now")) cs.pop_now = v;
-    else if (!strcmp(key, "ingress")) cs.ingress = u;
-    else if (!strcmp(key, "link")) cs.link = u;
-    else if (!strcmp(key, "check")) cs.check = u;
-  }
-  free(text);
-  if (cs.link != 0) die("the reference implements raw IP batches only (link 0)");
-}
-
-/** newSource(gen, r) of bench/lib/corpus.mjs into every new-flow slot. */
-static void mutate(stream_t* st) {
-  const u32 hi = (0x8000u | (st->gen & 0x7fffu)) << 16;
-  u8* p = arena + (size_t)cs.C * cs.L + cs.mut_off;
-  for (u32 r = 0; r < cs.R; r++) {
-    const u32 v = hi | r;
-    memcpy(p + (size_t)r * cs.L, &v, 4);
-  }
-  st->gen++;
-}
-
 static void run(stream_t* st, u32 B, u64 packets) {
   for (u64 done = 0; done < packets; done += B) {
-    if (st->mix && st->pos % cs.mut_every == 0) mutate(st);
+    if (st->mix && st->pos % cs.mut_every == 0) mutate(st, arena);
     memcpy(descs, st->desc + 2 * (size_t)st->pos, 8 * (size_t)B);
     process_batch(B, cs.now, cs.ingress);
     st->pos += B;
     if (st->pos == st->period) st->pos = 0;
   }
-}
-
-static int cmp_double(const void* a, const void* b) {
-  double x = *(const double*)a, y = *(const double*)b;
-  return x < y ? -1 : x > y;
-}
-static double median_of(const double* xs, int n) {
-  double* s = malloc(sizeof(double) * (size_t)n);
-  memcpy(s, xs, sizeof(double) * (size_t)n);
-  qsort(s, (size_t)n, sizeof(double), cmp_double);
-  double i = (n - 1) * 0.5;
-  int lo = (int)i, hi = lo + (i > lo);
-  double m = s[lo] + (s[hi] - s[lo]) * (i - lo);
-  free(s);
-  return m;
 }
 
 /** The CRC of the tuple records too (verify only): the TypeScript port is held to those. */
@@ -1077,6 +978,7 @@ static uint32_t tuple_crc;
 /** Reads the case, configures, populates at pop_now and runs the check phase at now: the CRC. */
 static uint32_t set_up(const char* dir, double* populate_ms) {
   read_spec(dir);
+  if (cs.link != 0) die("the reference implements raw IP batches only (link 0)");
   size_t len;
   char* config = (char*)read_file(dir, "config.json", &len);
   configure(config, cs.ingress);
@@ -1116,6 +1018,13 @@ static uint32_t set_up(const char* dir, double* populate_ms) {
     if (tuple_crc_on) tuple_crc = crc32_update(tuple_crc, tuples, 40 * 1024);
   }
   return crc;
+}
+
+static void print_counters(void);
+static void end(void) {
+  printf("{\"tracked\":%d,", flow_used);
+  print_counters();
+  printf("}");
 }
 
 static void print_counters(void) {
@@ -1158,62 +1067,12 @@ int main(int argc, char** argv) {
   double populate_ms;
   const uint32_t crc = set_up(dir, &populate_ms);
 
-  // Warm every variant up (bench/lib/harness.mjs warmUp): caches and branch predictors.
-  printf("READY {\"crc\":\"%08x\",\"populateMs\":%.3f,\"tracked\":%d,\"capacity\":%u,\"group\":%d,\"hugePages\":%s,\"warm\":{",
+  // Warm every variant up (caches and branch predictors), then serve the RUN requests.
+  printf("READY {\"crc\":\"%08x\",\"populateMs\":%.3f,\"tracked\":%d,\"capacity\":%u,\"group\":%d,\"hugePages\":%s,",
          crc, populate_ms, flow_used, cfg.capacity, REF_GROUP, huge_pages ? "true" : "false");
-  double* warm = malloc(sizeof(double) * (size_t)(max_warm > 0 ? max_warm : 1));
-  int first = 1;
-  for (char* v = strtok(variants, ","); v; v = strtok(NULL, ",")) {
-    stream_t* st = v[0] == 'h' ? &hit_st : &mix_st;
-    const char* slash = strchr(v, '/');
-    if (!slash) die("variants are <hit|mix>/<batch>");
-    const u32 B = (u32)atoi(slash + 1);
-    if (B < 1 || B > MAX_BATCH) die("batch size out of range");
-    const u64 packets = (iter + B - 1) / B * B;
-    int n = 0, stable = 0;
-    while (n < max_warm) {
-      const uint64_t a = cpu_ns();
-      run(st, B, packets);
-      warm[n++] = (double)(cpu_ns() - a) / (double)packets;
-      if (n >= min_warm && n >= 2 * window) {
-        const double last = median_of(warm + n - window, window);
-        const double prev = median_of(warm + n - 2 * window, window);
-        if ((last > prev ? last - prev : prev - last) / prev <= tol) { stable = 1; break; }
-      }
-    }
-    printf("%s\"%s\":{\"warmIters\":%d,\"stable\":%s,\"firstIterNs\":%.3f,\"warmLastNs\":%.3f}",
-           first ? "" : ",", v, n, stable ? "true" : "false", n ? warm[0] : 0.0, n ? warm[n - 1] : 0.0);
-    first = 0;
-  }
-  printf("}}\n");
+  serve_warm_up(run, variants, MAX_BATCH, iter, min_warm, max_warm, window, tol);
+  printf("}\n");
   fflush(stdout);
-
-  // Serve: RUN <workload>/<batch> <packets> <rewarm> → {"cpu":..,"wall":..}; END.
-  char line[256];
-  while (fgets(line, sizeof line, stdin)) {
-    char key[64];
-    unsigned long long n = 0, re = 0;
-    if (!strncmp(line, "END", 3)) {
-      printf("END {\"tracked\":%d,", flow_used);
-      print_counters();
-      printf("}\n");
-      fflush(stdout);
-      break;
-    }
-    if (sscanf(line, "RUN %63s %llu %llu", key, &n, &re) != 3) continue;
-    stream_t* st = key[0] == 'h' ? &hit_st : &mix_st;
-    const char* slash = strchr(key, '/');
-    const u32 B = slash ? (u32)atoi(slash + 1) : 0;
-    if (B < 1 || B > MAX_BATCH) die("batch size out of range");
-    const u64 rewarm = (re + B - 1) / B * B;
-    const u64 packets = (n + B - 1) / B * B;
-    if (rewarm) run(st, B, rewarm);
-    const uint64_t c = cpu_ns(), a = wall_ns();
-    run(st, B, packets);
-    const double wall = (double)(wall_ns() - a) / (double)packets;
-    const double cpu = (double)(cpu_ns() - c) / (double)packets;
-    printf("{\"cpu\":%.3f,\"wall\":%.3f}\n", cpu, wall);
-    fflush(stdout);
-  }
+  serve_requests(run, MAX_BATCH, end);
   return 0;
 }
