@@ -221,14 +221,21 @@ def tshark_checksums(pcap, defragment=True):
     """Per frame: {field: [values...]} from tshark with every checksum check on."""
     # DNS off: the payloads on port 53 are not DNS messages, and tshark would call them
     # malformed (a malformed IP/UDP/TCP/ICMP header still is).
-    cmd = ["tshark", "-n", "-r", pcap, "--disable-protocol", "dns",
-           "-o", "ip.check_checksum:TRUE", "-o", "tcp.check_checksum:TRUE",
-           "-o", "udp.check_checksum:TRUE",
-           "-o", "ip.defragment:%s" % ("TRUE" if defragment else "FALSE"),
-           "-o", "ipv6.defragment:%s" % ("TRUE" if defragment else "FALSE"),
-           "-o", "tcp.desegment_tcp_streams:FALSE",
-           "-T", "fields", "-E", "occurrence=a", "-E", "aggregator=,", "-E", "separator=\t"]
-    for f in TSHARK_FIELDS:
+    opts = ["--disable-protocol", "dns",
+            "-o", "ip.check_checksum:TRUE", "-o", "tcp.check_checksum:TRUE",
+            "-o", "udp.check_checksum:TRUE",
+            "-o", "ip.defragment:%s" % ("TRUE" if defragment else "FALSE"),
+            "-o", "ipv6.defragment:%s" % ("TRUE" if defragment else "FALSE"),
+            "-o", "tcp.desegment_tcp_streams:FALSE",
+            "-E", "occurrence=a", "-E", "aggregator=,"]
+    return [{f: [x for x in v.split(",") if x != ""] for f, v in frame.items()}
+            for frame in tshark_fields(pcap, TSHARK_FIELDS, opts)]
+
+
+def tshark_fields(pcap, fields, opts=()):
+    """Per frame of `pcap`: {field: text} of tshark's `-T fields` output with `opts`."""
+    cmd = ["tshark", "-n", "-r", pcap, *opts, "-T", "fields", "-E", "separator=\t"]
+    for f in fields:
         cmd += ["-e", f]
     r = subprocess.run(cmd, capture_output=True, text=True)
     if r.returncode != 0:
@@ -236,8 +243,8 @@ def tshark_checksums(pcap, defragment=True):
     frames = []
     for line in r.stdout.splitlines():
         cols = line.split("\t")
-        cols += [""] * (len(TSHARK_FIELDS) - len(cols))
-        frames.append({f: [x for x in c.split(",") if x != ""] for f, c in zip(TSHARK_FIELDS, cols)})
+        cols += [""] * (len(fields) - len(cols))
+        frames.append(dict(zip(fields, cols)))
     return frames
 
 
@@ -269,19 +276,7 @@ TCP_FIELDS = ["frame.number", "eth.src", "eth.dst", "ip.src", "ip.dst", "ipv6.sr
 def tshark_tcp(pcap):
     """Per frame: {field: value} of the TCP header fields tshark decodes (raw sequence
     numbers, flags as 0x hex), for RSTs checked against what they must carry."""
-    cmd = ["tshark", "-n", "-r", pcap, "-o", "tcp.relative_sequence_numbers:FALSE",
-           "-T", "fields", "-E", "separator=\t"]
-    for f in TCP_FIELDS:
-        cmd += ["-e", f]
-    r = subprocess.run(cmd, capture_output=True, text=True)
-    if r.returncode != 0:
-        raise RuntimeError("tshark failed: %s" % r.stderr)
-    frames = []
-    for line in r.stdout.splitlines():
-        cols = line.split("\t")
-        cols += [""] * (len(TCP_FIELDS) - len(cols))
-        frames.append(dict(zip(TCP_FIELDS, cols)))
-    return frames
+    return tshark_fields(pcap, TCP_FIELDS, ["-o", "tcp.relative_sequence_numbers:FALSE"])
 
 
 def addr(text):
