@@ -1,5 +1,5 @@
 #!/usr/bin/env node
-// The haports command line. The implementation is built from host/cli.ts by `npm run build`.
+// The haports command line. The implementation is built from host/cli/cli.ts by `npm run build`.
 import { existsSync } from 'node:fs';
 const cli = new URL('../build/host/cli.mjs', import.meta.url);
 if (!existsSync(cli)) {

@@ -1,4 +1,4 @@
-// Tests for host/pcap.ts (capture reader/writer used by `haports replay`).
+// Tests for host/cli/pcap.ts (capture reader/writer used by `haports replay`).
 // Build first: node scripts/build-host.mjs
 //
 // Captures written by real tools are generated at test time: scapy (python3) for pcap

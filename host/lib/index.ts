@@ -10,7 +10,7 @@
 //   the (possibly rewritten) bytes with `dp.packet(i)` — views into wasm memory that stay
 //   valid until the next run() or reconfigure().
 
-import wasmBytes from '../build/haports.wasm';
+import wasmBytes from '../../build/haports.wasm';
 import { ConfigError, Core, FLAGS, LINK_ETHERNET, LINK_RAW_IP, NONE, type Tuple } from './core.js';
 import type { Config } from './config.js';
 

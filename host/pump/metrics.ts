@@ -17,7 +17,7 @@
 //   haports_flow_table_entries, haports_flow_table_capacity
 
 import { createServer, type Server } from 'node:http';
-import { COUNTERS, REASONS, type Core } from './core.js';
+import { COUNTERS, REASONS, type Core } from '../lib/core.js';
 
 export const CONTENT_TYPE = 'text/plain; version=0.0.4; charset=utf-8';
 

@@ -6,10 +6,10 @@
 import { createWriteStream, readFileSync, writeFileSync } from 'node:fs';
 import { once } from 'node:events';
 import { parseArgs } from 'node:util';
-import { ConfigError, Core, LINK_ETHERNET, LINK_RAW_IP, NONE } from './core.js';
+import { ConfigError, Core, LINK_ETHERNET, LINK_RAW_IP, NONE } from '../lib/core.js';
 import { demoCommand } from './demo.js';
-import { armCommand } from './arm.js';
-import { pumpCommand } from './pump.js';
+import { armCommand } from '../arm/arm.js';
+import { pumpCommand } from '../pump/pump.js';
 import {
   LINKTYPE_ETHERNET, LINKTYPE_IPV4, LINKTYPE_IPV6, LINKTYPE_RAW, readCapture, writePcap,
 } from './pcap.js';

@@ -53,7 +53,7 @@ import { isIP } from 'node:net';
 import { parseArgs } from 'node:util';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import type { Server } from 'node:http';
-import { ACTION_FORWARD, ACTION_RESET, ConfigError, Core, DESCRIPTOR_BYTES, NONE, VERDICT_BYTES } from './core.js';
+import { ACTION_FORWARD, ACTION_RESET, ConfigError, Core, DESCRIPTOR_BYTES, NONE, VERDICT_BYTES } from '../lib/core.js';
 import {
   decap, decoded, tunnelErrorName, GENEVE_PORT, VXLAN_PORT, TUNNEL_ERRORS, type TunnelProtocol,
 } from './tunnel.js';

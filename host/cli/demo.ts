@@ -4,8 +4,8 @@
 // memory and run through the same core as every host.
 
 import { parseArgs } from 'node:util';
-import { Dataplane } from './index.js';
-import type { Config } from './config.js';
+import { Dataplane } from '../lib/index.js';
+import type { Config } from '../lib/config.js';
 
 const USAGE = `usage: haports demo [--flows N] [--seed N] [--json]
 

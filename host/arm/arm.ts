@@ -24,7 +24,7 @@ import { randomBytes } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { isIP } from 'node:net';
 import { parseArgs } from 'node:util';
-import { Core } from './core.js';
+import { Core } from '../lib/core.js';
 
 /** The hash seed of every imported configuration: fixed, so every instance agrees. */
 /** A fresh secret hashKey (docs/flowtable.md): the imported configuration carries it,

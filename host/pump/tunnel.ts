@@ -32,7 +32,7 @@
 // endpoint that acts on options (as AWS Gateway Load Balancer relays its TLVs). An
 // option chain whose lengths do not add up to Opt Len is malformed and dropped.
 
-import { LINK_ETHERNET, LINK_RAW_IP } from './core.js';
+import { LINK_ETHERNET, LINK_RAW_IP } from '../lib/core.js';
 
 export type TunnelProtocol = 'vxlan' | 'geneve';
 
