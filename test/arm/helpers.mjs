@@ -58,9 +58,3 @@ export function writeTemp(name, object) {
   writeFileSync(file, JSON.stringify(object, null, 2));
   return file;
 }
-
-/** Has cli.ts been given the import-arm command yet? */
-export function cliHasImportArm() {
-  const r = cli('import-arm', '--help');
-  return r.code === 0 && r.stdout.includes('import-arm');
-}
