@@ -3,7 +3,9 @@
 // NSDI 2016, §3.4 "Consistent Hashing" and Pseudocode 1.
 //
 // Control plane builds, data plane indexes: tables are built here, outside the packet
-// path, into a spare buffer and swapped in; the packet path is `table[hash % M]`.
+// path, into a spare buffer and swapped in; the packet path is
+// `table[((hash >> 32) * M) >> 32]`, the hash's high 32 bits scaled onto [0, M) by a
+// multiply and a shift instead of `hash % M` (`lookup`, at the end of this file).
 
 import { MAX_BACKENDS, NONE } from "./consts";
 import { hashBytes } from "./hash";

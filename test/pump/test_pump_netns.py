@@ -31,12 +31,18 @@ What it shows:
      and keeps forwarding;
   5. SIGTERM stops it with exit code 0 and a final JSON line whose counters add up;
   6. tshark dissects every datagram the pump sent as valid VXLAN/GENEVE with the VNIs sent.
-Needs root (ip netns). Runs in about 20 seconds; bounded at 150.
+Needs root (ip netns), ip and tc (iproute2), dumpcap and tshark, node, the Python module
+scapy and a build (`npm run build`). Anything missing, or a kernel that cannot make the
+namespaces, is a failure (exit status 1) that names what is missing, never a skip: CI runs
+this as root. The output starts with what runs (kernel, tool versions, the parts) and
+ends with a summary of the checks of each part. Runs in about 20 seconds; bounded at 150.
 """
 import json
 import os
+import platform
 import random
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -60,10 +66,35 @@ WORK = Path(os.environ.get("HAPORTS_PUMP_E2E_DIR", ROOT / "build" / "pump-e2e"))
 
 failures = []
 processes = []
+# The parts of the scenario, in order. `results` counts [passed, failed] checks per part;
+# the checks before part 1 (the pump's start) and after the last (clean-up) count under
+# "set-up" and "clean-up".
+PARTS = [
+    "VXLAN and GENEVE flows reach one appliance each, re-encapsulated unchanged",
+    "symmetric: the reply direction, sent by the appliance through the pump, reaches the same appliance",
+    "nva1's probe target stops: new flows move away, established TCP stays",
+    "the probe target returns: nva1 takes new flows again; flows that moved stay",
+    "malformed tunnel datagrams: counted by reason, the pump keeps forwarding",
+    "SIGTERM: graceful stop, final counters",
+    "the capture, dissected by tshark",
+    "back-pressure: a slow link fills the send buffer; queued sends keep their bytes, drops are counted",
+]
+results = {"set-up": [0, 0]}
+current_part = ["set-up"]
+pump_commands = []  # the pump command lines started (set by PumpProcess)
+
+
+def part(n):
+    """Starts part n (1-based) of the scenario: prints its title and counts its checks."""
+    title = f"{n}. {PARTS[n - 1]}"
+    print(f"== {title}", flush=True)
+    current_part[0] = title
+    results[title] = [0, 0]
 
 
 def check(ok, what):
     print(("  ok    " if ok else "  FAIL  ") + what, flush=True)
+    results.setdefault(current_part[0], [0, 0])[0 if ok else 1] += 1
     if not ok:
         failures.append(what)
     return ok
@@ -176,6 +207,7 @@ class PumpProcess:
         if subprocess.run(["node", *entry, "--help"], capture_output=True).returncode != 0:
             entry = [str(ROOT / "build" / "host" / "pump.mjs")]  # before cli.ts has `pump`
         self.cmdline = ["node", *entry, "--config", str(config_path), "--metrics", METRICS]
+        pump_commands.append(" ".join(self.cmdline))
         self.p = subprocess.Popen(["ip", "netns", "exec", NS["pump"], *self.cmdline],
                                   stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         processes.append(self.p)
@@ -228,13 +260,17 @@ def metric(ms, name, **labels):
 
 # ---- Packets -------------------------------------------------------------------------
 
-from scapy.all import ARP, ICMP, IP as IPv4, IPv6, TCP, UDP, Ether, Raw  # noqa: E402
-from scapy.contrib.geneve import GENEVE, GeneveOptions  # noqa: E402
-from scapy.layers.vxlan import VXLAN  # noqa: E402
+try:
+    from scapy.all import ARP, ICMP, IP as IPv4, IPv6, TCP, UDP, Ether, Raw  # noqa: E402
+    from scapy.contrib.geneve import GENEVE, GeneveOptions  # noqa: E402
+    from scapy.layers.vxlan import VXLAN  # noqa: E402
+    SCAPY_ERROR = None
+except ImportError as e:  # reported by main() with everything else that is missing
+    SCAPY_ERROR = str(e)
 
 TAG_RE = re.compile(rb"hp\|(\d+)\|([fr])\|(\d+)\|")
 GNV_OPTIONS = [GeneveOptions(classid=0x0105, type=0x01, data=b"\x00\x00\x00\x2a\x00\x00\x00\x07"),
-               GeneveOptions(classid=0xFFFF, type=0x80, data=b"hpt!")]  # the second is critical
+               GeneveOptions(classid=0xFFFF, type=0x80, data=b"hpt!")] if SCAPY_ERROR is None else []  # the second is critical
 
 
 class Flow:
@@ -417,7 +453,7 @@ def scenario():
     check(len(initial) == 3, f"one probe round before opening the listeners: {len(initial)} appliances initially up")
     check([l["name"] for l in running["listeners"]] == ["vx", "gnv"], "listeners vx (VXLAN) and gnv (GENEVE) running")
 
-    print("== 1. VXLAN and GENEVE flows reach one appliance each, re-encapsulated unchanged")
+    part(1)
     vx = make_flows("vx", 24, 12, 6, 8, 4)
     gnv = make_flows("gnv", 12, 8, 4, 6, 4, encaps=("eth", "ip"))
     flows = vx + gnv
@@ -433,14 +469,14 @@ def scenario():
     gnv_ip = [f for f in gnv if f.encap == "ip"]
     check(all(ledger.where((f.id, "f", 0)) for f in gnv_ip), f"GENEVE carrying raw IPv4/IPv6 (protocol 0x0800/0x86DD): {len(gnv_ip)} flows delivered")
 
-    print("== 2. symmetric: the reply direction, sent by the appliance through the pump, reaches the same appliance")
+    part(2)
     bad = ledger.verify(k1)
     check(not bad, f"{len(k1)} reply datagrams delivered once, intact" + (f": {bad[:3]}" if bad else ""))
     mism = [f.id for f in flows if ledger.where((f.id, "r", 0)) != ledger.where((f.id, "f", 0))]
     check(not mism, f"replies of all {len(flows)} flows met the appliance of their forward direction" + (f"; not: {mism[:5]}" if mism else ""))
     home = {f.id: ledger.where((f.id, "f", 0)) for f in flows}
 
-    print("== 3. nva1's probe target stops: new flows move away, established TCP stays")
+    part(3)
     victim = "nva1"
     t0 = time.monotonic()
     agents[victim].cmd(cmd="tcp", on=False)
@@ -472,7 +508,7 @@ def scenario():
     kst = send_phase(client, ledger, rest, "f", 2)
     check(all(ledger.where((f.id, "f", 2)) == home[f.id] for f in rest), f"{len(rest)} flows on nva0/nva2 did not move")
 
-    print("== 4. the probe target returns: nva1 takes new flows again; flows that moved stay")
+    part(4)
     t1 = time.monotonic()
     agents[victim].cmd(cmd="tcp", on=True)
     up = pump.wait_log(lambda e: e.get("msg") == "backend up" and e.get("address") == IP[victim], 10)
@@ -487,7 +523,7 @@ def scenario():
     bad = ledger.verify(kn + ke + kr + kst + kn2 + km)
     check(not bad, "every datagram of phases 3-4 delivered once, intact" + (f": {bad[:3]}" if bad else ""))
 
-    print("== 5. malformed tunnel datagrams: counted by reason, the pump keeps forwarding")
+    part(5)
     eth_ip = bytes(Ether() / IPv4(src="172.16.9.1", dst="172.16.9.2") / UDP(sport=1, dport=2) / Raw(b"x"))
     vx_bad = {
         "tunnel-truncated": [b"\x08\x00\x00", b""],
@@ -534,7 +570,7 @@ def scenario():
     ka = send_phase(client, ledger, alive, "f", 0)
     check(not ledger.verify(ka), f"and still forwards: {len(alive)} new flows delivered intact")
 
-    print("== 6. SIGTERM: graceful stop, final counters")
+    part(6)
     sent_by_port = {VX_PORT: 0, GNV_PORT: 0}
     for n in NVAS:
         for e in agents[n].received():
@@ -563,7 +599,7 @@ def scenario():
               f"the pump's sent counters equal what the appliances received: {sent_by_port}")
         check(all(l["socketDrops"] == 0 for l in ls.values()), "no kernel receive-buffer drops")
 
-    print("== 7. the capture, dissected by tshark")
+    part(7)
     time.sleep(1.2)  # libpcap hands a partly filled block to dumpcap only after its timeout
     cap.send_signal(signal.SIGINT)
     cap.wait(10)
@@ -590,7 +626,7 @@ def scenario():
 
 
 def backpressure(agents, ledger):
-    print("== 8. back-pressure: a slow link fills the send buffer; queued sends keep their bytes, drops are counted")
+    part(8)
     # 20 Mbit/s on the pump's link and small socket buffers: the kernel soon refuses sends
     # (EAGAIN), libuv queues them holding views of wasm memory, and the pump must not
     # reuse the arena until they are gone.
@@ -636,17 +672,90 @@ def backpressure(agents, ledger):
     run("tc", "-n", NS["pump"], "qdisc", "del", "dev", "eth0", "root")
 
 
-def main():
+# ---- What is needed, what runs, what ran ---------------------------------------------
+
+TOOLS = {  # command: how to get it
+    "ip": "apt-get install iproute2",
+    "tc": "apt-get install iproute2",
+    "dumpcap": "apt-get install tshark (Wireshark's capture tool comes with it)",
+    "tshark": "apt-get install tshark",
+    "node": "install Node.js >= 20",
+}
+
+
+def missing_requirements():
+    """Everything this test needs and does not have, one line each (empty: it can run)."""
+    missing = []
     if os.geteuid() != 0:
-        print("test_pump_netns: skipped (needs root for ip netns)")
-        return 0
-    for tool in ("ip", "tc", "dumpcap", "tshark", "node"):
-        if subprocess.run(["which", tool], capture_output=True).returncode != 0:
-            print(f"test_pump_netns: FAIL: {tool} not found")
-            return 1
+        missing.append(f"root: running as uid {os.geteuid()}; network namespaces, veth links and tc need root (CI runs as root)")
+    for tool, source in TOOLS.items():
+        if shutil.which(tool) is None:
+            missing.append(f"{tool}: not found on PATH; {source}")
+    if SCAPY_ERROR is not None:
+        missing.append(f"Python module scapy for {sys.executable}: {SCAPY_ERROR} "
+                       f"(python3 -m pip install -r test/requirements.txt)")
     if not (ROOT / "build" / "host" / "pump.mjs").exists():
-        print("test_pump_netns: FAIL: build/host/pump.mjs missing; run npm run build")
+        missing.append(f"{ROOT / 'build' / 'host' / 'pump.mjs'}: not built (npm run build)")
+    return missing
+
+
+def first_line(*cmd):
+    try:
+        r = subprocess.run(cmd, capture_output=True, text=True, timeout=20)
+    except (OSError, subprocess.TimeoutExpired) as e:
+        return f"? ({e})"
+    lines = (r.stdout or r.stderr).strip().splitlines()
+    return lines[0].strip() if lines else f"? (exit {r.returncode})"
+
+
+def print_environment():
+    import scapy
+    try:
+        version = json.loads((ROOT / "package.json").read_text()).get("version", "?")
+    except (OSError, ValueError):
+        version = "?"
+    u = platform.uname()
+    print("test_pump_netns: the packet pump end to end in network namespaces", flush=True)
+    print(f"  kernel   {u.system} {u.release} {u.machine}")
+    print(f"  iproute2 {first_line('ip', '-V')}")
+    print(f"  tc       {first_line('tc', '-V')}")
+    print(f"  dumpcap  {first_line('dumpcap', '--version')}")
+    print(f"  tshark   {first_line('tshark', '--version')}")
+    print(f"  node     {first_line('node', '--version')}")
+    print(f"  python   {platform.python_version()} ({sys.executable}), scapy {scapy.VERSION}")
+    print(f"  haports  {version}, {ROOT}")
+    print(f"  topology namespaces {', '.join(NS.values())}: client {IP['client']}, pump {IP['pump']}, "
+          f"appliances {', '.join(IP[n] for n in NVAS)} on one bridge")
+    print(f"  pump     VXLAN {IP['pump']}:{VX_PORT} (VNI {VX_VNI}), GENEVE {IP['pump']}:{GNV_PORT} (VNIs "
+          f"{', '.join(map(str, GNV_VNIS))}); TCP probe :{PROBE_PORT}, interval {INTERVAL}s, threshold {THRESHOLD}")
+    print("  parts    " + "\n           ".join(f"{i}. {t}" for i, t in enumerate(PARTS, 1)), flush=True)
+
+
+def print_summary(elapsed):
+    print(f"test_pump_netns: what ran ({elapsed:.1f}s)")
+    for cmd in dict.fromkeys(pump_commands):
+        print(f"  pump: {cmd}")
+    for title, (ok, bad) in results.items():
+        print(f"  {title}: {ok + bad} check{'s' if ok + bad != 1 else ''}, {ok} ok" + (f", {bad} FAILED" if bad else ""))
+    reached = sum(1 for i, t in enumerate(PARTS, 1) if f"{i}. {t}" in results)
+    if reached < len(PARTS):
+        print(f"  NOT RUN (stopped by a failure): parts {reached + 1}-{len(PARTS)}")
+    total = sum(ok + bad for ok, bad in results.values())
+    bad = sum(b for _, b in results.values())
+    print(f"  {total} checks in {reached} of {len(PARTS)} parts, {bad} failed"
+          + (f", {len(failures) - bad} error(s) outside the checks" if len(failures) > bad else ""))
+    for f in failures:
+        print(f"  failed: {f}")
+
+
+def main():
+    missing = missing_requirements()
+    if missing:
+        print("test_pump_netns: FAIL: cannot run; missing:")
+        for m in missing:
+            print(f"  - {m}")
         return 1
+    print_environment()
 
     def on_signal(signum, _frame):
         raise SystemExit(f"interrupted by signal {signum}")
@@ -657,8 +766,10 @@ def main():
     remove_stale()
     probe = run("ip", "netns", "add", NS["br"], check_rc=False)
     if probe.returncode != 0:
-        print(f"test_pump_netns: SKIPPED: cannot create a network namespace here ({probe.stderr.strip()})")
-        return 0
+        signal.alarm(0)
+        print(f"test_pump_netns: FAIL: cannot run: cannot create a network namespace here "
+              f"(ip netns add: {probe.stderr.strip() or 'exit ' + str(probe.returncode)})")
+        return 1
     run("ip", "netns", "del", NS["br"])
     try:
         create_topology()
@@ -669,10 +780,13 @@ def main():
         failures.append(f"{type(e).__name__}: {e}")
     finally:
         signal.alarm(0)
+        current_part[0] = "clean-up"
         destroy_topology()
         left = [ns for ns in NS.values() if ns in run("ip", "netns", "list", check_rc=False).stdout]
         check(not left, "namespaces removed")
-    print(f"test_pump_netns: {'FAIL' if failures else 'ok'} ({time.monotonic() - started:.1f}s)")
+    elapsed = time.monotonic() - started
+    print_summary(elapsed)
+    print(f"test_pump_netns: {'FAIL' if failures else 'ok'} ({elapsed:.1f}s)")
     return 1 if failures else 0
 
 
