@@ -36,7 +36,7 @@
 //       Addresses in network byte order; ports in host order (little-endian u16);
 //       family 0 = no IP header parsed; hasPorts 1 for TCP/UDP/SCTP carrying ports.
 //
-//   resets (MAX_BATCH × 256): for a verdict with action ACTION_RESET, the two TCP RSTs
+//   resets (MAX_BATCH × RESET_BYTES): for a verdict with action ACTION_RESET, the two TCP RSTs
 //   to send in its place (enableTcpReset), framed as the batch's packets are (link type)
 //
 //       0        2        4        8                  128                 256
@@ -50,72 +50,18 @@
 // All multi-byte fields are little-endian (wasm's byte order), except addresses and
 // the packets themselves (network byte order).
 
-import { CONFIG_BUFFER_BYTES, ERROR_BUFFER_BYTES, MAX_BATCH, PASS_GROUP, REASON_COUNT, RX_ARENA_BYTES } from "./consts";
+import { CONFIG_BUFFER_BYTES, ERROR_BUFFER_BYTES, MAX_BATCH, PASS_GROUP, RX_ARENA_BYTES } from "./consts";
+import {
+  COUNTER_SLOTS, DESCRIPTOR_BYTES, OBJECT_COUNTER_BYTES, RESET_BYTES, TUPLE_BYTES, VERDICT_BYTES,
+} from "./abi";
 import { PACKET_BYTES } from "./packet";
 
-export const DESCRIPTOR_BYTES: i32 = 8;
-export const VERDICT_BYTES: i32 = 16;
-export const TUPLE_BYTES: i32 = 40;
-export const RESET_BYTES: i32 = 256;
-/** Reset record offsets: the two lengths, and where each RST starts. */
-export const R_LEN_A: usize = 0;
-export const R_LEN_B: usize = 2;
-export const R_A: usize = 8;
-export const R_B: usize = 128;
+// The records' sizes and field offsets (V_*, T_*, R_*), the counter slots (C_*) and the
+// per-object counters (PB_*) are the host interface's: generated into abi.ts from
+// abi/haports.abi.json, and re-exported here with the memory map that uses them.
+export * from "./abi";
+/** Longest RST to the sender that fits its slot of the reset record (bytes). */
 export const R_A_MAX: i32 = 120;
-
-// Verdict record field offsets.
-export const V_ACTION: usize = 0;
-export const V_REASON: usize = 1;
-export const V_FLAGS: usize = 2;
-export const V_RULE: usize = 4;
-export const V_BACKEND: usize = 6;
-export const V_FRONTEND: usize = 8;
-export const V_L3: usize = 10;
-export const V_HASH: usize = 12;
-
-// Tuple record field offsets.
-export const T_SRC: usize = 0;
-export const T_DST: usize = 16;
-export const T_SPORT: usize = 32;
-export const T_DPORT: usize = 34;
-export const T_PROTO: usize = 36;
-export const T_FAMILY: usize = 37;
-export const T_HAS_PORTS: usize = 38;
-
-// Global counters: u64 slots.
-export const C_PACKETS: i32 = 0;          // packets processed
-export const C_BYTES: i32 = 1;            // bytes processed (as given by the host)
-export const C_FORWARDED: i32 = 2;        // forward verdicts
-export const C_DROPPED: i32 = 3;          // drop verdicts
-export const C_NOMATCH: i32 = 4;          // no-match verdicts
-export const C_FLOW_HITS: i32 = 5;        // packets whose backend came from the flow table
-export const C_FLOW_NEW: i32 = 6;         // flow entries created
-export const C_UNTRACKED: i32 = 7;        // flows the table could not hold (hashed anyway)
-export const C_EVICTIONS: i32 = 8;        // live entries evicted to make room
-export const C_FRAG_3TUPLE: i32 = 9;      // non-first fragments hashed on the 3-tuple
-export const C_ICMP_ERRORS: i32 = 10;     // ICMP errors mapped through their quoted header
-export const C_FLOW_MOVED: i32 = 11;      // tracked flows moved off a down (or drained) backend
-export const C_BATCHES: i32 = 12;         // processBatch calls
-export const C_CONFIG_APPLIED: i32 = 13;  // configurations applied
-export const C_CONFIG_REJECTED: i32 = 14; // configurations rejected
-export const C_FLOWS_DROPPED_BY_CONFIG: i32 = 15; // tracked flows whose rule/backend went away
-export const C_FRAG_HITS: i32 = 16;       // later fragments that followed their first fragment
-export const C_FRAG_ENTRIES: i32 = 17;    // fragment entries recorded (first fragments)
-export const C_NAT_FORWARD: i32 = 18;     // packets rewritten towards a backend (DNAT)
-export const C_NAT_REPLY: i32 = 19;       // backend replies translated back to the frontend
-export const C_FLOW_DRAINED: i32 = 20;    // tracked flows moved off a backend past its drain period
-export const C_FLOW_MOVES: i32 = 21;      // flow-table entries moved to their other bucket to make room
-export const C_RESETS: i32 = 22;          // reset verdicts (enableTcpReset): RSTs written for both ends
-export const C_FLOW_ESTABLISHED: i32 = 23; // flow entries that became established (admission)
-export const C_DROP_REASON_BASE: i32 = 24; // + REASON_*: drops (and no-matches) by reason
-export const COUNTER_SLOTS: i32 = C_DROP_REASON_BASE + REASON_COUNT;
-
-// Per-backend and per-rule counters (u64 × 3 each, in the Plan): packets, bytes, new flows.
-export const PB_PACKETS: i32 = 0;
-export const PB_BYTES: i32 = 1;
-export const PB_NEW_FLOWS: i32 = 2;
-export const PER_OBJECT_COUNTERS: i32 = 3;
 
 export const rxArena: usize = heap.alloc(<usize>RX_ARENA_BYTES);
 export const descriptors: usize = heap.alloc(<usize>(MAX_BATCH * DESCRIPTOR_BYTES));

@@ -3,6 +3,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh --test
+echo "== the generated interface files match abi/haports.abi.json"
+node scripts/gen-abi.mjs --check
 npm run build
 
 echo "== AssemblyScript unit tests (as-pect)"

@@ -2,54 +2,29 @@
 // packets into the rx arena and reads verdict and tuple records back. Views over wasm
 // memory are rebuilt whenever memory may have grown (after configure()).
 //
-// Record layouts are documented in assembly/layout.ts; the constants below mirror it.
+// Record layouts and codes come from host/lib/abi.ts (generated from abi/haports.abi.json;
+// docs/abi.md draws them).
 
 import { readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 
-export const NONE = 0xffff;
-export const LINK_RAW_IP = 0;
-export const LINK_ETHERNET = 1;
+import {
+  ACTION_RESET, ACTIONS, C_DROP_REASON_BASE, COUNTERS, DESCRIPTOR, DESCRIPTOR_BYTES, LINK_RAW_IP, NONE, REASONS,
+  RESET, RESET_BYTES, TUPLE, TUPLE_BYTES, VERDICT, VERDICT_BYTES,
+} from './abi.js';
+import type { Action } from './abi.js';
 
-export const ACTIONS = ['', 'forward', 'drop', 'nomatch', 'reset'] as const;
-export type Action = 'forward' | 'drop' | 'nomatch' | 'reset';
-
-/** REASON_* of assembly/consts.ts, by code. */
-export const REASONS = [
-  null, 'not-ip', 'truncated', 'bad-ip-version', 'bad-ip-header', 'truncated-l4',
-  'bad-l4-header', 'ext-header-chain', 'bad-icmp-error', 'no-healthy-backend', 'no-rule',
-  'bad-descriptor', 'idle-reset',
-] as const;
+// The codes, record layouts and counter names, generated from abi/haports.abi.json.
+export {
+  ACTION_FORWARD, ACTION_RESET, ACTIONS, COUNTERS, DESCRIPTOR_BYTES, FLAGS, LINK_ETHERNET, LINK_RAW_IP, NONE,
+  REASONS, RESET_BYTES, TUPLE_BYTES, VERDICT_BYTES,
+} from './abi.js';
+export type { Action } from './abi.js';
 
 /** The name of a REASON_* code: null for 0 (none), `reason-N` for a code this host does not know. */
 export function reasonName(code: number): string | null {
   return code === 0 ? null : REASONS[code] ?? `reason-${code}`;
 }
-
-/** FLAG_* of assembly/consts.ts. */
-export const FLAGS = {
-  ipv6: 1 << 0, flowHit: 1 << 1, flowNew: 1 << 2, untracked: 1 << 3, fragment: 1 << 4,
-  frag3Tuple: 1 << 5, icmpError: 1 << 6, exactRule: 1 << 7, nextHop: 1 << 8, evicted: 1 << 9,
-  failOpen: 1 << 10, rewritten: 1 << 11, reply: 1 << 12, established: 1 << 13,
-} as const;
-
-/** Global counter slots (assembly/layout.ts C_*), by name. */
-export const COUNTERS = [
-  'packets', 'bytes', 'forwarded', 'dropped', 'nomatch', 'flowHits', 'flowNew', 'untracked',
-  'evictions', 'frag3Tuple', 'icmpErrors', 'flowMoved', 'batches', 'configApplied',
-  'configRejected', 'flowsDroppedByConfig', 'fragHits', 'fragEntries', 'natForward', 'natReply',
-  'flowDrained', 'flowMoves', 'resets', 'flowEstablished',
-] as const;
-const C_DROP_REASON_BASE = 24;
-
-/** Record sizes and the forward action code (assembly/layout.ts, consts.ts), for hosts
- *  that read the records directly on their hot path. */
-export const DESCRIPTOR_BYTES = 8;
-export const VERDICT_BYTES = 16;
-export const TUPLE_BYTES = 40;
-export const RESET_BYTES = 256;
-export const ACTION_FORWARD = 1;
-export const ACTION_RESET = 4;
 
 export interface Tuple {
   src: string;
@@ -241,8 +216,8 @@ export class Core {
 
   setDescriptor(i: number, offset: number, length: number): void {
     const d = this.exports.descriptorsPtr() + i * DESCRIPTOR_BYTES;
-    this.dv.setUint32(d, offset, true);
-    this.dv.setUint32(d + 4, length, true);
+    this.dv.setUint32(d + DESCRIPTOR.offset, offset, true);
+    this.dv.setUint32(d + DESCRIPTOR.length, length, true);
   }
 
   /** Runs descriptors [0, count). Returns the number forwarded. */
@@ -255,8 +230,8 @@ export class Core {
   /** Packet i's bytes in the arena after processing (rewritten in place). */
   packet(i: number): Uint8Array {
     const d = this.exports.descriptorsPtr() + i * DESCRIPTOR_BYTES;
-    const off = this.dv.getUint32(d, true);
-    const len = this.dv.getUint32(d + 4, true);
+    const off = this.dv.getUint32(d + DESCRIPTOR.offset, true);
+    const len = this.dv.getUint32(d + DESCRIPTOR.length, true);
     const base = this.exports.rxArenaPtr() + off;
     return this.memory.subarray(base, base + len);
   }
@@ -265,13 +240,13 @@ export class Core {
     const v = this.exports.verdictsPtr() + i * VERDICT_BYTES;
     const dv = this.dv;
     return {
-      action: ACTIONS[dv.getUint8(v)] as Action,
-      reason: reasonName(dv.getUint8(v + 1)),
-      flags: dv.getUint16(v + 2, true),
-      rule: dv.getUint16(v + 4, true),
-      backend: dv.getUint16(v + 6, true),
-      frontend: dv.getUint16(v + 8, true),
-      hash: dv.getUint32(v + 12, true),
+      action: ACTIONS[dv.getUint8(v + VERDICT.action)] as Action,
+      reason: reasonName(dv.getUint8(v + VERDICT.reason)),
+      flags: dv.getUint16(v + VERDICT.flags, true),
+      rule: dv.getUint16(v + VERDICT.rule, true),
+      backend: dv.getUint16(v + VERDICT.backend, true),
+      frontend: dv.getUint16(v + VERDICT.frontend, true),
+      hash: dv.getUint32(v + VERDICT.hash, true),
     };
   }
 
@@ -281,13 +256,13 @@ export class Core {
    * packet would. Null when verdict i is not a reset.
    */
   resets(i: number): { toSender: Uint8Array; toBackend: Uint8Array } | null {
-    if (this.dv.getUint8(this.exports.verdictsPtr() + i * VERDICT_BYTES) !== ACTION_RESET) return null;
+    if (this.dv.getUint8(this.exports.verdictsPtr() + i * VERDICT_BYTES + VERDICT.action) !== ACTION_RESET) return null;
     const r = this.exports.resetsPtr() + i * RESET_BYTES;
-    const lenA = this.dv.getUint16(r, true);
-    const lenB = this.dv.getUint16(r + 2, true);
+    const lenA = this.dv.getUint16(r + RESET.lengthA, true);
+    const lenB = this.dv.getUint16(r + RESET.lengthB, true);
     return {
-      toSender: this.memory.slice(r + 8, r + 8 + lenA),
-      toBackend: this.memory.slice(r + 128, r + 128 + lenB),
+      toSender: this.memory.slice(r + RESET.a, r + RESET.a + lenA),
+      toBackend: this.memory.slice(r + RESET.b, r + RESET.b + lenB),
     };
   }
 
@@ -295,16 +270,17 @@ export class Core {
   tuple(i: number): Tuple | null {
     const t = this.exports.tuplesPtr() + i * TUPLE_BYTES;
     const dv = this.dv;
-    const family = dv.getUint8(t + 37);
+    const family = dv.getUint8(t + TUPLE.family);
     if (family === 0) return null;
     const mem = this.memory;
-    const hasPorts = dv.getUint8(t + 38) !== 0;
+    const n = family === 4 ? 4 : 16;
+    const hasPorts = dv.getUint8(t + TUPLE.hasPorts) !== 0;
     return {
-      src: formatAddress(mem.subarray(t, t + (family === 4 ? 4 : 16))),
-      dst: formatAddress(mem.subarray(t + 16, t + 16 + (family === 4 ? 4 : 16))),
-      proto: dv.getUint8(t + 36),
-      sport: hasPorts ? dv.getUint16(t + 32, true) : null,
-      dport: hasPorts ? dv.getUint16(t + 34, true) : null,
+      src: formatAddress(mem.subarray(t + TUPLE.src, t + TUPLE.src + n)),
+      dst: formatAddress(mem.subarray(t + TUPLE.dst, t + TUPLE.dst + n)),
+      proto: dv.getUint8(t + TUPLE.proto),
+      sport: hasPorts ? dv.getUint16(t + TUPLE.sport, true) : null,
+      dport: hasPorts ? dv.getUint16(t + TUPLE.dport, true) : null,
     };
   }
 

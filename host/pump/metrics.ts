@@ -17,7 +17,11 @@
 //   haports_flow_table_entries, haports_flow_table_capacity
 
 import { createServer, type Server } from 'node:http';
-import { COUNTERS, REASONS, type Core } from '../lib/core.js';
+import {
+  BACKEND_DOWN, BACKEND_DRAINING, C_DROP_REASON_BASE, COUNTER_METRICS, COUNTERS, OBJECT_COUNTER_BYTES, OBJECT_COUNTERS,
+  REASONS,
+} from '../lib/abi.js';
+import type { Core } from '../lib/core.js';
 
 export const CONTENT_TYPE = 'text/plain; version=0.0.4; charset=utf-8';
 
@@ -82,48 +86,13 @@ export class MetricsWriter {
 export const DROPS_HELP = 'Packets dropped, by stage (core: the dataplane verdict; pump: before or after the core), '
   + 'listener and reason. Core reason no-rule counts packets that matched no rule.';
 
-/** Metric name and help of each global core counter (COUNTERS of core.ts). */
-const CORE_COUNTER_METRICS: Record<(typeof COUNTERS)[number], [string, string]> = {
-  packets: ['haports_packets_total', 'Packets processed by the core.'],
-  bytes: ['haports_bytes_total', 'Bytes of the packets processed by the core.'],
-  forwarded: ['haports_forwarded_packets_total', 'Packets with a forward verdict.'],
-  dropped: ['haports_dropped_packets_total', 'Packets with a drop verdict (by reason: haports_drops_total{stage="core"}).'],
-  nomatch: ['haports_nomatch_packets_total', 'Packets that matched no rule.'],
-  flowHits: ['haports_flow_hits_total', 'Packets whose backend came from the flow table.'],
-  flowNew: ['haports_flows_created_total', 'Flow-table entries created.'],
-  untracked: ['haports_flows_untracked_total', 'Flows the full flow table could not hold (still hashed to their backend).'],
-  evictions: ['haports_flow_evictions_total', 'Live flow entries evicted to make room.'],
-  frag3Tuple: ['haports_fragments_3tuple_total', 'Later fragments hashed on (src, dst, proto) because their first was not seen.'],
-  icmpErrors: ['haports_icmp_errors_total', 'ICMP errors mapped through their quoted header.'],
-  flowMoved: ['haports_flows_moved_total', 'Tracked flows moved off a down backend.'],
-  batches: ['haports_batches_total', 'Batches processed by the core.'],
-  configApplied: ['haports_config_applied_total', 'Configurations applied.'],
-  configRejected: ['haports_config_rejected_total', 'Configurations rejected.'],
-  flowsDroppedByConfig: ['haports_flows_dropped_by_config_total', 'Tracked flows whose rule or backend a reconfiguration removed.'],
-  fragHits: ['haports_fragment_hits_total', 'Later fragments that followed their first fragment.'],
-  fragEntries: ['haports_fragment_entries_total', 'First fragments recorded for their later fragments.'],
-  natForward: ['haports_nat_forward_total', 'Packets rewritten towards a backend (non-floating rules).'],
-  natReply: ['haports_nat_reply_total', 'Backend replies translated back to the frontend.'],
-  flowDrained: ['haports_flows_drained_total', 'Tracked flows moved off a draining backend past its drain period.'],
-  flowMoves: ['haports_flow_entries_moved_total', 'Flow-table entries moved to their other bucket to make room for a new one.'],
-  resets: ['haports_tcp_resets_total', 'Packets of TCP flows idle past their timeout answered with RSTs to both ends (enableTcpReset).'],
-  flowEstablished: ['haports_flows_established_total', 'Flow entries that became established (seen to be real; only those cannot be evicted by new flows).'],
-};
-
-/** Slot of the first drop-by-reason counter (C_DROP_REASON_BASE of assembly/layout.ts). */
-const C_DROP_REASON_BASE = 24;
-/** u64 × 3 per rule / backend: packets, bytes, new flows (assembly/layout.ts). */
-const OBJECT_COUNTER_SLOTS = 3;
-const BACKEND_DOWN = 1;
-const BACKEND_DRAINING = 2;
-
 /** The core's families: global counters, drops by reason, rules, backends, flow table. */
 export function writeCoreMetrics(w: MetricsWriter, core: Core, backendAddresses: string[] = []): void {
   const dv = new DataView(core.memory.buffer);
   const u64 = (at: number) => dv.getBigUint64(at, true);
   const base = core.exports.countersPtr();
   COUNTERS.forEach((name, i) => {
-    const [metric, help] = CORE_COUNTER_METRICS[name];
+    const [metric, help] = COUNTER_METRICS[name];
     w.family(metric, 'counter', help).sample(u64(base + i * 8));
   });
 
@@ -134,26 +103,26 @@ export function writeCoreMetrics(w: MetricsWriter, core: Core, backendAddresses:
 
   const names = core.names;
   const rules = core.exports.ruleCountersPtr();
-  const ruleFamilies: [string, string][] = [
-    ['haports_rule_packets_total', 'Packets forwarded by the rule.'],
-    ['haports_rule_bytes_total', 'Bytes forwarded by the rule.'],
-    ['haports_rule_flows_total', 'New flows the rule created.'],
+  const ruleFamilies: [string, string, number][] = [
+    ['haports_rule_packets_total', 'Packets forwarded by the rule.', OBJECT_COUNTERS.packets],
+    ['haports_rule_bytes_total', 'Bytes forwarded by the rule.', OBJECT_COUNTERS.bytes],
+    ['haports_rule_flows_total', 'New flows the rule created.', OBJECT_COUNTERS.newFlows],
   ];
-  ruleFamilies.forEach(([metric, help], slot) => {
+  ruleFamilies.forEach(([metric, help, field]) => {
     w.family(metric, 'counter', help);
-    names.rules.forEach((rule, r) => w.sample(u64(rules + (r * OBJECT_COUNTER_SLOTS + slot) * 8), { rule }));
+    names.rules.forEach((rule, r) => w.sample(u64(rules + r * OBJECT_COUNTER_BYTES + field), { rule }));
   });
 
   const backends = core.exports.backendCountersPtr();
-  const backendFamilies: [string, string][] = [
-    ['haports_backend_packets_total', 'Packets forwarded to the backend.'],
-    ['haports_backend_bytes_total', 'Bytes forwarded to the backend.'],
-    ['haports_backend_flows_total', 'New flows assigned to the backend.'],
+  const backendFamilies: [string, string, number][] = [
+    ['haports_backend_packets_total', 'Packets forwarded to the backend.', OBJECT_COUNTERS.packets],
+    ['haports_backend_bytes_total', 'Bytes forwarded to the backend.', OBJECT_COUNTERS.bytes],
+    ['haports_backend_flows_total', 'New flows assigned to the backend.', OBJECT_COUNTERS.newFlows],
   ];
   const labelsOf = (b: number) => ({ pool: names.pools[names.backendPool[b]] ?? '', backend: names.backends[b] });
-  backendFamilies.forEach(([metric, help], slot) => {
+  backendFamilies.forEach(([metric, help, field]) => {
     w.family(metric, 'counter', help);
-    names.backends.forEach((_, b) => w.sample(u64(backends + (b * OBJECT_COUNTER_SLOTS + slot) * 8), labelsOf(b)));
+    names.backends.forEach((_, b) => w.sample(u64(backends + b * OBJECT_COUNTER_BYTES + field), labelsOf(b)));
   });
   w.family('haports_backend_up', 'gauge', 'Backend health: 1 unless its health probe marked it down.');
   names.backends.forEach((_, b) => w.sample(core.exports.backendState(b) === BACKEND_DOWN ? 0 : 1, labelsOf(b)));

@@ -53,7 +53,8 @@ import { isIP } from 'node:net';
 import { parseArgs } from 'node:util';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import type { Server } from 'node:http';
-import { ACTION_FORWARD, ACTION_RESET, ConfigError, Core, DESCRIPTOR_BYTES, NONE, VERDICT_BYTES } from '../lib/core.js';
+import { ACTION_FORWARD, ACTION_RESET, DESCRIPTOR, DESCRIPTOR_BYTES, NONE, VERDICT, VERDICT_BYTES } from '../lib/abi.js';
+import { ConfigError, Core } from '../lib/core.js';
 import {
   decap, decoded, tunnelErrorName, GENEVE_PORT, VXLAN_PORT, TUNNEL_ERRORS, type TunnelProtocol,
 } from './tunnel.js';
@@ -450,8 +451,8 @@ export class Pump {
       const len = msg.length - hdr;
       if (off + len > arenaSize) break;
       mem.set(msg.subarray(hdr), arenaBase + off);
-      dv.setUint32(descBase + n * DESCRIPTOR_BYTES, off, true);
-      dv.setUint32(descBase + n * DESCRIPTOR_BYTES + 4, len, true);
+      dv.setUint32(descBase + n * DESCRIPTOR_BYTES + DESCRIPTOR.offset, off, true);
+      dv.setUint32(descBase + n * DESCRIPTOR_BYTES + DESCRIPTOR.length, len, true);
       this.bMsg[n] = msg;
       this.bFrom[n] = L.qFrom[q];
       L.qFrom[q] = undefined;
@@ -479,9 +480,9 @@ export class Pump {
       const from = this.bFrom[i];
       this.bMsg[i] = undefined;
       this.bFrom[i] = undefined;
-      const action = mem[v];
+      const action = mem[v + VERDICT.action];
       if (action !== ACTION_FORWARD && action !== ACTION_RESET) continue; // drop / nomatch: counted by the core
-      const b = mem[v + 6] | (mem[v + 7] << 8);
+      const b = mem[v + VERDICT.backend] | (mem[v + VERDICT.backend + 1] << 8);
       const target = b === NONE ? null : L.targets[b];
       if (action === ACTION_RESET) {
         // enableTcpReset: the packet's flow was idle past its timeout. Its RSTs leave in

@@ -73,6 +73,8 @@ import tempfile
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(os.path.dirname(HERE))
+sys.path.insert(0, os.path.join(REPO, "host", "wasmtime"))
+from haports_wasmtime.abi import PARSE_REASONS  # noqa: E402  (abi/haports.abi.json: "parse": true)
 CONFIG = os.path.join(HERE, "config.json")
 SAMPLE = os.path.join(REPO, "examples", "sample.pcap")
 
@@ -98,8 +100,7 @@ EXT_V6 = {0: "ipv6.hopopts", 43: "ipv6.routing", 60: "ipv6.dstopts", 44: "ipv6.f
 ICMP4_ERRORS = {3, 4, 5, 11, 12}
 ICMP6_ERRORS = {1, 2, 3, 4}
 ENCAP = {"1": 1, "7": 101, "129": 228, "130": 229}   # tshark frame.encap_type -> pcap linktype
-DROP_REASONS = {"not-ip", "truncated", "bad-ip-version", "bad-ip-header", "truncated-l4", "bad-l4-header",
-                "ext-header-chain", "bad-icmp-error"}
+DROP_REASONS = PARSE_REASONS  # the reasons tshark can confirm: the packet is malformed
 
 # ----------------------------------------------------------------------------
 # Expectation records (shared by the tshark and scapy derivations)
