@@ -22,7 +22,7 @@ dumps, counter dumps — run under several configurations:
   + Maglev tables for pools of 10, 100 and 1000 backends at M = 65537 and 655373.
 
 test/conformance/v8_dump.mjs runs the plan through build/host/core.mjs and dumps, per
-step, the raw records; this script runs it through host/wasmtime/haports_wasmtime.py,
+step, the raw records; this script runs it through host/wasmtime/haports_wasmtime,
 and test/conformance/native_dump.c (built here with wasm2c and gcc from Debian's wabt)
 runs it natively; both are compared with V8: verdict streams, tuple records, packets
 after processing, TCP reset records (enableTcpReset is on in the nat and srcip
@@ -49,6 +49,7 @@ sys.path.insert(0, os.path.join(ROOT, "host", "wasmtime"))
 sys.path.insert(0, HERE)
 
 import haports_wasmtime as hw  # noqa: E402
+from haports_wasmtime import cli as hw_cli  # noqa: E402
 import traffic  # noqa: E402
 
 WASM = os.path.join(ROOT, "build", "haports.wasm")
@@ -105,9 +106,9 @@ def capture_batches(plan, name, path, ingress=NONE, api=False):
         t0 = first.ts_sec * 1000 + first.ts_nsec / 1e6
         end = start
         while (end < len(packets) and end - start < 1024 and packets[end].linktype == first.linktype
-               and packets[end].ts_sec * 1000 + packets[end].ts_nsec / 1e6 - t0 < hw.BATCH_SPAN_MS):
+               and packets[end].ts_sec * 1000 + packets[end].ts_nsec / 1e6 - t0 < hw_cli.BATCH_SPAN_MS):
             end += 1
-        link = hw._link_of(first.linktype)
+        link = hw_cli._link_of(first.linktype)
         steps.append(plan.batch([p.data for p in packets[start:end]], t0, ingress, link, name, start, api))
         start = end
     return steps
@@ -587,7 +588,7 @@ def cli_pairs(tmp, cases):
     for n, (name, args, files, summary) in enumerate(cases):
         pair = {}
         for engine, cmd in (("node", ["node", os.path.join(ROOT, "bin", "haports.mjs")]),
-                            ("wasmtime", [sys.executable, os.path.join(ROOT, "host", "wasmtime", "haports_wasmtime.py")])):
+                            ("wasmtime", [sys.executable, os.path.join(ROOT, "host", "wasmtime", "haports-wasmtime")])):
             a = [x.replace("{engine}", engine) for x in args]
             # Files, not pipes: bin/haports.mjs writes verdicts with writeSync(1), which a
             # full non-blocking pipe answers with EAGAIN.
@@ -866,7 +867,7 @@ def run(tmp, corpus, corpus_proc, t_start):
     check("reconfigure: memory grew and the views were re-taken", grew is not None,
           f"{grew[0]} -> {grew[1]} bytes" if grew else "memory did not grow")
 
-    # Command lines: node bin/haports.mjs vs host/wasmtime/haports_wasmtime.py.
+    # Command lines: node bin/haports.mjs vs host/wasmtime/haports-wasmtime.
     for name, c in (("nat.json", nat), ("srcip.json", srcip), ("invalid.json", bad)):
         with open(os.path.join(tmp, name), "w") as f:
             json.dump(c, f)
