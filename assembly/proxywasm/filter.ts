@@ -1,4 +1,4 @@
-// Part 3 of the proxy-wasm layer (DESIGN §5.7): the haports network filter. It runs the
+// Part 3 of the proxy-wasm layer (envoy/README.md "How it works"): the haports network filter. It runs the
 // core unchanged: every new downstream connection becomes one synthetic TCP SYN of its
 // 5-tuple in the core's rx arena, processed by processBatch exactly as a packet would be
 // (rule match, flow tracking, Maglev); the verdict picks the upstream through Envoy's

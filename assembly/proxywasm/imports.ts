@@ -1,4 +1,4 @@
-// Part 1 of the proxy-wasm layer (DESIGN §5.7): the host functions of proxy-wasm ABI
+// Part 1 of the proxy-wasm layer (envoy/README.md "How it works"): the host functions of proxy-wasm ABI
 // 0.2.1, raw, exactly as the host exports them (module "env"), and the ABI's codes.
 // Nothing else lives here: no logic, no allocation. hostcalls.ts wraps these in types.
 //

@@ -1,4 +1,4 @@
-// Part 2 of the proxy-wasm layer (DESIGN §5.7): the module's exports for proxy-wasm ABI
+// Part 2 of the proxy-wasm layer (envoy/README.md "How it works"): the module's exports for proxy-wasm ABI
 // 0.2.1 (build/haports-proxywasm.wasm, `npm run build:proxywasm`). Each `proxy_on_*`
 // callback looks the context id up and dispatches to the filter logic (filter.ts); the
 // raw host functions are in imports.ts. Only callbacks the filter needs are exported:

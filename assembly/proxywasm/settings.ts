@@ -1,6 +1,6 @@
 // What the filter needs from one configuration, read once in proxy_on_configure and
 // never on the connection path: the "filter" section (our host section beside the
-// core's, DESIGN §2.1), the per-backend upstream selection pre-serialized as the
+// core's, docs/design.md "The configuration"), the per-backend upstream selection pre-serialized as the
 // argument of Envoy's `set_envoy_filter_state`, and the probe targets.
 //
 //   "filter": {

@@ -170,7 +170,7 @@ async function main() {
   const results = {};
   for (const name of Object.keys(TARGETS)) results[name] = { cps: [], cpuPerConn: [], setup: [], rtt: [] };
   try {
-    // Warm-up: V8 tiers the Wasm filter up after a while (DESIGN §6); both listeners get it.
+    // Warm-up: V8 tiers the Wasm filter up after a while; both listeners get it.
     for (const name of ['haports', 'floor', 'plain']) await client({ kind: 'cps', ...TARGETS[name], concurrency: o.concurrency, seconds: 2, sources: sources(200) });
     let subnet = 1; // 127.0.1.0/24, 127.0.2.0/24, …: fresh source addresses for every loop
     for (let round = 0; round < o.rounds; round++) {

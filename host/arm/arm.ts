@@ -1,6 +1,6 @@
 // `haports import-arm`: an Azure Resource Manager template (or an exported deployment, or
 // a list of resources) holding Microsoft.Network/loadBalancers → a haports configuration
-// (DESIGN §2.1).
+// (docs/design.md "The configuration").
 //
 // The command: reads the files, imports (host/arm/importer.ts, which evaluates template
 // expressions with host/arm/expressions.ts), runs the result through the core's validation

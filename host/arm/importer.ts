@@ -1,4 +1,4 @@
-// The mapping of `haports import-arm` (DESIGN §2.1): an Azure Resource Manager template (or an
+// The mapping of `haports import-arm` (docs/design.md "The configuration"): an Azure Resource Manager template (or an
 // exported deployment, or a list of resources) → a haports configuration. Load balancers
 // (frontendIPConfigurations, backendAddressPools, probes, loadBalancingRules) and the network
 // interfaces that join their pools → frontends, backendPools, probes, rules. Values known only
