@@ -80,7 +80,7 @@ export const FLAG_ESTABLISHED: u16 = 1 << 13;
 
 /** takes new flows */
 export const BACKEND_UP: u8 = 0;
-/** failed its probe */
+/** a probe target of it is down (health.md), or its host said so (setBackendHealth) */
 export const BACKEND_DOWN: u8 = 1;
 /** taken out by the operator; keeps its flows */
 export const BACKEND_DRAINING: u8 = 2;
@@ -91,6 +91,27 @@ export const BACKEND_DRAINING: u8 = 2;
 export const LINK_RAW_IP: i32 = 0;
 /** packets start with an Ethernet header (802.1Q/802.1ad tags allowed) */
 export const LINK_ETHERNET: i32 = 1;
+
+// ---- Probe target states and transitions (probeResult) ----
+
+/** not probed yet (counts as up) */
+export const TARGET_UNKNOWN: u8 = 0;
+/** its probes pass */
+export const TARGET_UP: u8 = 1;
+/** its probes fail, or flap damping holds it down */
+export const TARGET_DOWN: u8 = 2;
+/** the result changed nothing */
+export const TRANSITION_NONE: i32 = 0;
+/** threshold successes in a row (or the end of a damping hold): up */
+export const TRANSITION_UP: i32 = 1;
+/** threshold failures in a row: down */
+export const TRANSITION_DOWN: i32 = 2;
+/** the first result after start succeeded */
+export const TRANSITION_INITIALLY_UP: i32 = 3;
+/** the first result after start failed */
+export const TRANSITION_INITIALLY_DOWN: i32 = 4;
+/** passed threshold probes, but flap damping keeps it down */
+export const TRANSITION_HELD: i32 = 5;
 
 /** the index of no rule, no backend, no frontend */
 export const NONE: i32 = 65535;
@@ -130,6 +151,21 @@ export const PB_PACKETS: i32 = 0; // packets: packets forwarded
 export const PB_BYTES: i32 = 1; // bytes: their bytes
 export const PB_NEW_FLOWS: i32 = 2; // newFlows: flows created
 export const PER_OBJECT_COUNTERS: i32 = 3;
+/** probeTarget: per probe target at probeTargetsPtr(): the health state machine's state (docs/health.md); valid until the next configure() */
+export const PROBE_TARGET_BYTES: i32 = 64;
+export const PT_STATE: usize = 0; // state: target state: 0 unknown, 1 up, 2 down
+export const PT_HELD: usize = 1; // held: 1 while flap damping keeps a passing target down
+export const PT_SUPPRESSED: usize = 2; // suppressed: 1 once the penalty reached suppressPenalty, until it decays below reusePenalty
+export const PT_PROBE: usize = 4; // probe: the probe's index (configuration order)
+export const PT_SUCCESS_RUN: usize = 8; // successRun: successes in a row
+export const PT_FAILURE_RUN: usize = 12; // failureRun: failures in a row
+export const PT_TRANSITIONS_UP: usize = 16; // transitionsUp: down → up transitions (the initial state not counted)
+export const PT_TRANSITIONS_DOWN: usize = 20; // transitionsDown: up → down transitions
+export const PT_CHECKS_SUCCESS: usize = 24; // checksSuccess: probe results that passed
+export const PT_CHECKS_FAILURE: usize = 32; // checksFailure: probe results that failed
+export const PT_PENALTY: usize = 40; // penalty: flap-damping penalty as of penaltyAt (probePenalty() decays it to a time)
+export const PT_PENALTY_AT: usize = 48; // penaltyAt: when the penalty was last charged (ms, the probe clock)
+export const PT_HELD_SINCE: usize = 56; // heldSince: when the current hold began (ms), −1 when not held
 
 // ---- Global counters: u64 slots at countersPtr() ----
 

@@ -134,3 +134,35 @@ export function parseAddress(s: string): Address {
   a.family = 6;
   return a;
 }
+
+/** The address as text: IPv4 dotted quad; IPv6 in RFC 5952 form (lowercase, the longest
+ *  run of two or more zero groups as `::`). What describe() reports to hosts. */
+export function formatAddress(a: Address): string {
+  const b = a.bytes;
+  if (a.family == 4) {
+    return b[0].toString() + "." + b[1].toString() + "." + b[2].toString() + "." + b[3].toString();
+  }
+  if (a.family != 6) return "";
+  const g = new StaticArray<i32>(8);
+  for (let i = 0; i < 8; i++) g[i] = (<i32>b[i * 2] << 8) | b[i * 2 + 1];
+  let bestAt = -1;
+  let bestLen = 1;
+  for (let i = 0; i < 8;) {
+    if (g[i] != 0) { i++; continue; }
+    let j = i;
+    while (j < 8 && g[j] == 0) j++;
+    if (j - i > bestLen) { bestAt = i; bestLen = j - i; }
+    i = j;
+  }
+  let out = "";
+  for (let i = 0; i < 8; i++) {
+    if (i == bestAt) {
+      out += "::";
+      i += bestLen - 1;
+      continue;
+    }
+    if (out.length > 0 && !out.endsWith(":")) out += ":";
+    out += g[i].toString(16);
+  }
+  return out;
+}

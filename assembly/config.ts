@@ -5,17 +5,18 @@
 // limits in consts.ts.
 //
 // Where more checks go: `checkModel` holds the cross-object rules (the HA-ports
-// caveats of DESIGN.md §1 extend it); `readConfig` holds shape and type rules.
+// caveats of docs/design.md extend it); `readConfig` holds shape and type rules.
 
 import {
-  BACKEND_DRAINING, BACKEND_UP, DEFAULT_FLOW_CAPACITY, DEFAULT_HASH_K0, DEFAULT_HASH_K1, DEFAULT_IDLE_TIMEOUT_MIN,
+  BACKEND_DOWN, BACKEND_DRAINING, BACKEND_UP, DEFAULT_FLOW_CAPACITY, DEFAULT_HASH_K0, DEFAULT_HASH_K1, DEFAULT_IDLE_TIMEOUT_MIN,
   DEFAULT_MAGLEV_M, DIST_DEFAULT, DIST_SOURCE_IP, DIST_SOURCE_IP_PROTOCOL, MAX_BACKENDS,
   MAX_FLOW_CAPACITY, MAX_FRONTENDS, MAX_IDLE_TIMEOUT_MIN, MAX_JSON_DEPTH, MAX_MAGLEV_M, MAX_POOLS,
   MAX_RULES, MAX_WEIGHT, MIN_FLOW_CAPACITY, MIN_IDLE_TIMEOUT_MIN, NO_HEALTHY_DROP,
   NO_HEALTHY_FAIL_OPEN, NONE, PERSIST_ALWAYS, PERSIST_DEFAULT_FOR_PROTOCOL, PERSIST_NEVER,
-  PROTO_TCP, PROTO_UDP, RULE_PROTO_ALL,
+  PROBE_TARGET_BYTES, PROTO_TCP, PROTO_UDP, RULE_PROTO_ALL,
 } from "./consts";
-import { Address, parseAddress } from "./addr";
+import { Address, formatAddress, parseAddress } from "./addr";
+import { carryRecord, initRecord, probeHealthOf } from "./health";
 import { JsonArray, JsonBool, JsonKind, JsonNumber, JsonObject, JsonString, JsonValue, parseJson } from "./json";
 import { Pool, rebuildPool } from "./maglev";
 import { indexAddress, indexExactRule, Plan } from "./rules";
@@ -72,9 +73,18 @@ export class ProbeModel {
   port: i32 = 0;
   intervalSeconds: i32 = 5;
   threshold: i32 = 2;
-  /** 0 = the interval. */
-  timeoutSeconds: i32 = 0;
+  /** Bounds a whole probe; at most the interval, which is its default. */
+  timeoutSeconds: i32 = 5;
   path: string = "/";
+}
+
+/** Flap damping of probe targets (health.ts), from the top-level "health" section. */
+export class DampingModel {
+  enabled: bool = true;
+  halfLifeSeconds: f64 = 60;
+  suppressPenalty: f64 = 2;
+  reusePenalty: f64 = 1;
+  maxHoldSeconds: f64 = 300;
 }
 
 export class RuleModel {
@@ -97,6 +107,8 @@ export class RuleModel {
   // Resolved by checkModel.
   frontendIndex: i32 = -1;
   poolIndex: i32 = -1;
+  /** -1: no probe. */
+  probeIndex: i32 = -1;
   isHaPorts(): bool { return this.protocol == RULE_PROTO_ALL && this.frontendPort == 0 && this.backendPort == 0; }
 }
 
@@ -105,11 +117,16 @@ export class ConfigModel {
   hashK1: u64 = DEFAULT_HASH_K1;
   /** hashKey or hashSeed was given (else the public default key is in use). */
   hashKeyGiven: bool = false;
+  /** Top-level sections the core does not read, for hosts (a pump's listeners, the Envoy
+   *  filter's settings): names and values, in the order given. */
+  hostSectionNames: Array<string> = new Array<string>();
+  hostSections: Array<JsonValue> = new Array<JsonValue>();
   flowCapacity: i32 = DEFAULT_FLOW_CAPACITY;
   frontends: Array<FrontendModel> = new Array<FrontendModel>();
   pools: Array<PoolModel> = new Array<PoolModel>();
   probes: Array<ProbeModel> = new Array<ProbeModel>();
   rules: Array<RuleModel> = new Array<RuleModel>();
+  damping: DampingModel = new DampingModel();
 }
 
 // ---- Field readers ----------------------------------------------------------------------------
@@ -359,7 +376,9 @@ function isPowerOfTwo(n: i64): bool {
 
 // ---- Reading ------------------------------------------------------------------------------------
 
-const ROOT_FIELDS = ["hashKey", "hashSeed", "flowTable", "frontends", "backendPools", "probes", "rules"];
+const ROOT_FIELDS = ["hashKey", "hashSeed", "flowTable", "frontends", "backendPools", "probes", "rules", "health"];
+const HEALTH_FIELDS = ["damping"];
+const DAMPING_FIELDS = ["halfLifeSeconds", "suppressPenalty", "reusePenalty", "maxHoldSeconds"];
 const FLOW_TABLE_FIELDS = ["capacity"];
 const FRONTEND_FIELDS = ["name", "address"];
 const POOL_FIELDS = ["name", "maglevTableSize", "drainPeriodSeconds", "backends"];
@@ -370,15 +389,15 @@ const RULE_FIELDS = [
   "loadDistribution", "symmetric", "idleTimeoutMinutes", "enableTcpReset", "probe",
   "persistOnUnhealthy", "noHealthyBackends",
 ];
-const PROTOCOLS = ["all", "tcp", "udp"];
-const PROTOCOL_VALUES: StaticArray<u8> = [RULE_PROTO_ALL, PROTO_TCP, PROTO_UDP];
-const DISTRIBUTIONS = ["default", "sourceIPProtocol", "sourceIP"];
-const DISTRIBUTION_VALUES: StaticArray<u8> = [DIST_DEFAULT, DIST_SOURCE_IP_PROTOCOL, DIST_SOURCE_IP];
-const PERSISTS = ["defaultForProtocol", "never", "always"];
-const PERSIST_VALUES: StaticArray<u8> = [PERSIST_DEFAULT_FOR_PROTOCOL, PERSIST_NEVER, PERSIST_ALWAYS];
-const NO_HEALTHY = ["drop", "failOpen"];
-const NO_HEALTHY_VALUES: StaticArray<u8> = [NO_HEALTHY_DROP, NO_HEALTHY_FAIL_OPEN];
-const ADMIN_STATES = ["up", "draining"];
+export const PROTOCOLS = ["all", "tcp", "udp"];
+export const PROTOCOL_VALUES: StaticArray<u8> = [RULE_PROTO_ALL, PROTO_TCP, PROTO_UDP];
+export const DISTRIBUTIONS = ["default", "sourceIPProtocol", "sourceIP"];
+export const DISTRIBUTION_VALUES: StaticArray<u8> = [DIST_DEFAULT, DIST_SOURCE_IP_PROTOCOL, DIST_SOURCE_IP];
+export const PERSISTS = ["defaultForProtocol", "never", "always"];
+export const PERSIST_VALUES: StaticArray<u8> = [PERSIST_DEFAULT_FOR_PROTOCOL, PERSIST_NEVER, PERSIST_ALWAYS];
+export const NO_HEALTHY = ["drop", "failOpen"];
+export const NO_HEALTHY_VALUES: StaticArray<u8> = [NO_HEALTHY_DROP, NO_HEALTHY_FAIL_OPEN];
+export const ADMIN_STATES = ["up", "draining"];
 const PROBE_PROTOCOLS = ["tcp", "http", "https"];
 
 /** Items of the optional array `key` of `root`, each an object (others reported). */
@@ -395,11 +414,73 @@ function objectsOf(root: JsonObject, path: string, key: string, errors: Errors, 
   return out;
 }
 
+/**
+ * The "health" section: `{"damping": {...} | false}`. Damping (health.ts) holds a target
+ * that keeps failing and recovering down; its fields are positive numbers, and the
+ * penalty's cap, reusePenalty × 2^(maxHoldSeconds / halfLifeSeconds), must reach
+ * suppressPenalty or no target could ever be suppressed.
+ */
+function readHealth(root: JsonObject, d: DampingModel, errors: Errors): void {
+  const health = asObject(root.get("health"), "health", errors);
+  if (health == null) return;
+  checkKnown(health, "health", HEALTH_FIELDS, errors);
+  const v = health.get("damping");
+  if (v == null) return;
+  if (v.kind == JsonKind.Bool) {
+    if (changetype<JsonBool>(v).value) errors.add("health.damping", "expected an object or false, got true");
+    else d.enabled = false;
+    return;
+  }
+  const o = asObject(v, "health.damping", errors);
+  if (o == null) return;
+  checkKnown(o, "health.damping", DAMPING_FIELDS, errors);
+  const before = errors.count;
+  d.halfLifeSeconds = readPositive(o, "halfLifeSeconds", "health.damping", errors, d.halfLifeSeconds);
+  d.suppressPenalty = readPositive(o, "suppressPenalty", "health.damping", errors, d.suppressPenalty);
+  d.reusePenalty = readPositive(o, "reusePenalty", "health.damping", errors, d.reusePenalty);
+  d.maxHoldSeconds = readPositive(o, "maxHoldSeconds", "health.damping", errors, d.maxHoldSeconds);
+  if (errors.count > before) return;
+  if (d.reusePenalty > d.suppressPenalty) {
+    errors.add("health.damping.reusePenalty", "must not exceed suppressPenalty");
+  } else if (d.reusePenalty * Math.pow(2, d.maxHoldSeconds / d.halfLifeSeconds) < d.suppressPenalty) {
+    const least = d.halfLifeSeconds * Math.log2(d.suppressPenalty / d.reusePenalty);
+    errors.add("health.damping.maxHoldSeconds", "must be at least halfLifeSeconds × log2(suppressPenalty / reusePenalty) = "
+      + formatNumber(Math.round(least * 1000) / 1000) + ", or the penalty could never reach suppressPenalty");
+  }
+}
+
+/** `x` as JavaScript prints it for the values used here (no ".0" on integers). */
+function formatNumber(x: f64): string {
+  return x == Math.floor(x) && Math.abs(x) < 1e15 ? (<i64>x).toString() : x.toString();
+}
+
+/** A positive finite number (at most 10^9). */
+function readPositive(obj: JsonObject, key: string, path: string, errors: Errors, def: f64): f64 {
+  const v = obj.get(key);
+  if (v == null) return def;
+  if (v.kind != JsonKind.Number) {
+    errors.add(join(path, key), "expected a positive number, got " + v.kindName());
+    return def;
+  }
+  const n = changetype<JsonNumber>(v);
+  if (!(n.value > 0) || n.value > 1e9) {
+    errors.add(join(path, key), "must be a positive number up to 1e9, got " + n.raw);
+    return def;
+  }
+  return n.value;
+}
+
 export function readConfig(root: JsonValue, errors: Errors): ConfigModel {
   const model = new ConfigModel();
   const obj = asObject(root, "", errors);
   if (obj == null) return model;
-  // Unknown top-level sections belong to hosts (a pump's listeners, say): allowed.
+  // Unknown top-level sections belong to hosts (a pump's listeners, say): allowed, and
+  // handed back to them by describe().
+  for (let i = 0; i < obj.keys.length; i++) {
+    if (ROOT_FIELDS.includes(obj.keys[i])) continue;
+    model.hostSectionNames.push(obj.keys[i]);
+    model.hostSections.push(obj.values[i]);
+  }
 
   readKey(obj, model, errors);
   const flowTable = asObject(obj.get("flowTable"), "flowTable", errors);
@@ -468,10 +549,16 @@ export function readConfig(root: JsonValue, errors: Errors): ConfigModel {
     m.port = <i32>readInt(p, "port", path, errors, 1, 65535, 0);
     m.intervalSeconds = <i32>readInt(p, "intervalSeconds", path, errors, 1, 3600, 5);
     m.threshold = <i32>readInt(p, "threshold", path, errors, 1, 100, 2);
-    m.timeoutSeconds = <i32>readInt(p, "timeoutSeconds", path, errors, 1, 3600, 0);
+    m.timeoutSeconds = <i32>readInt(p, "timeoutSeconds", path, errors, 1, 3600, m.intervalSeconds);
+    if (m.timeoutSeconds > m.intervalSeconds) {
+      errors.add(join(path, "timeoutSeconds"), "must not exceed intervalSeconds (" + m.intervalSeconds.toString()
+        + "): a probe ends before the next one is due");
+    }
     m.path = readString(p, "path", path, errors, false, "/");
     model.probes.push(m);
   }
+
+  readHealth(obj, model.damping, errors);
 
   const rules = objectsOf(obj, "", "rules", errors, MAX_RULES);
   for (let i = 0; i < rules.length; i++) {
@@ -531,7 +618,7 @@ function ruleRef(model: ConfigModel, i: i32): string {
 }
 
 /**
- * The HA-ports caveats of Azure's HA-ports overview (DESIGN.md §1), each reported with
+ * The HA-ports caveats of Azure's HA-ports overview (docs/design.md "The HA-ports caveats"), each reported with
  * the rules, frontend, pool and backend address involved. A "backend" in the caveats is
  * a backend address: the same address may stand in several pools.
  */
@@ -679,8 +766,9 @@ export function checkModel(model: ConfigModel, errors: Errors): void {
       r.poolIndex = poolNames.indexOf(r.pool);
       if (r.poolIndex < 0) errors.add(join(path, "backendPool"), "unknown backend pool " + quote(r.pool));
     }
-    if (r.probe.length > 0 && !probeNames.includes(r.probe)) {
-      errors.add(join(path, "probe"), "unknown probe " + quote(r.probe));
+    if (r.probe.length > 0) {
+      r.probeIndex = probeNames.indexOf(r.probe);
+      if (r.probeIndex < 0) errors.add(join(path, "probe"), "unknown probe " + quote(r.probe));
     }
     const all = r.protocol == RULE_PROTO_ALL;
     const zero = r.frontendPort == 0 && r.backendPort == 0;
@@ -830,6 +918,7 @@ export function compile(model: ConfigModel, previous: Plan | null): Plan {
     pool.allocateTables();
     plan.pools[i] = pool;
   }
+  compileHealth(model, plan, previous);
   updateStates(plan);
   for (let i = 0; i < plan.pools.length; i++) rebuildPool(plan.pools[i], plan.backendWeight, plan.backendState, true);
 
@@ -898,10 +987,111 @@ export function compile(model: ConfigModel, previous: Plan | null): Plan {
   return plan;
 }
 
-/** Effective state per backend: down if its probe says so, else its admin state. */
+/** Probe targets of a configuration: one per (probe, backend address) of the rules that name a probe. */
+export class ProbeTargets {
+  probe: Array<i32> = new Array<i32>();
+  /** The address in canonical form (formatAddress). */
+  address: Array<string> = new Array<string>();
+  family: Array<u8> = new Array<u8>();
+  /** The backends each target speaks for (global indices), and the targets of each backend. */
+  backends: Array<Array<i32>> = new Array<Array<i32>>();
+  ofBackend: Array<Array<i32>> = new Array<Array<i32>>();
+}
+
+/**
+ * The probe targets of a checked model, numbered in rule order, then pool order: the
+ * core's numbering (probeResult), which the Envoy filter builds its probes from too.
+ */
+export function probeTargetsOf(model: ConfigModel): ProbeTargets {
+  const out = new ProbeTargets();
+  const poolStart = new Array<i32>();
+  let nb = 0;
+  for (let p = 0; p < model.pools.length; p++) {
+    poolStart.push(nb);
+    nb += model.pools[p].backends.length;
+  }
+  for (let b = 0; b < nb; b++) out.ofBackend.push(new Array<i32>());
+  const index = new Map<string, i32>();
+  for (let r = 0; r < model.rules.length; r++) {
+    const rule = model.rules[r];
+    if (rule.probeIndex < 0 || rule.poolIndex < 0) continue;
+    const pool = model.pools[rule.poolIndex];
+    for (let j = 0; j < pool.backends.length; j++) {
+      const b = poolStart[rule.poolIndex] + j;
+      const address = formatAddress(pool.backends[j].address);
+      const key = rule.probeIndex.toString() + "/" + address;
+      let t: i32;
+      if (index.has(key)) {
+        t = index.get(key);
+      } else {
+        t = out.probe.length;
+        index.set(key, t);
+        out.probe.push(rule.probeIndex);
+        out.address.push(address);
+        out.family.push(pool.backends[j].address.family);
+        out.backends.push(new Array<i32>());
+      }
+      if (!out.backends[t].includes(b)) out.backends[t].push(b);
+      if (!out.ofBackend[b].includes(t)) out.ofBackend[b].push(t);
+    }
+  }
+  return out;
+}
+
+/**
+ * Probes, their targets and the damping settings (health.ts). A target's state carries
+ * over from `previous` by probe name and address.
+ */
+function compileHealth(model: ConfigModel, plan: Plan, previous: Plan | null): void {
+  const np = model.probes.length;
+  plan.probeNames = new StaticArray<string>(np);
+  plan.probeThreshold = new StaticArray<i32>(np);
+  for (let i = 0; i < np; i++) {
+    plan.probeNames[i] = model.probes[i].name;
+    plan.probeThreshold[i] = model.probes[i].threshold;
+  }
+  const d = model.damping;
+  plan.dampingEnabled = d.enabled;
+  plan.halfLifeMs = d.halfLifeSeconds * 1000;
+  plan.suppressPenalty = d.suppressPenalty;
+  plan.reusePenalty = d.reusePenalty;
+  plan.penaltyCap = d.reusePenalty * Math.pow(2, d.maxHoldSeconds / d.halfLifeSeconds);
+
+  const targets = probeTargetsOf(model);
+  const nt = targets.probe.length;
+  const nb = targets.ofBackend.length;
+  plan.targetProbe = StaticArray.fromArray<i32>(targets.probe);
+  plan.targetAddress = StaticArray.fromArray<string>(targets.address);
+  plan.targetFamily = StaticArray.fromArray<u8>(targets.family);
+  plan.targetBackends = new StaticArray<StaticArray<i32>>(nt);
+  for (let t = 0; t < nt; t++) plan.targetBackends[t] = StaticArray.fromArray<i32>(targets.backends[t]);
+  plan.backendTargets = new StaticArray<StaticArray<i32>>(nb);
+  for (let b = 0; b < nb; b++) plan.backendTargets[b] = StaticArray.fromArray<i32>(targets.ofBackend[b]);
+
+  plan.targetRecords = new StaticArray<u8>(nt * PROBE_TARGET_BYTES);
+  const old = new Map<string, i32>();
+  if (previous != null) {
+    for (let t = 0; t < previous.targetProbe.length; t++) {
+      old.set(previous.probeNames[previous.targetProbe[t]] + "\u0000" + previous.targetAddress[t], t);
+    }
+  }
+  for (let t = 0; t < nt; t++) {
+    const key = plan.probeNames[targets.probe[t]] + "\u0000" + targets.address[t];
+    if (old.has(key)) carryRecord(previous!, old.get(key), plan, t, targets.probe[t]);
+    else initRecord(plan, t, targets.probe[t]);
+  }
+  plan.backendProbeHealth = new StaticArray<u8>(nb);
+  for (let b = 0; b < nb; b++) plan.backendProbeHealth[b] = probeHealthOf(plan, b);
+}
+
+/**
+ * Effective state per backend: down if a probe target of it is down or its host said
+ * so (setBackendHealth), else its admin state.
+ */
 export function updateStates(plan: Plan): void {
   for (let b = 0; b < plan.backendState.length; b++) {
-    plan.backendState[b] = plan.backendHealth[b] != BACKEND_UP ? plan.backendHealth[b] : plan.backendAdmin[b];
+    const down = plan.backendHealth[b] != BACKEND_UP || plan.backendProbeHealth[b] != BACKEND_UP;
+    plan.backendState[b] = down ? BACKEND_DOWN : plan.backendAdmin[b];
   }
 }
 
@@ -915,6 +1105,16 @@ export function releasePlan(plan: Plan): void {
  * model, or null with `errors` filled in.
  */
 export function parseConfig(ptr: usize, len: i32, errors: Errors): ConfigModel | null {
+  const model = readModel(ptr, len, errors);
+  return errors.count > 0 ? null : model;
+}
+
+/**
+ * parseConfig's reading, kept even when `errors` has some (null only when the text is
+ * not JSON): a host checks its own section (model.hostSections) of a rejected
+ * configuration too, so one answer lists every error.
+ */
+export function readModel(ptr: usize, len: i32, errors: Errors): ConfigModel | null {
   const parsed = parseJson(ptr, len, MAX_JSON_DEPTH);
   const value = parsed.value;
   if (value == null || parsed.error.length > 0) {
@@ -923,5 +1123,5 @@ export function parseConfig(ptr: usize, len: i32, errors: Errors): ConfigModel |
   }
   const model = readConfig(value, errors);
   checkModel(model, errors);
-  return errors.count > 0 ? null : model;
+  return model;
 }

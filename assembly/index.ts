@@ -12,13 +12,15 @@
 
 import {
   BACKEND_DOWN, BACKEND_DRAINING, BACKEND_UP, CONFIG_BUFFER_BYTES, LINK_ETHERNET, LINK_RAW_IP,
-  MAX_BATCH, NONE, RX_ARENA_BYTES, ERROR_BUFFER_BYTES,
+  MAX_BATCH, NONE, RX_ARENA_BYTES, ERROR_BUFFER_BYTES, TRANSITION_HELD, TRANSITION_NONE,
 } from "./consts";
 import {
   C_CONFIG_APPLIED, C_CONFIG_REJECTED, C_FLOWS_DROPPED_BY_CONFIG, configBuffer, count, counters,
   COUNTER_SLOTS, descriptors, errorBuffer, resets, rxArena, tuples, verdicts, warningBuffer,
 } from "./layout";
-import { backendKey, compile, Errors, parseConfig, releasePlan, updateStates } from "./config";
+import { backendKey, compile, ConfigModel, Errors, parseConfig, releasePlan, updateStates } from "./config";
+import { describe } from "./describe";
+import { holdSeconds, observe, penaltyAt, probeHealthOf } from "./health";
 import { Plan } from "./rules";
 import { rebuildPool } from "./maglev";
 import { processBatch as runBatch } from "./datapath";
@@ -35,6 +37,8 @@ memory.fill(counters, 0, <usize>(COUNTER_SLOTS * 8));
 
 let current: Plan = new Plan();
 let configured = false;
+/** describe() of the running configuration, as UTF-8 JSON. */
+let described: ArrayBuffer = String.UTF8.encode(describe(new ConfigModel(), current));
 let errorLen = 0;
 let warningLen = 0;
 
@@ -128,6 +132,7 @@ export function configure(len: i32): i32 {
   }
   current = plan;
   configured = true;
+  described = String.UTF8.encode(describe(model, plan));
   if (old.pools.length > 0) releasePlan(old);
   errorLen = 0;
   count(C_CONFIG_APPLIED);
@@ -136,6 +141,14 @@ export function configure(len: i32): i32 {
 }
 
 export function isConfigured(): bool { return configured; }
+
+/**
+ * The running configuration as the core read it (describe.ts): JSON, UTF-8, with every
+ * default applied, indices, canonical addresses, the probe targets and the host
+ * sections. Valid until the next configure().
+ */
+export function describePtr(): usize { return changetype<usize>(described); }
+export function describeLength(): i32 { return described.byteLength; }
 
 // ---- Packets ---------------------------------------------------------------------------------
 
@@ -164,7 +177,11 @@ function applyState(b: i32): void {
   }
 }
 
-/** Sets backend `b`'s probe result: 1 up, 0 down. Returns 0, or -1 for a bad index. */
+/**
+ * Sets backend `b`'s health as its host sees it: 1 up, 0 down (for hosts that judge
+ * health themselves; probe results go to probeResult). The backend is down while this
+ * or a probe target of it says down. Returns 0, or -1 for a bad index.
+ */
 export function setBackendHealth(b: i32, up: i32): i32 {
   if (b < 0 || b >= current.backendNames.length) return -1;
   current.backendHealth[b] = up != 0 ? BACKEND_UP : BACKEND_DOWN;
@@ -184,6 +201,43 @@ export function setBackendAdmin(b: i32, state: i32): i32 {
   current.backendAdmin[b] = <u8>state;
   applyState(b);
   return 0;
+}
+
+// ---- Health probes (health.ts: the policy; hosts run the probes) ---------------------------
+
+export function probeTargetCount(): i32 { return current.targetProbe.length; }
+/** PROBE_TARGET_BYTES per target. Valid until the next configure(). */
+export function probeTargetsPtr(): usize { return changetype<usize>(current.targetRecords); }
+
+/**
+ * One probe result of target `t` (`ok` 1 passed, 0 failed) at `nowMs` (milliseconds on a
+ * clock that never goes back). Applies the health policy and the health of the target's
+ * backends (rebuilding their pools' Maglev tables when a state changes). Returns the
+ * transition (TRANSITION_*), or -1 for a bad index.
+ */
+export function probeResult(t: i32, ok: i32, nowMs: f64): i32 {
+  const plan = current;
+  if (t < 0 || t >= plan.targetProbe.length) return -1;
+  const transition = observe(plan, t, ok != 0, nowMs);
+  if (transition != TRANSITION_NONE && transition != TRANSITION_HELD) {
+    const backends = plan.targetBackends[t];
+    for (let i = 0; i < backends.length; i++) {
+      const b = backends[i];
+      plan.backendProbeHealth[b] = probeHealthOf(plan, b);
+      applyState(b);
+    }
+  }
+  return transition;
+}
+
+/** Target `t`'s flap-damping penalty at `nowMs` (0 without damping; -1 for a bad index). */
+export function probePenalty(t: i32, nowMs: f64): f64 {
+  return t >= 0 && t < current.targetProbe.length ? penaltyAt(current, t, nowMs) : -1;
+}
+
+/** Seconds until target `t`'s penalty decays below reusePenalty (0 when it has; -1: bad index). */
+export function probeHoldSeconds(t: i32, nowMs: f64): f64 {
+  return t >= 0 && t < current.targetProbe.length ? holdSeconds(current, t, nowMs) : -1;
 }
 
 /** Effective state of backend `b`: 0 up, 1 down, 2 draining; -1 for a bad index. */

@@ -1067,3 +1067,42 @@ export function parseJsonString(s: string, maxDepth: i32 = 64): JsonResult {
   __unpin(bufPtr);
   return r;
 }
+
+// ---- Writing ---------------------------------------------------------------------------------
+
+/** `s` as a JSON string literal (control characters and quotes escaped). */
+export function jsonString(s: string): string {
+  let out = "\"";
+  for (let i = 0, n = s.length; i < n; i++) {
+    const c = s.charCodeAt(i);
+    if (c == 34) out += "\\\"";
+    else if (c == 92) out += "\\\\";
+    else if (c < 32) {
+      const h = c.toString(16);
+      out += "\\u00" + (h.length < 2 ? "0" + h : h);
+    } else out += String.fromCharCode(c);
+  }
+  return out + "\"";
+}
+
+/** `v` as compact JSON text (numbers as they were written). */
+export function stringifyJson(v: JsonValue): string {
+  switch (v.kind) {
+    case JsonKind.Null: return "null";
+    case JsonKind.Bool: return changetype<JsonBool>(v).value ? "true" : "false";
+    case JsonKind.Number: return changetype<JsonNumber>(v).raw;
+    case JsonKind.String: return jsonString(changetype<JsonString>(v).value);
+    case JsonKind.Array: {
+      const items = changetype<JsonArray>(v).items;
+      const parts = new Array<string>(items.length);
+      for (let i = 0; i < items.length; i++) parts[i] = stringifyJson(items[i]);
+      return "[" + parts.join(",") + "]";
+    }
+    default: {
+      const o = changetype<JsonObject>(v);
+      const parts = new Array<string>(o.keys.length);
+      for (let i = 0; i < o.keys.length; i++) parts[i] = jsonString(o.keys[i]) + ":" + stringifyJson(o.values[i]);
+      return "{" + parts.join(",") + "}";
+    }
+  }
+}

@@ -73,6 +73,28 @@ export class Plan {
   /** Counters, PER_OBJECT_COUNTERS (packets, bytes, new flows) per backend and per rule. */
   backendCounters: StaticArray<u64> = new StaticArray<u64>(0);
   ruleCounters: StaticArray<u64> = new StaticArray<u64>(0);
+
+  // Health (health.ts). Probes by index (configuration order); a target is one
+  // (probe, backend address) of the rules that name a probe, in the order first met.
+  probeNames: StaticArray<string> = new StaticArray<string>(0);
+  probeThreshold: StaticArray<i32> = new StaticArray<i32>(0);
+  targetProbe: StaticArray<i32> = new StaticArray<i32>(0);
+  /** The target's address in canonical form (formatAddress). */
+  targetAddress: StaticArray<string> = new StaticArray<string>(0);
+  targetFamily: StaticArray<u8> = new StaticArray<u8>(0);
+  /** The backends each target speaks for, and the targets of each backend. */
+  targetBackends: StaticArray<StaticArray<i32>> = new StaticArray<StaticArray<i32>>(0);
+  backendTargets: StaticArray<StaticArray<i32>> = new StaticArray<StaticArray<i32>>(0);
+  /** PROBE_TARGET_BYTES per target: the state machine's state, read by hosts. */
+  targetRecords: StaticArray<u8> = new StaticArray<u8>(0);
+  /** Per backend: a target of it is down (BACKEND_DOWN) or none is (BACKEND_UP). */
+  backendProbeHealth: StaticArray<u8> = new StaticArray<u8>(0);
+  dampingEnabled: bool = true;
+  halfLifeMs: f64 = 60000;
+  suppressPenalty: f64 = 2;
+  reusePenalty: f64 = 1;
+  /** reusePenalty × 2^(maxHoldSeconds / halfLifeSeconds): no hold outlasts maxHoldSeconds. */
+  penaltyCap: f64 = 32;
 }
 
 @inline function addressSlot(family: u8, lo: u64, hi: u64, mask: i32): i32 {

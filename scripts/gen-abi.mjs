@@ -38,6 +38,8 @@ unique(abi.actions, 'value', 'actions');
 unique(abi.reasons, 'value', 'reasons');
 unique(abi.flags, 'bit', 'flags');
 unique(abi.counters, 'slot', 'counters');
+unique(abi.targetStates, 'value', 'targetStates');
+unique(abi.transitions, 'value', 'transitions');
 abi.reasons.forEach((r, i) => { if (r.value !== i + 1) fail(`reasons must be numbered 1, 2, … in order (${r.name})`); });
 abi.counters.forEach((c, i) => { if (c.slot !== i) fail(`counters must be slots 0, 1, … in order (${c.name})`); });
 if (abi.counters.length > abi.reasonCounterBase.value) fail('more counters than slots before reasonCounterBase');
@@ -82,6 +84,9 @@ function assembly() {
   for (const s of abi.backendStates) L.push(`/** ${s.doc} */`, `export const ${s.const}: u8 = ${s.value};`);
   L.push('', '// ---- Link types of a batch (processBatch argument) ----', '');
   for (const s of abi.linkTypes) L.push(`/** ${s.doc} */`, `export const ${s.const}: i32 = ${s.value};`);
+  L.push('', '// ---- Probe target states and transitions (probeResult) ----', '');
+  for (const s of abi.targetStates) L.push(`/** ${s.doc} */`, `export const ${s.const}: u8 = ${s.value};`);
+  for (const s of abi.transitions) L.push(`/** ${s.doc} */`, `export const ${s.const}: i32 = ${s.value};`);
   L.push('', `/** ${abi.none.doc} */`, `export const ${abi.none.const}: i32 = ${abi.none.value};`);
   L.push('', '// ---- Records (sizes in bytes, field offsets) ----', '');
   for (const r of abi.records) {
@@ -122,6 +127,11 @@ function typescript() {
   L.push('', '/** Backend states, by code. */', `export const BACKEND_STATES = [${abi.backendStates.map((s) => `'${s.name}'`).join(', ')}] as const;`);
   for (const s of abi.backendStates) L.push(`export const ${s.const} = ${s.value};`);
   for (const s of abi.linkTypes) L.push(`export const ${s.const} = ${s.value};`);
+  L.push('', '/** Probe target states and probeResult() transitions, by code. */');
+  L.push(`export const TARGET_STATES = [${abi.targetStates.map((s) => `'${s.name}'`).join(', ')}] as const;`);
+  for (const s of abi.targetStates) L.push(`export const ${s.const} = ${s.value};`);
+  L.push(`export const TRANSITIONS = [${abi.transitions.map((s) => `'${s.name}'`).join(', ')}] as const;`);
+  for (const s of abi.transitions) L.push(`export const ${s.const} = ${s.value};`);
   L.push(`export const ${abi.none.const} = ${abi.none.value};`);
   L.push('', '/** Record sizes and field offsets (bytes). */');
   for (const r of abi.records) {
@@ -168,6 +178,11 @@ function python() {
   L.push('', '#: Backend states, by code.', `BACKEND_STATES = [${abi.backendStates.map((s) => `"${s.name}"`).join(', ')}]`);
   for (const s of abi.backendStates) L.push(`${s.const} = ${s.value}`);
   for (const s of abi.linkTypes) L.push(`${s.const} = ${s.value}`);
+  L.push('', '#: Probe target states and probe_result() transitions, by code.');
+  L.push(`TARGET_STATES = [${abi.targetStates.map((s) => `"${s.name}"`).join(', ')}]`);
+  for (const s of abi.targetStates) L.push(`${s.const} = ${s.value}`);
+  L.push(`TRANSITIONS = [${abi.transitions.map((s) => `"${s.name}"`).join(', ')}]`);
+  for (const s of abi.transitions) L.push(`${s.const} = ${s.value}`);
   L.push(`${abi.none.const} = ${abi.none.value}`);
   L.push('', '#: Record sizes and field offsets (bytes).');
   for (const r of abi.records) {
@@ -214,6 +229,8 @@ function tables() {
   L.push('### Flags', '', table(['bit', 'flag', 'meaning'], abi.flags.map((f) => [f.bit, f.name, f.doc])), '');
   L.push('### Backend states and link types', '', table(['code', 'backend state', 'meaning'], abi.backendStates.map((s) => [s.value, s.name, s.doc])), '');
   L.push(table(['code', 'link type', 'meaning'], abi.linkTypes.map((s) => [s.value, s.name, s.doc])), '');
+  L.push('### Probe target states and transitions', '', table(['code', 'target state', 'meaning'], abi.targetStates.map((s) => [s.value, s.name, s.doc])), '');
+  L.push(table(['code', 'probeResult() transition', 'meaning'], abi.transitions.map((s) => [s.value, s.name, s.doc])), '');
   L.push(`Index ${abi.none.value} (0xFFFF): ${abi.none.doc}.`, '');
   L.push('### Counters', '');
   L.push(`u64 slots at \`countersPtr()\` (\`counterSlots()\` of them). Slots ${abi.reasonCounterBase.value}–${COUNTER_SLOTS - 1}: ${abi.reasonCounterBase.doc} (\`haports_drops_total{stage="core",reason}\`).`, '');

@@ -11,6 +11,9 @@ echo "== AssemblyScript unit tests (as-pect)"
 npx asp --config as-pect.config.js
 echo "== host tests (node --test)"
 node --test test/host/ test/arm/
+echo "== health policy: one table of probe sequences through the pump, the Envoy filter and wasmtime"
+node --test test/health/
+python3 test/health/test_transitions.py
 echo "== differential test against tshark"
 python3 test/diff/test_tshark_diff.py
 echo "== forwarding scenarios: failover policies, NAT checksums, fragments, TCP resets; the flow table under attack"

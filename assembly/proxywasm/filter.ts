@@ -2,8 +2,8 @@
 // core unchanged: every new downstream connection becomes one synthetic TCP SYN of its
 // 5-tuple in the core's rx arena, processed by processBatch exactly as a packet would be
 // (rule match, flow tracking, Maglev); the verdict picks the upstream through Envoy's
-// `set_envoy_filter_state` foreign function. Probes run on the root context's tick and
-// feed setBackendHealth.
+// `set_envoy_filter_state` foreign function. Probes run on the root context's tick; each
+// result goes to the core's probeResult, which applies the health policy (health.ts).
 //
 //   new connection ─ source.address, destination.address ─▶ SYN in the rx arena
 //        ─▶ processBatch(1, now, ingressFrontend, raw IP) ─▶ verdict
@@ -13,21 +13,26 @@
 //        ─▶ no match / no healthy backend: close, or filter.defaultCluster; counted
 //   downstream close ─▶ FIN|ACK of the same 5-tuple, kept since the SYN (connections.ts):
 //        the flow entry's life is shortened
-//   tick ─▶ due probes: HTTP call through the probe cluster ─▶ response ─▶ up/down after
-//        `threshold` results in a row ─▶ setBackendHealth (Maglev rebuilt by the core)
+//   tick ─▶ due probes: HTTP call through the probe cluster ─▶ response ─▶ probeResult:
+//        the core's policy (first result, thresholds, damping) sets the backends' health
+//        (Maglev rebuilt by the core)
 //
 // The connection path allocates no managed memory: property values arrive in blocks the
 // host allocates through our malloc and that are freed at once; foreign-function
 // arguments are pre-serialized per backend (settings.ts) or written into a fixed buffer;
 // open connections are kept in a raw-memory table (connections.ts).
 
-import { BACKEND_DOWN, LINK_RAW_IP, NONE, ACTION_FORWARD, ACTION_NOMATCH, REASON_NO_HEALTHY_BACKEND } from "../consts";
+import {
+  BACKEND_DOWN, LINK_RAW_IP, ACTION_FORWARD, ACTION_NOMATCH, REASON_NO_HEALTHY_BACKEND, TRANSITION_DOWN,
+  TRANSITION_HELD, TRANSITION_INITIALLY_DOWN, TRANSITION_NONE,
+} from "../consts";
 import { V_ACTION, V_BACKEND, V_REASON, V_RULE } from "../layout";
-import { Errors, parseConfig } from "../config";
-import { JsonKind, JsonObject, parseJson } from "../json";
+import { Errors, readModel } from "../config";
+import { JsonValue } from "../json";
 import {
   backendState, configBufferPtr, configBufferSize, configure as coreConfigure, descriptorsPtr,
-  errorBufferPtr, errorLength, processBatch, rxArenaPtr, setBackendHealth, verdictsPtr,
+  errorBufferPtr, errorLength, probeHoldSeconds, probeResult as coreProbeResult, processBatch, rxArenaPtr,
+  verdictsPtr,
 } from "../index";
 import {
   ACTION_CONTINUE, ACTION_PAUSE, BUFFER_HTTP_CALL_RESPONSE_BODY, BUFFER_PLUGIN_CONFIGURATION, LOG_ERROR, LOG_INFO, LOG_WARN,
@@ -148,12 +153,14 @@ export function configure(size: i32): bool {
   memory.copy(configBufferPtr(), resultData, <usize>n);
   freeResult();
 
-  // The core's reader, without applying anything; then our section.
-  const model = parseConfig(configBufferPtr(), n, errors);
-  const parsed = parseJson(configBufferPtr(), n, 64);
-  const root = parsed.value;
-  if (root != null && root.kind == JsonKind.Object) {
-    pending = readSettings(changetype<JsonObject>(root), model, errors);
+  // The core's reader, without applying anything; then our section, one of its host
+  // sections (checked even when the core rejects the rest, so every error is listed).
+  const read = readModel(configBufferPtr(), n, errors);
+  if (read != null) {
+    let section: JsonValue | null = null;
+    const at = read.hostSectionNames.indexOf("filter");
+    if (at >= 0) section = read.hostSections[at];
+    pending = readSettings(section, errors.count > 0 ? null : read, errors);
   }
   for (let i = 0; i < errors.warnings.length; i++) log(LOG_WARN, "configuration warning: " + errors.warnings[i]);
   if (errors.count > 0 || pending == null) {
@@ -198,19 +205,9 @@ function startSettings(s: Settings): void {
   }
   incrementMetric(m.configApplied);
 
-  // Health carries over in the core (by pool and backend name): start each probe from it.
+  // Probe state carries over in the core (by probe name and address); probes start at the next tick.
   calls.clear();
-  for (let b = 0; b < n; b++) {
-    const down = backendState(b) == BACKEND_DOWN;
-    const list = s.backendProbes[b];
-    if (list.length == 0 && down) setBackendHealth(b, 1); // nothing probes it any more
-    for (let i = 0; i < list.length; i++) {
-      const t = s.probes[list[i]];
-      t.up = !down;
-      t.nextDueMs = 0;
-    }
-    recordMetric(m.backendHealthy[b], down && list.length > 0 ? 0 : 1);
-  }
+  for (let b = 0; b < n; b++) recordMetric(m.backendHealthy[b], backendState(b) == BACKEND_DOWN ? 0 : 1);
   setTickPeriod(TICK_MS); // this root context's tick (index.ts runs the active root's)
   log(LOG_INFO, "configuration applied: " + n.toString() + " backends, "
     + s.probes.length.toString() + " probe targets, upstream "
@@ -420,7 +417,7 @@ export function tick(): void {
     t.nextDueMs = t.nextDueMs == 0 || t.nextDueMs + t.intervalMs <= now ? now + t.intervalMs : t.nextDueMs + t.intervalMs;
     const id = httpCall(ptr(t.cluster), len(t.cluster), ptr(t.headers), len(t.headers), t.timeoutMs);
     if (id < 0) {
-      countError("probe " + t.probeName + " of backend " + s.backendLabel[t.backend] + ": http call through cluster \""
+      countError("probe " + t.probeName + " of " + t.address + ": http call through cluster \""
         + String.UTF8.decode(t.cluster) + "\" failed with status " + lastStatus.toString()
         + " (is the probe cluster defined?)");
       probeResult(s, t, false);
@@ -476,35 +473,32 @@ function contains(p: usize, n: i32, what: ArrayBuffer): bool {
   return false;
 }
 
-function probeResult(s: Settings, t: ProbeTarget, ok: bool): void {
-  if (ok) {
-    t.failRun = 0;
-    t.okRun++;
-    if (!t.up && t.okRun >= t.threshold) {
-      t.up = true;
-      applyHealth(s, t.backend, t);
-    }
-  } else {
-    incrementMetric(metrics.probeFailures);
-    t.okRun = 0;
-    t.failRun++;
-    if (t.up && t.failRun >= t.threshold) {
-      t.up = false;
-      applyHealth(s, t.backend, t);
-    }
-  }
-}
+const TRANSITION_NAMES = ["none", "up", "down", "initially up", "initially down", "held"];
 
-/** A backend is up when every probe of it is; the core rebuilds Maglev when it changes. */
-function applyHealth(s: Settings, b: i32, changed: ProbeTarget): void {
-  const list = s.backendProbes[b];
-  let up = true;
-  for (let i = 0; i < list.length; i++) if (!s.probes[list[i]].up) up = false;
-  const wasDown = backendState(b) == BACKEND_DOWN;
-  if (up == !wasDown) return;
-  setBackendHealth(b, up ? 1 : 0);
-  recordMetric(metrics.backendHealthy[b], up ? 1 : 0);
-  log(up ? LOG_INFO : LOG_WARN, "backend " + s.backendLabel[b] + " is " + (up ? "up" : "down")
-    + " (probe " + changed.probeName + ": " + (up ? changed.okRun : changed.failRun).toString()
-    + (up ? " passed" : " failed") + " in a row)");
+/**
+ * Hands one result to the core, which applies the health policy and the backends'
+ * health; logs the target's transition and each backend whose state changed.
+ */
+function probeResult(s: Settings, t: ProbeTarget, ok: bool): void {
+  if (!ok) incrementMetric(metrics.probeFailures);
+  const backends = t.backends;
+  const wasDown = new StaticArray<bool>(backends.length);
+  for (let i = 0; i < backends.length; i++) wasDown[i] = backendState(backends[i]) == BACKEND_DOWN;
+  const now = nowMs();
+  const transition = coreProbeResult(t.index, ok ? 1 : 0, now);
+  if (transition == TRANSITION_NONE || transition < 0) return;
+  const down = transition == TRANSITION_DOWN || transition == TRANSITION_INITIALLY_DOWN || transition == TRANSITION_HELD;
+  let what = "probe " + t.probeName + " of " + t.address + ": " + TRANSITION_NAMES[transition];
+  if (transition == TRANSITION_HELD) {
+    what += " down by flap damping for " + (<i64>Math.ceil(probeHoldSeconds(t.index, now))).toString() + " s more";
+  }
+  log(down ? LOG_WARN : LOG_INFO, what);
+  for (let i = 0; i < backends.length; i++) {
+    const b = backends[i];
+    const isDown = backendState(b) == BACKEND_DOWN;
+    recordMetric(metrics.backendHealthy[b], isDown ? 0 : 1);
+    if (isDown == wasDown[i]) continue;
+    log(isDown ? LOG_WARN : LOG_INFO, "backend " + s.backendLabel[b] + " is " + (isDown ? "down" : "up")
+      + " (probe " + t.probeName + ": " + TRANSITION_NAMES[transition] + ")");
+  }
 }

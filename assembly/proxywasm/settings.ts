@@ -1,7 +1,9 @@
 // What the filter needs from one configuration, read once in proxy_on_configure and
 // never on the connection path: the "filter" section (our host section beside the
-// core's, docs/design.md "The configuration"), the per-backend upstream selection pre-serialized as the
-// argument of Envoy's `set_envoy_filter_state`, and the probe targets.
+// core's, docs/design.md "The configuration"), the per-backend upstream selection
+// pre-serialized as the argument of Envoy's `set_envoy_filter_state`, and the probes to
+// run: the core's probe targets (probeTargetsOf), each as an HTTP call through the
+// probe cluster. What a result means is the core's (health.ts).
 //
 //   "filter": {
 //     "ingressFrontend": "fe",        frontend the listener stands for (next hop); omitted:
@@ -18,11 +20,12 @@
 //   }
 //
 // The rest of the configuration is the core's, validated by the core's own reader
-// (parseConfig) so that the filter accepts exactly what the core accepts.
+// (parseConfig) so that the filter accepts exactly what the core accepts; the filter
+// section is one of the model's host sections, so the text is parsed once.
 
 import { NONE } from "../consts";
-import { ConfigModel, Errors } from "../config";
-import { JsonArray, JsonKind, JsonNumber, JsonObject, JsonString, JsonValue } from "../json";
+import { ConfigModel, Errors, probeTargetsOf } from "../config";
+import { JsonKind, JsonObject, JsonString, JsonValue } from "../json";
 
 export const UPSTREAM_CLUSTER: i32 = 0;     // envoy.tcp_proxy.cluster
 export const UPSTREAM_ORIGINAL_DST: i32 = 1; // envoy.network.transport_socket.original_dst_address
@@ -44,23 +47,23 @@ const FILTER_FIELDS = [
 const UPSTREAMS = ["cluster", "originalDst"];
 const UNROUTED = ["close", "defaultCluster"];
 
-/** One (backend, probe) pair: probed every interval through the probe cluster. */
+/** One probe target of the core (probe, address): probed every interval through the probe cluster. */
 export class ProbeTarget {
-  backend: i32 = 0;
+  /** The core's index (probeResult). */
+  index: i32 = 0;
   probeName: string = "";
+  address: string = "";
+  /** The backends it speaks for (the core's numbering). */
+  backends: Array<i32> = new Array<i32>();
   protocol: i32 = PROBE_TCP;
   intervalMs: f64 = 5000;
   timeoutMs: u32 = 5000;
-  threshold: i32 = 2;
   /** The HTTP call: cluster name and serialized request headers (proxy-wasm map format). */
   cluster: ArrayBuffer = new ArrayBuffer(0);
   headers: ArrayBuffer = new ArrayBuffer(0);
-  // State, driven by the tick.
+  // Scheduling, driven by the tick.
   nextDueMs: f64 = 0;
   inflight: bool = false;
-  up: bool = true;
-  okRun: i32 = 0;
-  failRun: i32 = 0;
 }
 
 export class Settings {
@@ -82,8 +85,6 @@ export class Settings {
   /** Per rule: its backend port (0: the connection's own destination port). */
   ruleBackendPort: StaticArray<i32> = new StaticArray<i32>(0);
   probes: Array<ProbeTarget> = new Array<ProbeTarget>();
-  /** Per backend: indices into probes. */
-  backendProbes: Array<Array<i32>> = new Array<Array<i32>>();
 }
 
 // ---- Reading helpers (the core's message style: `path: reason`) ------------------------------
@@ -196,14 +197,14 @@ function replaceAll(s: string, what: string, with_: string): string {
 // ---- The settings of one configuration -----------------------------------------------------------
 
 /**
- * Reads the filter section of `root` and builds the Settings, or returns null with
- * `errors` filled in. `model` is the core's reading of the same text; when the core
- * rejected it (null), the section is still checked on its own, so that one answer lists
- * every error.
+ * Reads the filter section (`section`, a host section of the core's model; null when
+ * absent) and builds the Settings, or returns null with `errors` filled in. `model` is
+ * the core's reading of the configuration; when the core rejected it (null), the section
+ * is still checked on its own, so that one answer lists every error.
  */
-export function readSettings(root: JsonObject, model: ConfigModel | null, errors: Errors): Settings | null {
+export function readSettings(section: JsonValue | null, model: ConfigModel | null, errors: Errors): Settings | null {
   const s = new Settings();
-  const fv = root.get("filter");
+  const fv = section;
   let f: JsonObject | null = null;
   if (fv != null) {
     if (fv.kind != JsonKind.Object) errors.add("filter", "expected an object, got " + fv.kindName());
@@ -255,7 +256,6 @@ export function readSettings(root: JsonObject, model: ConfigModel | null, errors
       const be = pool.backends[j];
       s.backendLabel[b] = pool.name + "." + be.name;
       backendPath.push("backendPools[" + p.toString() + "].backends[" + j.toString() + "]");
-      s.backendProbes.push(new Array<i32>());
       if (s.upstream == UPSTREAM_CLUSTER) {
         const name = replaceAll(replaceAll(clusterTemplate, "{pool}", pool.name), "{backend}", be.name);
         s.backendCluster[b] = name;
@@ -276,73 +276,42 @@ export function readSettings(root: JsonObject, model: ConfigModel | null, errors
   s.ruleBackendPort = new StaticArray<i32>(model.rules.length);
   for (let r = 0; r < model.rules.length; r++) s.ruleBackendPort[r] = model.rules[r].backendPort;
 
-  readProbes(root, model, s, errors);
+  readProbes(model, s, errors);
   return errors.count > 0 ? null : s;
 }
 
-/** Probe targets: every backend of the pool of every rule that names a probe, once per probe. */
-function readProbes(root: JsonObject, model: ConfigModel, s: Settings, errors: Errors): void {
-  // timeoutSeconds is accepted by the core but not kept in its model: read it here.
-  const timeouts = new Array<i32>();
-  const pv = root.get("probes");
-  for (let i = 0; i < model.probes.length; i++) {
-    let t = 0;
-    if (pv != null && pv.kind == JsonKind.Array) {
-      const item = changetype<JsonArray>(pv).items[i];
-      if (item.kind == JsonKind.Object) {
-        const tv = changetype<JsonObject>(item).get("timeoutSeconds");
-        if (tv != null && tv.kind == JsonKind.Number) t = <i32>changetype<JsonNumber>(tv).value;
-      }
-    }
-    timeouts.push(t);
-  }
-  const poolStart = new Array<i32>();
-  let total = 0;
-  for (let p = 0; p < model.pools.length; p++) {
-    poolStart.push(total);
-    total += model.pools[p].backends.length;
-  }
-  const seen = new Set<string>();
+/** The probe of every core probe target (probeTargetsOf), as an HTTP call through a probe cluster. */
+function readProbes(model: ConfigModel, s: Settings, errors: Errors): void {
+  // A rule that names a probe needs the cluster its protocol goes through.
   for (let r = 0; r < model.rules.length; r++) {
     const rule = model.rules[r];
-    if (rule.probe.length == 0) continue;
-    let pi = -1;
-    for (let i = 0; i < model.probes.length; i++) if (model.probes[i].name == rule.probe) pi = i;
-    let poolIndex = -1;
-    for (let p = 0; p < model.pools.length; p++) if (model.pools[p].name == rule.pool) poolIndex = p;
-    if (pi < 0 || poolIndex < 0) continue;
-    const probe = model.probes[pi];
-    const protocol = probe.protocol == "https" ? PROBE_HTTPS : probe.protocol == "http" ? PROBE_HTTP : PROBE_TCP;
-    const cluster = protocol == PROBE_HTTPS ? s.probeTlsCluster : s.probeCluster;
-    if (cluster.length == 0) {
-      errors.add(protocol == PROBE_HTTPS ? "filter.probeTlsCluster" : "filter.probeCluster",
+    if (rule.probeIndex < 0) continue;
+    const probe = model.probes[rule.probeIndex];
+    const https = probe.protocol == "https";
+    if ((https ? s.probeTlsCluster : s.probeCluster).length == 0) {
+      errors.add(https ? "filter.probeTlsCluster" : "filter.probeCluster",
         "empty, but rules[" + r.toString() + "] names probe \"" + probe.name + "\"");
-      continue;
     }
-    const pool = model.pools[poolIndex];
-    for (let j = 0; j < pool.backends.length; j++) {
-      const b = poolStart[poolIndex] + j;
-      const key = b.toString() + "/" + pi.toString();
-      if (seen.has(key)) continue;
-      seen.add(key);
-      const be = pool.backends[j];
-      const t = new ProbeTarget();
-      t.backend = b;
-      t.probeName = probe.name;
-      t.protocol = protocol;
-      t.intervalMs = <f64>probe.intervalSeconds * 1000;
-      // A probe must end before the next one is due: the timeout is at most the interval.
-      const timeout = timeouts[pi] > 0 ? min(timeouts[pi], probe.intervalSeconds) : probe.intervalSeconds;
-      t.timeoutMs = <u32>(timeout * 1000);
-      t.threshold = probe.threshold;
-      t.cluster = String.UTF8.encode(cluster);
-      const host = bracketed(be.addressText, be.address.family) + ":" + probe.port.toString();
-      const keys = [":method", ":path", ":authority", ":scheme", "x-envoy-original-dst-host", "user-agent"];
-      const values = ["GET", protocol == PROBE_TCP ? "/" : probe.path, host,
-        protocol == PROBE_HTTPS ? "https" : "http", host, "haports-probe/" + probe.name];
-      t.headers = headerMap(keys, values);
-      s.backendProbes[b].push(s.probes.length);
-      s.probes.push(t);
-    }
+  }
+  if (errors.count > 0) return;
+  const targets = probeTargetsOf(model);
+  for (let i = 0; i < targets.probe.length; i++) {
+    const probe = model.probes[targets.probe[i]];
+    const protocol = probe.protocol == "https" ? PROBE_HTTPS : probe.protocol == "http" ? PROBE_HTTP : PROBE_TCP;
+    const t = new ProbeTarget();
+    t.index = i;
+    t.probeName = probe.name;
+    t.address = targets.address[i];
+    t.backends = targets.backends[i];
+    t.protocol = protocol;
+    t.intervalMs = <f64>probe.intervalSeconds * 1000;
+    t.timeoutMs = <u32>(probe.timeoutSeconds * 1000); // the core holds it to the interval
+    t.cluster = String.UTF8.encode(protocol == PROBE_HTTPS ? s.probeTlsCluster : s.probeCluster);
+    const host = bracketed(targets.address[i], targets.family[i]) + ":" + probe.port.toString();
+    const keys = [":method", ":path", ":authority", ":scheme", "x-envoy-original-dst-host", "user-agent"];
+    const values = ["GET", protocol == PROBE_TCP ? "/" : probe.path, host,
+      protocol == PROBE_HTTPS ? "https" : "http", host, "haports-probe/" + probe.name];
+    t.headers = headerMap(keys, values);
+    s.probes.push(t);
   }
 }

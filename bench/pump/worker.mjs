@@ -24,9 +24,9 @@ const config = {
 };
 const core = Core.load();
 core.configure(config);
-const { settings, errors } = readPumpSettings(config, core.maxBatch);
+const { settings, errors } = readPumpSettings(core.describe(), core.maxBatch);
 if (!settings) throw new Error(errors.join('\n'));
-const pump = new Pump(core, config, settings, { passThrough: values.mode === 'pass' });
+const pump = new Pump(core, settings, { passThrough: values.mode === 'pass' });
 await pump.start();
 
 const stats = () => {
@@ -36,7 +36,7 @@ const stats = () => {
     t: performance.now(), cpuUs: cpu.user + cpu.system, received: c.receivedPackets, sent: c.sentPackets,
     batches: c.batches, batchPackets: c.batchPackets, coreMs: pump.coreMs, drops: c.drops,
     flowTableUsed: core.exports.flowTableUsed(), forwarded: core.counters().forwarded,
-    perBackend: core.names.backends.map((_, b) => Number(new DataView(core.memory.buffer).getBigUint64(core.exports.backendCountersPtr() + b * 24, true))),
+    perBackend: core.backendCounters().map((c) => c.packets),
   };
 };
 process.stdout.write(JSON.stringify({ ready: true, mode: values.mode }) + '\n');

@@ -54,6 +54,19 @@ export const BACKEND_DOWN = 1;
 export const BACKEND_DRAINING = 2;
 export const LINK_RAW_IP = 0;
 export const LINK_ETHERNET = 1;
+
+/** Probe target states and probeResult() transitions, by code. */
+export const TARGET_STATES = ['unknown', 'up', 'down'] as const;
+export const TARGET_UNKNOWN = 0;
+export const TARGET_UP = 1;
+export const TARGET_DOWN = 2;
+export const TRANSITIONS = ['none', 'up', 'down', 'initially up', 'initially down', 'held'] as const;
+export const TRANSITION_NONE = 0;
+export const TRANSITION_UP = 1;
+export const TRANSITION_DOWN = 2;
+export const TRANSITION_INITIALLY_UP = 3;
+export const TRANSITION_INITIALLY_DOWN = 4;
+export const TRANSITION_HELD = 5;
 export const NONE = 65535;
 
 /** Record sizes and field offsets (bytes). */
@@ -67,6 +80,8 @@ export const RESET_BYTES = 256;
 export const RESET = { lengthA: 0, lengthB: 2, a: 8, b: 128 } as const;
 export const OBJECT_COUNTER_BYTES = 24;
 export const OBJECT_COUNTERS = { packets: 0, bytes: 8, newFlows: 16 } as const;
+export const PROBE_TARGET_BYTES = 64;
+export const PROBE_TARGET = { state: 0, held: 1, suppressed: 2, probe: 4, successRun: 8, failureRun: 12, transitionsUp: 16, transitionsDown: 20, checksSuccess: 24, checksFailure: 32, penalty: 40, penaltyAt: 48, heldSince: 56 } as const;
 
 /** Global counter slots (u64 at countersPtr()), by name, from slot 0. */
 export const COUNTERS = ['packets', 'bytes', 'forwarded', 'dropped', 'nomatch', 'flowHits', 'flowNew', 'untracked', 'evictions', 'frag3Tuple', 'icmpErrors', 'flowMoved', 'batches', 'configApplied', 'configRejected', 'flowsDroppedByConfig', 'fragHits', 'fragEntries', 'natForward', 'natReply', 'flowDrained', 'flowMoves', 'resets', 'flowEstablished'] as const;

@@ -36,8 +36,17 @@ export interface Probe {
   port: number;
   intervalSeconds?: number;
   threshold?: number;
+  /** Default and most: intervalSeconds. */
   timeoutSeconds?: number;
   path?: string;
+}
+
+/** Flap damping of probe targets (docs/health.md); `false` turns it off. */
+export interface Damping {
+  halfLifeSeconds?: number;
+  suppressPenalty?: number;
+  reusePenalty?: number;
+  maxHoldSeconds?: number;
 }
 
 export interface Rule {
@@ -69,6 +78,8 @@ export interface Config {
   backendPools?: BackendPool[];
   probes?: Probe[];
   rules?: Rule[];
+  /** The health policy the core applies to probe results. */
+  health?: { damping?: Damping | false };
   /** Hosts may add their own sections (a pump's listeners, say). */
   [section: string]: unknown;
 }

@@ -9,8 +9,9 @@ import { readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 
 import {
-  ACTION_RESET, ACTIONS, C_DROP_REASON_BASE, COUNTERS, DESCRIPTOR, DESCRIPTOR_BYTES, LINK_RAW_IP, NONE, REASONS,
-  RESET, RESET_BYTES, TUPLE, TUPLE_BYTES, VERDICT, VERDICT_BYTES,
+  ACTION_RESET, ACTIONS, C_DROP_REASON_BASE, COUNTERS, DESCRIPTOR, DESCRIPTOR_BYTES, LINK_RAW_IP, NONE,
+  OBJECT_COUNTER_BYTES, OBJECT_COUNTERS, PROBE_TARGET, PROBE_TARGET_BYTES, REASONS, RESET, RESET_BYTES, TARGET_STATES, TRANSITIONS, TUPLE, TUPLE_BYTES,
+  VERDICT, VERDICT_BYTES,
 } from './abi.js';
 import type { Action } from './abi.js';
 
@@ -62,6 +63,10 @@ interface Exports {
   processBatch(count: number, nowMs: number, ingress: number, link: number): number;
   setBackendHealth(b: number, up: number): number; setBackendAdmin(b: number, s: number): number;
   backendState(b: number): number;
+  describePtr(): number; describeLength(): number;
+  probeTargetCount(): number; probeTargetsPtr(): number;
+  probeResult(t: number, ok: number, nowMs: number): number;
+  probePenalty(t: number, nowMs: number): number; probeHoldSeconds(t: number, nowMs: number): number;
   frontendCount(): number; ruleCount(): number; backendCount(): number; poolCount(): number;
   backendCountersPtr(): number; ruleCountersPtr(): number;
   flowTableCapacity(): number; flowTableUsed(): number;
@@ -88,18 +93,60 @@ export interface Names {
   backendPool: number[];
 }
 
-export function namesOf(config: any): Names {
-  const names: Names = { frontends: [], rules: [], pools: [], backends: [], backendPool: [] };
-  for (const f of config.frontends ?? []) names.frontends.push(f.name);
-  for (const r of config.rules ?? []) names.rules.push(r.name);
-  (config.backendPools ?? []).forEach((p: any, i: number) => {
-    names.pools.push(p.name);
-    for (const b of p.backends ?? []) {
-      names.backends.push(b.name);
-      names.backendPool.push(i);
-    }
-  });
-  return names;
+/**
+ * The running configuration as the core read it (the core's describe() export): every
+ * default applied, references as indices, addresses in canonical form (IPv6 per RFC
+ * 5952), the probe targets, and the top-level sections the core does not read
+ * (`hostSections`: a pump's "pump", the Envoy filter's "filter") as given.
+ */
+export interface Described {
+  hashKeyGiven: boolean;
+  flowTable: { capacity: number };
+  frontends: { index: number; name: string; address: string; family: 4 | 6 }[];
+  backendPools: { index: number; name: string; maglevTableSize: number; drainPeriodSeconds: number; backends: number[] }[];
+  backends: {
+    index: number; name: string; pool: number; address: string; family: 4 | 6; weight: number;
+    adminState: 'up' | 'draining'; probeTargets: number[];
+  }[];
+  probes: {
+    index: number; name: string; protocol: 'tcp' | 'http' | 'https'; port: number; path: string;
+    intervalSeconds: number; timeoutSeconds: number; threshold: number;
+  }[];
+  /** One per (probe, backend address) of the rules that name a probe: probeResult()'s index. */
+  probeTargets: { index: number; probe: number; address: string; family: 4 | 6; backends: number[] }[];
+  health: { damping: false | { halfLifeSeconds: number; suppressPenalty: number; reusePenalty: number; maxHoldSeconds: number } };
+  rules: {
+    index: number; name: string; frontend: number; backendPool: number; probe: number | null;
+    protocol: 'all' | 'tcp' | 'udp'; frontendPort: number; backendPort: number; floatingIp: boolean;
+    loadDistribution: 'default' | 'sourceIPProtocol' | 'sourceIP'; symmetric: boolean; idleTimeoutMinutes: number;
+    enableTcpReset: boolean; persistOnUnhealthy: 'defaultForProtocol' | 'never' | 'always'; noHealthyBackends: 'drop' | 'failOpen';
+  }[];
+  hostSections: Record<string, unknown>;
+}
+
+function namesOf(d: Described): Names {
+  return {
+    frontends: d.frontends.map((f) => f.name),
+    rules: d.rules.map((r) => r.name),
+    pools: d.backendPools.map((p) => p.name),
+    backends: d.backends.map((b) => b.name),
+    backendPool: d.backends.map((b) => b.pool),
+  };
+}
+
+/** A backend's or a rule's counters. */
+export interface ObjectCounters { packets: number; bytes: number; newFlows: number }
+
+/** A probe target's state (the core's probeTarget record). */
+export interface ProbeTargetState {
+  state: (typeof TARGET_STATES)[number];
+  held: boolean;
+  successRun: number;
+  failureRun: number;
+  transitionsUp: number;
+  transitionsDown: number;
+  checksSuccess: number;
+  checksFailure: number;
 }
 
 export class Core {
@@ -107,6 +154,7 @@ export class Core {
   readonly maxBatch: number;
   readonly arenaSize: number;
   names: Names = { frontends: [], rules: [], pools: [], backends: [], backendPool: [] };
+  private described: Described | null = null;
   /** Warnings of the last configure() (applied or rejected): advice, never a rejection. */
   warnings: string[] = [];
   private u8!: Uint8Array;
@@ -163,9 +211,17 @@ export class Core {
     if (n !== 0) {
       throw new ConfigError(this.lines(this.exports.errorBufferPtr(), this.exports.errorLength()), this.warnings);
     }
-    let parsed: any = config;
-    if (typeof config === 'string') parsed = JSON.parse(config);
-    this.names = namesOf(parsed);
+    this.described = null;
+    this.names = namesOf(this.describe());
+  }
+
+  /** The running configuration as the core read it (see Described). */
+  describe(): Described {
+    if (!this.described) {
+      const at = this.exports.describePtr();
+      this.described = JSON.parse(new TextDecoder().decode(this.memory.subarray(at, at + this.exports.describeLength())));
+    }
+    return this.described!;
   }
 
   private lines(at: number, length: number): string[] {
@@ -173,9 +229,12 @@ export class Core {
     return text.split('\n').filter((l) => l.length > 0);
   }
 
-  /** The errors (none when valid) and warnings of a configuration, from a fresh core. */
-  static check(config: unknown, wasmPath?: string): { errors: string[]; warnings: string[] } {
-    const core = Core.load(wasmPath);
+  /**
+   * The errors (none when valid) and warnings of a configuration, from a fresh core of
+   * `module` (a compiled module, or a path; default build/haports.wasm).
+   */
+  static check(config: unknown, module?: string | WebAssembly.Module): { errors: string[]; warnings: string[] } {
+    const core = module instanceof WebAssembly.Module ? new Core(module) : Core.load(module);
     try {
       core.configure(config);
       return { errors: [], warnings: core.warnings };
@@ -186,8 +245,8 @@ export class Core {
   }
 
   /** The errors of a configuration (none when valid). */
-  static validate(config: unknown, wasmPath?: string): string[] {
-    return Core.check(config, wasmPath).errors;
+  static validate(config: unknown, module?: string | WebAssembly.Module): string[] {
+    return Core.check(config, module).errors;
   }
 
   /**
@@ -294,12 +353,62 @@ export class Core {
     return out;
   }
 
+  /** Per backend (core order): packets, bytes and new flows. */
+  backendCounters(): ObjectCounters[] {
+    return this.objectCounters(this.exports.backendCountersPtr(), this.exports.backendCount());
+  }
+
+  /** Per rule: packets, bytes and new flows. */
+  ruleCounters(): ObjectCounters[] {
+    return this.objectCounters(this.exports.ruleCountersPtr(), this.exports.ruleCount());
+  }
+
+  private objectCounters(base: number, n: number): ObjectCounters[] {
+    const dv = this.dv;
+    const u64 = (at: number) => Number(dv.getBigUint64(at, true));
+    return Array.from({ length: n }, (_, i) => {
+      const at = base + i * OBJECT_COUNTER_BYTES;
+      return {
+        packets: u64(at + OBJECT_COUNTERS.packets), bytes: u64(at + OBJECT_COUNTERS.bytes),
+        newFlows: u64(at + OBJECT_COUNTERS.newFlows),
+      };
+    });
+  }
+
   setBackendHealth(backend: number, up: boolean): void {
     if (this.exports.setBackendHealth(backend, up ? 1 : 0) < 0) throw new RangeError(`no backend ${backend}`);
   }
 
   setBackendAdmin(backend: number, state: 'up' | 'draining'): void {
     if (this.exports.setBackendAdmin(backend, state === 'draining' ? 2 : 0) < 0) throw new RangeError(`no backend ${backend}`);
+  }
+
+  /**
+   * One probe result of target `t` (describe().probeTargets) at `nowMs` (milliseconds on
+   * a clock that never goes back): the core applies the health policy and its backends'
+   * health. Returns the transition it caused.
+   */
+  probeResult(t: number, ok: boolean, nowMs: number): (typeof TRANSITIONS)[number] {
+    const r = this.exports.probeResult(t, ok ? 1 : 0, nowMs);
+    if (r < 0) throw new RangeError(`no probe target ${t}`);
+    return TRANSITIONS[r];
+  }
+
+  /** Probe target `t`'s state. */
+  probeTarget(t: number): ProbeTargetState {
+    if (!(t >= 0 && t < this.exports.probeTargetCount())) throw new RangeError(`no probe target ${t}`);
+    const r = this.exports.probeTargetsPtr() + t * PROBE_TARGET_BYTES;
+    const dv = this.dv;
+    return {
+      state: TARGET_STATES[dv.getUint8(r + PROBE_TARGET.state)],
+      held: dv.getUint8(r + PROBE_TARGET.held) !== 0,
+      successRun: dv.getUint32(r + PROBE_TARGET.successRun, true),
+      failureRun: dv.getUint32(r + PROBE_TARGET.failureRun, true),
+      transitionsUp: dv.getUint32(r + PROBE_TARGET.transitionsUp, true),
+      transitionsDown: dv.getUint32(r + PROBE_TARGET.transitionsDown, true),
+      checksSuccess: Number(dv.getBigUint64(r + PROBE_TARGET.checksSuccess, true)),
+      checksFailure: Number(dv.getBigUint64(r + PROBE_TARGET.checksFailure, true)),
+    };
   }
 
   /** Pool p's Maglev table (a copy). */

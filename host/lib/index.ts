@@ -11,11 +11,14 @@
 //   valid until the next run() or reconfigure().
 
 import wasmBytes from '../../build/haports.wasm';
-import { ConfigError, Core, FLAGS, LINK_ETHERNET, LINK_RAW_IP, NONE, type Tuple } from './core.js';
+import {
+  ConfigError, Core, FLAGS, LINK_ETHERNET, LINK_RAW_IP, NONE, type Described, type ObjectCounters, type ProbeTargetState,
+  type Tuple,
+} from './core.js';
 import type { Config } from './config.js';
 
 export { ConfigError };
-export type { Config, Tuple };
+export type { Config, Described, ObjectCounters, ProbeTargetState, Tuple };
 export type * from './config.js';
 
 export type Link = 'ip' | 'ethernet';
@@ -55,7 +58,6 @@ export interface Decision {
   flags: number;
 }
 
-export interface ObjectCounters { packets: number; bytes: number; newFlows: number }
 
 export interface Counters {
   /** Global counters: packets, forwarded, dropped, nomatch, flowHits, flowNew, evictions, … */
@@ -94,14 +96,7 @@ export class Dataplane {
   /** The errors (empty when valid) and warnings of a configuration, without running it. */
   static validate(config: Config | string): { errors: string[]; warnings: string[] } {
     sharedModule ??= new WebAssembly.Module(wasmBytes);
-    const core = new Core(sharedModule);
-    try {
-      core.configure(config);
-      return { errors: [], warnings: core.warnings };
-    } catch (e) {
-      if (e instanceof ConfigError) return { errors: e.errors, warnings: e.warnings };
-      throw e;
-    }
+    return Core.check(config, sharedModule);
   }
 
   /** Packets per run (the core's batch size). */
@@ -217,7 +212,36 @@ export class Dataplane {
     return found;
   }
 
-  /** A probe's verdict for a backend (in every pool, or only `pool`). New flows avoid a down backend. */
+  /**
+   * The running configuration as the core read it: every default applied, references as
+   * indices, canonical addresses, the probe targets (for probeResult) and the sections the
+   * core does not read (`hostSections`) as given.
+   */
+  configuration(): Described {
+    return this.core.describe();
+  }
+
+  /**
+   * One result of probe target `target` (an index into configuration().probeTargets): the
+   * core applies the health policy (first result decides, thresholds, flap damping; the
+   * "health" section) and the health of the target's backends. Returns the transition:
+   * 'none', 'up', 'down', 'initially up', 'initially down' or 'held'.
+   */
+  probeResult(target: number, ok: boolean, now: number = performance.now()): ReturnType<Core['probeResult']> {
+    if (!Number.isFinite(now)) throw new TypeError('probeResult: now must be a finite number of milliseconds');
+    return this.core.probeResult(target, ok, now);
+  }
+
+  /** Probe target `target`'s state: up, down or unknown (not probed yet), held by damping, runs and counts. */
+  probeTarget(target: number): ProbeTargetState {
+    return this.core.probeTarget(target);
+  }
+
+  /**
+   * A backend's health as judged outside the core (in every pool, or only `pool`), for
+   * embedders that do not report probe results: a backend is down while this or a probe
+   * target of it says down. New flows avoid a down backend.
+   */
   setHealth(backend: string, health: BackendHealth, pool?: string): void {
     if (health !== 'up' && health !== 'down') throw new TypeError(`setHealth: health must be "up" or "down", got ${JSON.stringify(health)}`);
     for (const b of this.backendIndices(backend, pool, 'setHealth')) this.core.setBackendHealth(b, health === 'up');
@@ -243,18 +267,9 @@ export class Dataplane {
       if (k.startsWith('reason.')) reasons[k.slice(7)] = v;
       else totals[k] = v;
     }
-    const read = (ptr: number, names: string[]) => {
-      const view = new DataView(this.core.memory.buffer);
+    const byName = (list: ObjectCounters[], names: string[]) => {
       const out: Record<string, ObjectCounters> = {};
-      names.forEach((name, i) => {
-        const at = ptr + i * 24;
-        const key = out[name] ? `${name}#${i}` : name;
-        out[key] = {
-          packets: Number(view.getBigUint64(at, true)),
-          bytes: Number(view.getBigUint64(at + 8, true)),
-          newFlows: Number(view.getBigUint64(at + 16, true)),
-        };
-      });
+      names.forEach((name, i) => { out[out[name] ? `${name}#${i}` : name] = list[i]; });
       return out;
     };
     const n = this.core.names;
@@ -262,8 +277,8 @@ export class Dataplane {
     return {
       totals,
       reasons,
-      backends: read(this.core.exports.backendCountersPtr(), backendNames),
-      rules: read(this.core.exports.ruleCountersPtr(), n.rules),
+      backends: byName(this.core.backendCounters(), backendNames),
+      rules: byName(this.core.ruleCounters(), n.rules),
       flowTable: { used: this.core.exports.flowTableUsed(), capacity: this.core.exports.flowTableCapacity() },
     };
   }

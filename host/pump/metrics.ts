@@ -87,7 +87,7 @@ export const DROPS_HELP = 'Packets dropped, by stage (core: the dataplane verdic
   + 'listener and reason. Core reason no-rule counts packets that matched no rule.';
 
 /** The core's families: global counters, drops by reason, rules, backends, flow table. */
-export function writeCoreMetrics(w: MetricsWriter, core: Core, backendAddresses: string[] = []): void {
+export function writeCoreMetrics(w: MetricsWriter, core: Core): void {
   const dv = new DataView(core.memory.buffer);
   const u64 = (at: number) => dv.getBigUint64(at, true);
   const base = core.exports.countersPtr();
@@ -128,10 +128,9 @@ export function writeCoreMetrics(w: MetricsWriter, core: Core, backendAddresses:
   names.backends.forEach((_, b) => w.sample(core.exports.backendState(b) === BACKEND_DOWN ? 0 : 1, labelsOf(b)));
   w.family('haports_backend_draining', 'gauge', 'Backend admin state: 1 when draining (no new flows).');
   names.backends.forEach((_, b) => w.sample(core.exports.backendState(b) === BACKEND_DRAINING ? 1 : 0, labelsOf(b)));
-  if (backendAddresses.length === names.backends.length) {
-    w.family('haports_backend_info', 'gauge', 'Backend address, by pool and name (always 1).');
-    names.backends.forEach((_, b) => w.sample(1, { ...labelsOf(b), address: backendAddresses[b] }));
-  }
+  const described = core.describe().backends;
+  w.family('haports_backend_info', 'gauge', 'Backend address, by pool and name (always 1).');
+  names.backends.forEach((_, b) => w.sample(1, { ...labelsOf(b), address: described[b].address }));
 
   w.family('haports_flow_table_entries', 'gauge', 'Flow-table entries in use.').sample(core.exports.flowTableUsed());
   w.family('haports_flow_table_capacity', 'gauge', 'Flow-table capacity (entries).').sample(core.exports.flowTableCapacity());

@@ -42,10 +42,11 @@
 //     "listeners": [ { "name": "vx", "protocol": "vxlan", "frontend": "fe-v4",
 //                      "bind": "10.9.0.1:4789", "appliancePort": 4789, "vnis": [100] } ],
 //     "batchSize": 256, "batchTimeoutMicros": 0, "queuePackets": 8192,
-//     "socketBufferBytes": 4194304,
-//     "health": { "damping": { "halfLifeSeconds": 60, "suppressPenalty": 2,
-//                              "reusePenalty": 1, "maxHoldSeconds": 300 } } }
-// See README "Packet pump" for every field.
+//     "socketBufferBytes": 4194304 }
+// See README "Packet pump" for every field. Probes and their policy (thresholds, flap
+// damping: the top-level "health" section) are the core's; the pump runs the probes.
+// The pump reads its section, like every other part of the configuration, from the
+// core's describe(): it never parses the configuration text itself.
 
 import { createSocket, type Socket } from 'node:dgram';
 import { readFileSync } from 'node:fs';
@@ -54,11 +55,11 @@ import { parseArgs } from 'node:util';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import type { Server } from 'node:http';
 import { ACTION_FORWARD, ACTION_RESET, DESCRIPTOR, DESCRIPTOR_BYTES, NONE, VERDICT, VERDICT_BYTES } from '../lib/abi.js';
-import { ConfigError, Core } from '../lib/core.js';
+import { ConfigError, Core, type Described } from '../lib/core.js';
 import {
   decap, decoded, tunnelErrorName, GENEVE_PORT, VXLAN_PORT, TUNNEL_ERRORS, type TunnelProtocol,
 } from './tunnel.js';
-import { DEFAULT_DAMPING, HealthMonitor, type DampingOptions, type LogFn } from './probes.js';
+import { HealthMonitor, type LogFn } from './probes.js';
 import { DROPS_HELP, MetricsWriter, parseHostPort, startMetricsServer, writeCoreMetrics } from './metrics.js';
 
 // ---- Settings ----------------------------------------------------------------------
@@ -86,27 +87,29 @@ export interface PumpSettings {
   queuePackets: number;
   /** SO_RCVBUF / SO_SNDBUF of each listener socket (bytes; 0: the system's default). */
   socketBufferBytes: number;
-  damping: Partial<DampingOptions> | false;
 }
 
 export const PUMP_DEFAULTS = {
   batchSize: 256, batchTimeoutMicros: 0, queuePackets: 8192, socketBufferBytes: 4 * 1024 * 1024,
 };
 
-const PUMP_FIELDS = ['listeners', 'batchSize', 'batchTimeoutMicros', 'queuePackets', 'socketBufferBytes', 'health'];
+const PUMP_FIELDS = ['listeners', 'batchSize', 'batchTimeoutMicros', 'queuePackets', 'socketBufferBytes'];
 const LISTENER_FIELDS = ['name', 'protocol', 'frontend', 'bind', 'appliancePort', 'vnis'];
-const DAMPING_FIELDS = ['halfLifeSeconds', 'suppressPenalty', 'reusePenalty', 'maxHoldSeconds'];
 
 /**
- * Reads and checks the "pump" section of a configuration the core has accepted.
- * Returns every error as `path: reason` (the core's style), or the settings.
+ * Reads and checks the "pump" section of a configuration the core has accepted, from the
+ * core's description of it. Returns every error as `path: reason` (the core's style), or
+ * the settings.
  */
-export function readPumpSettings(config: any, maxBatch: number): { settings?: PumpSettings; errors: string[] } {
+export function readPumpSettings(described: Described, maxBatch: number): { settings?: PumpSettings; errors: string[] } {
   const errors: string[] = [];
-  const p = config?.pump;
+  const p = described.hostSections.pump as any;
   if (p === undefined) return { errors: ['pump: required (the listeners of the pump)'] };
   if (typeof p !== 'object' || p === null || Array.isArray(p)) return { errors: ['pump: must be an object'] };
-  for (const k of Object.keys(p)) if (!PUMP_FIELDS.includes(k)) errors.push(`pump.${k}: unknown field`);
+  for (const k of Object.keys(p)) {
+    if (k === 'health') errors.push('pump.health: moved to the top-level "health" section, which the core reads (docs/health.md)');
+    else if (!PUMP_FIELDS.includes(k)) errors.push(`pump.${k}: unknown field`);
+  }
 
   const int = (path: string, v: unknown, min: number, max: number, dflt: number): number => {
     if (v === undefined) return dflt;
@@ -121,34 +124,7 @@ export function readPumpSettings(config: any, maxBatch: number): { settings?: Pu
   const queuePackets = int('pump.queuePackets', p.queuePackets, 1, 1 << 20, Math.max(PUMP_DEFAULTS.queuePackets, batchSize));
   const socketBufferBytes = int('pump.socketBufferBytes', p.socketBufferBytes, 0, 1 << 30, PUMP_DEFAULTS.socketBufferBytes);
 
-  let damping: Partial<DampingOptions> | false = {};
-  const health = p.health;
-  if (health !== undefined) {
-    if (typeof health !== 'object' || health === null || Array.isArray(health)) errors.push('pump.health: must be an object');
-    else {
-      for (const k of Object.keys(health)) if (k !== 'damping') errors.push(`pump.health.${k}: unknown field`);
-      const d = health.damping;
-      if (d === false) damping = false;
-      else if (d !== undefined) {
-        if (typeof d !== 'object' || d === null || Array.isArray(d)) errors.push('pump.health.damping: must be an object or false');
-        else {
-          for (const k of Object.keys(d)) {
-            if (!DAMPING_FIELDS.includes(k)) errors.push(`pump.health.damping.${k}: unknown field`);
-            else if (typeof d[k] !== 'number' || !(d[k] > 0) || !Number.isFinite(d[k])) errors.push(`pump.health.damping.${k}: must be a positive number`);
-          }
-          damping = { ...d };
-          const m = { ...DEFAULT_DAMPING, ...d };
-          if (m.reusePenalty > m.suppressPenalty) errors.push('pump.health.damping.reusePenalty: must not exceed suppressPenalty');
-          else if (m.reusePenalty * Math.pow(2, m.maxHoldSeconds / m.halfLifeSeconds) < m.suppressPenalty) {
-            const min = m.halfLifeSeconds * Math.log2(m.suppressPenalty / m.reusePenalty);
-            errors.push(`pump.health.damping.maxHoldSeconds: must be at least halfLifeSeconds × log2(suppressPenalty / reusePenalty) = ${Number(min.toFixed(3))}, or the penalty could never reach suppressPenalty`);
-          }
-        }
-      }
-    }
-  }
-
-  const frontends: string[] = (config.frontends ?? []).map((f: any) => f.name);
+  const frontends = described.frontends.map((f) => f.name);
   const listeners: ListenerSettings[] = [];
   if (!Array.isArray(p.listeners) || p.listeners.length === 0) {
     errors.push('pump.listeners: required, a non-empty array');
@@ -191,7 +167,7 @@ export function readPumpSettings(config: any, maxBatch: number): { settings?: Pu
     });
   }
   if (errors.length > 0) return { errors };
-  return { settings: { listeners, batchSize, batchTimeoutMicros, queuePackets, socketBufferBytes, damping }, errors };
+  return { settings: { listeners, batchSize, batchTimeoutMicros, queuePackets, socketBufferBytes }, errors };
 }
 
 // ---- Logging -----------------------------------------------------------------------
@@ -305,19 +281,18 @@ export class Pump {
   private readonly flushCb = () => { this.flushScheduled = false; this.flush(); };
   private readonly clock: () => number;
 
-  constructor(readonly core: Core, config: any, readonly settings: PumpSettings, opts: PumpOptions = {}) {
+  constructor(readonly core: Core, readonly settings: PumpSettings, opts: PumpOptions = {}) {
     this.log = opts.log ?? (() => {});
     this.passThrough = !!opts.passThrough;
     this.clock = opts.clock ?? (() => performance.now());
     this.listeners = settings.listeners.map((l) => new Listener(l, core, settings.queuePackets));
-    const addresses: string[] = [];
-    for (const pool of config.backendPools ?? []) for (const b of pool.backends ?? []) addresses.push(b.address);
+    const d = core.describe();
     for (const L of this.listeners) {
-      L.targets = addresses.map((a) => (isIP(a) === L.family ? a : null));
+      L.targets = d.backends.map((b) => (b.family === L.family ? b.address : null));
       // Pass-through target: the first backend of the first rule of the frontend.
-      const rule = (config.rules ?? []).find((r: any) => r.frontend === L.settings.frontend);
-      const poolIdx = rule ? (config.backendPools ?? []).findIndex((p: any) => p.name === rule.backendPool) : -1;
-      const first = poolIdx >= 0 ? core.names.backendPool.indexOf(poolIdx) : -1;
+      const frontend = d.frontends.findIndex((f) => f.name === L.settings.frontend);
+      const rule = d.rules.find((r) => r.frontend === frontend);
+      const first = rule ? d.backendPools[rule.backendPool].backends[0] ?? -1 : -1;
       L.passTarget = first >= 0 ? L.targets[first] : null;
       L.onSent = (err, bytes) => this.onSent(L, err, bytes);
       L.onResetSent = (err) => this.onResetSent(L, err);
@@ -758,8 +733,7 @@ export async function pumpCommand(argv: string[], out: NodeJS.WritableStream, er
     for (const line of e.errors) err.write(`  ${line}\n`);
     return 1;
   }
-  const config = JSON.parse(text);
-  const { settings, errors } = readPumpSettings(config, core.maxBatch);
+  const { settings, errors } = readPumpSettings(core.describe(), core.maxBatch);
   if (!settings) {
     err.write(`haports: ${values.config} is not a valid pump configuration:\n`);
     for (const line of errors) err.write(`  ${line}\n`);
@@ -785,8 +759,8 @@ export async function pumpCommand(argv: string[], out: NodeJS.WritableStream, er
   process.on('SIGTERM', onTerm);
   process.on('SIGINT', onInt);
 
-  const monitor = new HealthMonitor(core, config, { damping: settings.damping, log });
-  const pump = new Pump(core, config, settings, { log });
+  const monitor = new HealthMonitor(core, { log });
+  const pump = new Pump(core, settings, { log });
   let server: Server | null = null;
   let pumpStarted = false;
   let code = 0;
@@ -809,10 +783,9 @@ export async function pumpCommand(argv: string[], out: NodeJS.WritableStream, er
     }
     if (pumpStarted && metricsAt && !stopRequested) {
       try {
-        const addresses = (config.backendPools ?? []).flatMap((p: any) => (p.backends ?? []).map((b: any) => b.address));
         server = await startMetricsServer(metricsAt, () => {
           const w = new MetricsWriter();
-          writeCoreMetrics(w, core, addresses);
+          writeCoreMetrics(w, core);
           pump.writeMetrics(w);
           monitor.writeMetrics(w);
           return w.text();

@@ -671,6 +671,33 @@ def check_format_address():
     check("format_address() matches core.ts formatAddress()", not bad, "\n".join(bad[:5]) or f"{len(cases)} addresses")
 
 
+# ---- describe() and a byte-order mark ------------------------------------------------------------
+
+
+def check_bom():
+    """A configuration that starts with a UTF-8 byte-order mark (editors on Windows, Azure
+    exports) is applied by both hosts, which then name its objects as without it: the
+    names come from the core's describe(), never from a second parse of the text. Both
+    hosts' describe() agree."""
+    with open(os.path.join(ROOT, "examples", "config.json"), encoding="utf-8") as f:
+        text = f.read()
+    plain = hw.Dataplane()
+    plain.configure(text)
+    bom = hw.Dataplane()
+    bom.configure("\ufeff" + text)
+    ok = bom.names == plain.names and bom.names["backends"] and bom.describe() == plain.describe()
+    check("wasmtime: a configuration with a byte-order mark is applied and named as without", bool(ok),
+          f"{len(bom.names['backends'])} backends")
+    js = ("import { Core } from './build/host/core.mjs';"
+          "const c = Core.load(); c.configure('\\ufeff' + process.argv[1]);"
+          "process.stdout.write(JSON.stringify({ names: c.names, described: c.describe() }));")
+    p = subprocess.run(["node", "--input-type=module", "-e", js, text], cwd=ROOT, capture_output=True, text=True)
+    node = json.loads(p.stdout) if p.returncode == 0 else None
+    check("core.ts: the same configuration with a byte-order mark: the same names and describe() as wasmtime",
+          node is not None and node["names"] == plain.names and node["described"] == plain.describe(),
+          p.stderr[-300:] if p.returncode else "")
+
+
 # ---- env.abort -------------------------------------------------------------------------------
 
 
@@ -898,6 +925,7 @@ def run(tmp, corpus, corpus_proc, t_start):
     ]
     cli_pairs(tmp, cases)
     check_format_address()
+    check_bom()
     check_abort(tmp)
     print(f"# total {time.time() - t_start:.1f} s")
     print(f"{passed} passed, {failed} failed")

@@ -365,3 +365,34 @@ test('a bare SYN on a reused 5-tuple (closing, or its backend down) is a new con
   const reopened = run(core, syn.slice(0, 200), 1500);
   assert.ok(reopened.every((v) => v.flags & FLAGS.flowNew));
 });
+
+test('describe(): the configuration as the core read it, with defaults, indices, canonical addresses and host sections', () => {
+  const config = baseConfig();
+  config.pump = { listeners: [{ name: 'x', note: 'a host section, handed back as given', n: [1, 2.5] }] };
+  const core = coreWith(config);
+  const d = core.describe();
+  assert.equal(d.backends.length, core.names.backends.length);
+  assert.deepEqual(d.backends.map((b) => b.name), core.names.backends);
+  assert.deepEqual(d.backends.map((b) => b.pool), core.names.backendPool);
+  for (const pool of d.backendPools) for (const b of pool.backends) assert.equal(d.backends[b].pool, pool.index);
+  assert.deepEqual(d.hostSections, { pump: config.pump });
+  assert.equal(d.flowTable.capacity, config.flowTable?.capacity ?? 65536);
+  for (const r of d.rules) {
+    assert.equal(d.frontends[r.frontend].name, config.rules[r.index].frontend);
+    assert.equal(d.backendPools[r.backendPool].name, config.rules[r.index].backendPool);
+    assert.ok(['drop', 'failOpen'].includes(r.noHealthyBackends));
+    assert.equal(typeof r.symmetric, 'boolean');
+  }
+  // IPv6 in RFC 5952 form, whatever the configuration wrote.
+  const v6 = coreWith({ frontends: [{ name: 'f', address: 'FD00:0:0:0:0:0:0:0100' }] }).describe();
+  assert.equal(v6.frontends[0].address, 'fd00::100');
+});
+
+test('a configuration that starts with a UTF-8 byte-order mark is applied and named as without it', () => {
+  const text = JSON.stringify(baseConfig());
+  const plain = coreWith(text);
+  const bom = coreWith(`\ufeff${text}`);
+  assert.ok(bom.names.backends.length > 0);
+  assert.deepEqual(bom.names, plain.names);
+  assert.deepEqual(bom.describe(), plain.describe());
+});

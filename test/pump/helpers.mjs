@@ -113,10 +113,10 @@ export function baseConfig(appliancesList, pumpSection, ruleExtra = {}) {
 export async function startPump(config, opts = {}) {
   const core = Core.load();
   core.configure(config);
-  const { settings, errors } = readPumpSettings(config, core.maxBatch);
+  const { settings, errors } = readPumpSettings(core.describe(), core.maxBatch);
   if (!settings) throw new Error(errors.join('\n'));
   const logs = [];
-  const pump = new Pump(core, config, settings, { log: (level, msg, fields) => logs.push({ level, msg, ...fields }), ...opts });
+  const pump = new Pump(core, settings, { log: (level, msg, fields) => logs.push({ level, msg, ...fields }), ...opts });
   await pump.start();
   const sender = dgram.createSocket('udp4');
   await new Promise((r) => sender.bind(0, '127.0.0.1', r));

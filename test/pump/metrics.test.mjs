@@ -133,8 +133,9 @@ test('everything a running pump exports is well-formed and adds up', async () =>
   const config = baseConfig(apps.list, { listeners: [{ name: 'vx', protocol: 'vxlan', frontend: 'fe', bind: '127.0.0.1:0', appliancePort: apps.port }] });
   config.probes = [{ name: 'p', protocol: 'tcp', port: 1, intervalSeconds: 60 }];
   config.rules[0].probe = 'p';
+  config.health = { damping: false };
   const p = await startPump(config);
-  const monitor = new HealthMonitor(p.core, config, { damping: false });
+  const monitor = new HealthMonitor(p.core);
   try {
     for (let i = 0; i < 30; i++) {
       p.send('vx', concat(vxlanHeader(1), ether(ipv4({ src: `192.168.0.${i + 1}`, dst: '172.16.0.1', sport: 1000 + i, dport: 80 }))));
@@ -143,7 +144,7 @@ test('everything a running pump exports is well-formed and adds up', async () =>
     await waitFor(() => apps.list.reduce((n, a) => n + a.got.length, 0) === 30);
     for (const t of monitor.targets) monitor.record(t, { ok: t.address !== '127.0.0.3', detail: 'x' });
     const w = new MetricsWriter();
-    writeCoreMetrics(w, p.core, apps.list.map((a) => a.address));
+    writeCoreMetrics(w, p.core);
     p.pump.writeMetrics(w);
     monitor.writeMetrics(w);
     const f = parseExposition(w.text());

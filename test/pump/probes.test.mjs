@@ -1,5 +1,5 @@
-// Health probes: the threshold/damping state machine on a fake clock, each probe kind
-// against real local servers, and the monitor driving backend health.
+// Health probes: the core's threshold/damping policy through the binding on a fake
+// clock, each probe kind against real local servers, and the monitor reporting to the core.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import net from 'node:net';
@@ -10,84 +10,120 @@ import { mkdtempSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Core } from '../../build/host/core.mjs';
-import { HealthMonitor, ProbeState, probeDefinitions, probeOnce, DEFAULT_DAMPING } from '../../build/host/probes.mjs';
+import { HealthMonitor, probeOnce } from '../../build/host/probes.mjs';
 import { MetricsWriter } from '../../build/host/metrics.mjs';
 
 const S = 1000;
+
+/** A core with one backend probed by one probe of `threshold`, and `damping` (false: off). */
+function coreWith(threshold, damping) {
+  const core = Core.load();
+  core.configure({
+    frontends: [{ name: 'fe', address: '10.0.0.1' }],
+    backendPools: [{ name: 'p', backends: [{ name: 'a', address: '10.0.1.1' }] }],
+    probes: [{ name: 't', protocol: 'tcp', port: 1, intervalSeconds: 5, threshold }],
+    rules: [{ name: 'r', frontend: 'fe', backendPool: 'p', protocol: 'all', frontendPort: 0, backendPort: 0, floatingIp: true, probe: 't' }],
+    health: { damping },
+  });
+  return core;
+}
+
 /** Feeds results ('+' success, '-' failure) one interval apart; returns the states after each. */
-function feed(state, results, { start = 0, interval = 5 * S } = {}) {
+function feed(core, results, { start = 0, interval = 5 * S } = {}) {
   let t = start;
   return [...results].map((r) => {
-    state.observe(r === '+', t);
+    core.probeResult(0, r === '+', t);
     t += interval;
-    return state.state[0];
+    return core.probeTarget(0).state[0];
   }).join('');
 }
 
+const held = (core) => core.probeTarget(0).held;
+
+// The policy itself is the core's (assembly/health.ts); test/health/ runs one table of
+// probe sequences through every host. These check its finer points through the binding.
 test('threshold: first result decides, then threshold consecutive failures / successes', () => {
-  assert.equal(feed(new ProbeState(2, null), '+--+--'), 'uudddd');
-  assert.equal(feed(new ProbeState(2, null), '-+-++'), 'ddddu');
-  assert.equal(feed(new ProbeState(3, null), '+--+---+++'), 'uuuuuudddu');
-  assert.equal(feed(new ProbeState(1, null), '+-+-'), 'udud');
+  assert.equal(feed(coreWith(2, false), '+--+--'), 'uudddd');
+  assert.equal(feed(coreWith(2, false), '-+-++'), 'ddddu');
+  assert.equal(feed(coreWith(3, false), '+--+---+++'), 'uuuuuudddu');
+  assert.equal(feed(coreWith(1, false), '+-+-'), 'udud');
 });
 
-test('threshold: a transition reports the run that caused it', () => {
-  const s = new ProbeState(2, null);
-  assert.deepEqual(s.observe(true, 0), { to: 'up', initial: true, reason: 'first probe succeeded' });
-  assert.equal(s.observe(false, 1), null);
-  assert.deepEqual(s.observe(false, 2), { to: 'down', initial: false, reason: '2 consecutive failures' });
-  assert.equal(s.observe(true, 3), null);
-  assert.deepEqual(s.observe(true, 4), { to: 'up', initial: false, reason: '2 consecutive successes' });
+test('threshold: a transition is reported with the result that caused it; the backend follows', () => {
+  const core = coreWith(2, false);
+  assert.equal(core.probeResult(0, true, 0), 'initially up');
+  assert.equal(core.probeResult(0, false, 1), 'none');
+  assert.equal(core.exports.backendState(0), 0);
+  assert.equal(core.probeResult(0, false, 2), 'down');
+  assert.equal(core.exports.backendState(0), 1);
+  assert.equal(core.probeResult(0, true, 3), 'none');
+  assert.equal(core.probeResult(0, true, 4), 'up');
+  assert.equal(core.exports.backendState(0), 0);
+  assert.deepEqual(core.probeTarget(0), {
+    state: 'up', held: false, successRun: 2, failureRun: 0, transitionsUp: 1, transitionsDown: 1, checksSuccess: 3, checksFailure: 2,
+  });
+  assert.throws(() => core.probeResult(1, true, 5), /no probe target 1/);
 });
 
 test('damping: one fall is never held; the second within a half-life holds the way back up', () => {
-  const d = { ...DEFAULT_DAMPING, halfLifeSeconds: 60 };
-  const s = new ProbeState(2, d);
+  const core = coreWith(2, { halfLifeSeconds: 60 });
   // t=0 up; falls at 10 s, recovers at 20 s (penalty 1 < suppress 2): up at once.
-  assert.equal(feed(s, '+--++', { interval: 5 * S }), 'uuddu');
+  assert.equal(feed(core, '+--++', { interval: 5 * S }), 'uuddu');
   // Falls again at 30 s: penalty 1 × 2^(-20/60) + 1 ≈ 1.79 < 2 → still not held.
-  assert.equal(feed(s, '--++', { start: 25 * S }), 'uddu');
+  assert.equal(feed(core, '--++', { start: 25 * S }), 'uddu');
   // Third fall at 55 s: penalty ≈ 1.79 × 2^(-25/60) + 1 ≈ 2.34 ≥ 2 → suppressed.
-  assert.equal(feed(s, '--', { start: 50 * S }), 'ud');
-  assert.ok(s.suppressed);
+  assert.equal(feed(core, '--', { start: 50 * S }), 'ud');
   // Passing probes from 60 s on: held while the penalty ≥ reuse (1).
   let t = 60 * S;
-  s.observe(true, t); t += 5 * S;
-  s.observe(true, t);
-  assert.equal(s.state, 'down');
-  assert.equal(s.heldSince, t);
-  const wait = s.holdRemainingSeconds(t);
+  assert.equal(core.probeResult(0, true, t), 'none');
+  t += 5 * S;
+  assert.equal(core.probeResult(0, true, t), 'held');
+  assert.equal(core.probeTarget(0).state, 'down');
+  assert.ok(held(core));
+  const wait = core.exports.probeHoldSeconds(0, t);
   assert.ok(wait > 60 && wait < 90, `hold ${wait}`);
   // Released at the first success after the penalty decayed below reuse.
   const release = t + Math.ceil(wait + 0.001) * S;
-  assert.equal(s.observe(true, release - 2 * S), null);
-  assert.deepEqual(s.observe(true, release), { to: 'up', initial: false, reason: '4 consecutive successes, after a damping hold' });
-  assert.equal(s.heldSince, null);
+  assert.equal(core.probeResult(0, true, release - 2 * S), 'none');
+  assert.equal(core.probeResult(0, true, release), 'up');
+  assert.ok(!held(core));
 });
 
 test('damping: failures while held add penalty; the hold is capped by maxHoldSeconds', () => {
-  const d = { halfLifeSeconds: 10, suppressPenalty: 2, reusePenalty: 1, maxHoldSeconds: 30 };
-  const s = new ProbeState(1, d);
-  assert.equal(feed(s, '+-+-', { interval: 0 }), 'udud');
-  assert.ok(s.suppressed, 'second fall: suppressed');
+  const core = coreWith(1, { halfLifeSeconds: 10, suppressPenalty: 2, reusePenalty: 1, maxHoldSeconds: 30 });
+  assert.equal(feed(core, '+-+-', { interval: 0 }), 'udud');
   // Keeps flapping while held: each failure of the held target is a fall; the penalty
   // stops at reuse × 2^(30/10) = 8.
   let t = 10;
   for (let i = 0; i < 20; i++) {
-    assert.equal(s.observe(true, t++), null);
-    assert.ok(s.heldSince !== null, 'held');
-    s.observe(false, t++);
-    assert.equal(s.heldSince, null, 'a failure ends the hold (and the success run)');
+    assert.equal(core.probeResult(0, true, t++), 'held');
+    assert.ok(held(core), 'held');
+    core.probeResult(0, false, t++);
+    assert.ok(!held(core), 'a failure ends the hold (and the success run)');
   }
-  assert.ok(Math.abs(s.penaltyAtTime(t) - 8) < 0.01, `penalty ${s.penaltyAtTime(t)}`);
-  assert.ok(Math.abs(s.holdRemainingSeconds(t) - 30) < 0.01);
-  assert.equal(s.observe(true, t + 29.9 * S), null);
-  assert.equal(s.observe(true, t + 30.1 * S)?.to, 'up', 'up within maxHoldSeconds of the last fall');
+  assert.ok(Math.abs(core.exports.probePenalty(0, t) - 8) < 0.01, `penalty ${core.exports.probePenalty(0, t)}`);
+  assert.ok(Math.abs(core.exports.probeHoldSeconds(0, t) - 30) < 0.01);
+  assert.equal(core.probeResult(0, true, t + 29.9 * S), 'held');
+  assert.equal(core.probeResult(0, true, t + 30.1 * S), 'up', 'up within maxHoldSeconds of the last fall');
 });
 
 test('damping off: never held', () => {
-  const s = new ProbeState(1, null);
-  assert.equal(feed(s, '+-+-+-+-+-+'), 'udududududu');
+  assert.equal(feed(coreWith(1, false), '+-+-+-+-+-+'), 'udududududu');
+});
+
+test('damping settings are checked by the core', () => {
+  const errors = Core.validate({ health: { damping: { halfLifeSeconds: -1, reusePenalty: 3, suppressPenalty: 2, x: 1 } } });
+  assert.deepEqual(errors, [
+    'health.damping.x: unknown field',
+    'health.damping.halfLifeSeconds: must be a positive number up to 1e9, got -1',
+  ]);
+  assert.deepEqual(Core.validate({ health: { damping: { reusePenalty: 3, suppressPenalty: 2 } } }),
+    ['health.damping.reusePenalty: must not exceed suppressPenalty']);
+  assert.deepEqual(Core.validate({ health: { damping: { halfLifeSeconds: 60, maxHoldSeconds: 30 } } }),
+    ['health.damping.maxHoldSeconds: must be at least halfLifeSeconds × log2(suppressPenalty / reusePenalty) = 60, or the penalty could never reach suppressPenalty']);
+  assert.deepEqual(Core.validate({ health: { damping: true } }), ['health.damping: expected an object or false, got true']);
+  assert.deepEqual(Core.validate({ probes: [{ name: 'p', port: 1, intervalSeconds: 2, timeoutSeconds: 3 }] }),
+    ['probes[0].timeoutSeconds: must not exceed intervalSeconds (2): a probe ends before the next one is due']);
 });
 
 // ---- Probes against real servers -------------------------------------------------------
@@ -136,9 +172,8 @@ test('https: a self-signed certificate is accepted (liveness, not identity)', as
   try {
     execFileSync('openssl', ['req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes',
       '-keyout', join(dir, 'k.pem'), '-out', join(dir, 'c.pem'), '-days', '1', '-subj', '/CN=appliance.invalid'], { stdio: 'ignore' });
-  } catch {
-    t.skip('openssl not available');
-    return;
+  } catch (e) {
+    assert.fail(`openssl is needed to make the test certificate (apt-get install openssl): ${e.message}`);
   }
   let status = 200;
   const server = https.createServer({ key: readFileSync(join(dir, 'k.pem')), cert: readFileSync(join(dir, 'c.pem')) },
@@ -175,37 +210,39 @@ function config() {
   };
 }
 
-test('definitions: defaults of the core (tcp, interval 5, threshold 2, path /, timeout = interval)', () => {
-  const [tcp, web] = probeDefinitions({ probes: [{ name: 'a', port: 1 }, { name: 'b', protocol: 'https', port: 2, intervalSeconds: 7, timeoutSeconds: 3 }] });
-  assert.deepEqual(tcp, { name: 'a', protocol: 'tcp', port: 1, path: '/', intervalSeconds: 5, threshold: 2, timeoutSeconds: 5 });
+test('describe: probes with the core\'s defaults (tcp, interval 5, threshold 2, path /, timeout = interval)', () => {
+  const core = Core.load();
+  core.configure({ probes: [{ name: 'a', port: 1 }, { name: 'b', protocol: 'https', port: 2, intervalSeconds: 7, timeoutSeconds: 3 }] });
+  const [tcp, web] = core.describe().probes;
+  assert.deepEqual(tcp, { index: 0, name: 'a', protocol: 'tcp', port: 1, path: '/', intervalSeconds: 5, timeoutSeconds: 5, threshold: 2 });
   assert.equal(web.timeoutSeconds, 3);
 });
 
 test('monitor: targets per (probe, address); a backend is up only while all its probes say up', () => {
-  const calls = [];
-  const sink = { setBackendHealth: (b, up) => calls.push([b, up]), names: { backends: ['x', 'y', 'x2', 'z'], pools: ['p1', 'p2', 'p3'], backendPool: [0, 0, 1, 2] } };
+  const core = Core.load();
+  core.configure({ ...config(), health: { damping: false } });
   const logs = [];
-  const m = new HealthMonitor(sink, config(), { log: (level, msg, f) => logs.push({ level, msg, ...f }), damping: false, now: () => 0 });
+  const m = new HealthMonitor(core, { log: (level, msg, f) => logs.push({ level, msg, ...f }), now: () => 0 });
   const key = (t) => `${t.probe.name} ${t.address} [${t.backends}]`;
   assert.deepEqual(m.targets.map(key), ['tcp 127.0.0.2 [0,2]', 'tcp 127.0.0.3 [1]', 'web 127.0.0.2 [0]', 'web 127.0.0.3 [1]'],
     'p3 has no probed rule; 127.0.0.2 is probed once by tcp for both pools');
+  const state = () => [0, 1, 2, 3].map((b) => core.exports.backendState(b)).join('');
   const [tcpX, tcpY, webX, webY] = m.targets;
   for (const t of [tcpX, tcpY, webX, webY]) m.record(t, { ok: true, detail: 'ok' });
-  assert.deepEqual(calls, [], 'initially up: nothing to change');
+  assert.equal(state(), '0000', 'initially up');
   m.record(webX, { ok: false, detail: 'HTTP 503' });
-  assert.deepEqual(calls, [], 'web (threshold 2 by default): one failure is not enough');
+  assert.equal(state(), '0000', 'web (threshold 2 by default): one failure is not enough');
   m.record(webX, { ok: false, detail: 'HTTP 503' });
-  assert.deepEqual(calls, [[0, false]], 'x (pool p1, rule r2) down');
-  calls.length = 0;
+  assert.equal(state(), '1000', 'x (pool p1, rule r2) down');
   m.record(tcpX, { ok: false, detail: 'ECONNREFUSED' });
   m.record(tcpX, { ok: false, detail: 'ECONNREFUSED' });
-  assert.deepEqual(calls, [[2, false]], 'x already down; x2 (pool p2) follows the tcp probe only');
-  calls.length = 0;
+  assert.equal(state(), '1010', 'x2 (pool p2) follows the tcp probe only');
   m.record(tcpX, { ok: true, detail: 'connected' });
   m.record(tcpX, { ok: true, detail: 'connected' });
-  assert.deepEqual(calls, [[2, true]], 'x stays down: web still says down');
+  assert.equal(state(), '1000', 'x stays down: web still says down');
   const change = logs.filter((l) => l.msg === 'backend down' || l.msg === 'backend up').map((l) => `${l.msg} ${l.probe} ${l.backends}`);
   assert.ok(change.includes('backend down tcp p1/x,p2/x2') && change.includes('backend up tcp p1/x,p2/x2'), change.join('\n'));
+  assert.ok(logs.some((l) => l.msg === 'backend down' && l.reason === '2 consecutive failures' && l.detail === 'ECONNREFUSED'));
   const w = new MetricsWriter();
   m.writeMetrics(w);
   assert.match(w.text(), /^haports_probe_up\{probe="web",address="127.0.0.2"\} 0$/m);
@@ -225,7 +262,7 @@ test('monitor, for real: a stopped TCP target is marked down in the core within 
   const core = Core.load();
   core.configure(cfg);
   const logs = [];
-  const m = new HealthMonitor(core, cfg, { log: (level, msg, f) => logs.push({ level, msg, at: performance.now(), ...f }) });
+  const m = new HealthMonitor(core, { log: (level, msg, f) => logs.push({ level, msg, at: performance.now(), ...f }) });
   try {
     await m.start();
     assert.equal(core.exports.backendState(0), 0, 'a: up after the first round');

@@ -23,20 +23,27 @@ const listeners = (port) => [
   { name: 'gnv', protocol: 'geneve', frontend: 'fe2', bind: '127.0.0.1:0', appliancePort: port, vnis: [7, 8] },
 ];
 
+/** readPumpSettings of a configuration, as the pump reads it: from the core's describe(). */
+function settingsOf(cfg) {
+  const core = Core.load();
+  core.configure(cfg);
+  return readPumpSettings(core.describe(), maxBatch);
+}
+
 test('settings: defaults, and every error as path: reason', () => {
   const cfg = { frontends: [{ name: 'fe', address: '10.0.0.1' }], pump: { listeners: [{ name: 'a', protocol: 'vxlan', frontend: 'fe', bind: '10.9.0.1' }] } };
-  const { settings, errors } = readPumpSettings(cfg, maxBatch);
+  const { settings, errors } = settingsOf(cfg);
   assert.deepEqual(errors, []);
   assert.equal(settings.batchSize, Math.min(PUMP_DEFAULTS.batchSize, maxBatch));
   assert.equal(settings.batchTimeoutMicros, 0);
   assert.equal(settings.queuePackets, 8192);
   assert.deepEqual(settings.listeners[0], { name: 'a', protocol: 'vxlan', frontend: 'fe', host: '10.9.0.1', port: 4789, appliancePort: 4789, vnis: null });
-  const g = readPumpSettings({ ...cfg, pump: { listeners: [{ name: 'g', protocol: 'geneve', frontend: 'fe', bind: '[fd00::1]' }] } }, maxBatch);
+  const g = settingsOf({ ...cfg, pump: { listeners: [{ name: 'g', protocol: 'geneve', frontend: 'fe', bind: '[fd00::1]' }] } });
   assert.equal(g.settings.listeners[0].port, 6081);
   assert.equal(g.settings.listeners[0].host, 'fd00::1');
 
-  assert.deepEqual(readPumpSettings({}, maxBatch).errors, ['pump: required (the listeners of the pump)']);
-  const bad = readPumpSettings({
+  assert.deepEqual(settingsOf({}).errors, ['pump: required (the listeners of the pump)']);
+  const bad = settingsOf({
     frontends: [{ name: 'fe', address: '10.0.0.1' }],
     pump: {
       listeners: [
@@ -44,16 +51,15 @@ test('settings: defaults, and every error as path: reason', () => {
         { name: 'b', protocol: 'vxlan', frontend: 'fe', bind: 'fd00::1:4789' },
         { name: 'b', protocol: 'vxlan', frontend: 'fe', bind: '10.0.0.1:1', vnis: [1 << 24] },
       ],
-      batchSize: maxBatch + 1, queuePackets: 0, health: { damping: { halfLifeSeconds: -1, reusePenalty: 3, suppressPenalty: 2 } },
+      batchSize: maxBatch + 1, queuePackets: 0, health: { damping: false },
       surprise: true,
     },
-  }, maxBatch).errors;
+  }).errors;
   for (const e of [
     'pump.surprise: unknown field',
     `pump.batchSize: must be an integer from 1 to ${maxBatch}`,
     'pump.queuePackets: must be an integer from 1 to 1048576',
-    'pump.health.damping.halfLifeSeconds: must be a positive number',
-    'pump.health.damping.reusePenalty: must not exceed suppressPenalty',
+    'pump.health: moved to the top-level "health" section, which the core reads (docs/health.md)',
     'pump.listeners[0].extra: unknown field',
     'pump.listeners[0].protocol: must be "vxlan" or "geneve"',
     'pump.listeners[0].frontend: unknown frontend "nope"',
@@ -62,9 +68,8 @@ test('settings: defaults, and every error as path: reason', () => {
     'pump.listeners[2].name: duplicate listener name "b"',
     'pump.listeners[2].vnis: must be a non-empty array of 24-bit integers',
   ]) assert.ok(bad.includes(e), `missing error ${e}\n got ${bad.join('\n')}`);
-  assert.ok(readPumpSettings({ frontends: [], pump: { listeners: [{ name: 'a', protocol: 'vxlan', frontend: 'x', bind: 'myhost:1' }] } }, maxBatch)
+  assert.ok(settingsOf({ frontends: [], pump: { listeners: [{ name: 'a', protocol: 'vxlan', frontend: 'x', bind: 'myhost:1' }] } })
     .errors.includes('pump.listeners[0].bind: "myhost" is not an IP address'));
-  assert.deepEqual(readPumpSettings({ ...cfg, pump: { ...cfg.pump, health: { damping: false } } }, maxBatch).settings.damping, false);
 });
 
 /** n UDP flows from distinct sources, as Ethernet frames. */
@@ -255,7 +260,7 @@ test('metrics: core and pump families, drops with stage and listener labels', as
     p.send('vx', Buffer.from([1]));
     await waitFor(() => apps.list.reduce((n, a) => n + a.got.length, 0) === 10);
     const w = new MetricsWriter();
-    writeCoreMetrics(w, p.core, apps.list.map((a) => a.address));
+    writeCoreMetrics(w, p.core);
     p.pump.writeMetrics(w);
     const text = w.text();
     assert.match(text, /^haports_pump_received_packets_total\{listener="vx"\} 11$/m);
@@ -334,7 +339,7 @@ test('an IPv6 listener sends to IPv6 appliances; kernel drops are read from /pro
   const core = Core.load();
   core.configure(cfg);
   const { Pump } = await import('../../build/host/pump.mjs');
-  const pump = new Pump(core, cfg, readPumpSettings(cfg, core.maxBatch).settings);
+  const pump = new Pump(core, readPumpSettings(core.describe(), core.maxBatch).settings);
   await pump.start();
   const dgram = await import('node:dgram');
   const s = dgram.createSocket('udp6');

@@ -39,6 +39,19 @@ BACKEND_DOWN = 1
 BACKEND_DRAINING = 2
 LINK_RAW_IP = 0
 LINK_ETHERNET = 1
+
+#: Probe target states and probe_result() transitions, by code.
+TARGET_STATES = ["unknown", "up", "down"]
+TARGET_UNKNOWN = 0
+TARGET_UP = 1
+TARGET_DOWN = 2
+TRANSITIONS = ["none", "up", "down", "initially up", "initially down", "held"]
+TRANSITION_NONE = 0
+TRANSITION_UP = 1
+TRANSITION_DOWN = 2
+TRANSITION_INITIALLY_UP = 3
+TRANSITION_INITIALLY_DOWN = 4
+TRANSITION_HELD = 5
 NONE = 65535
 
 #: Record sizes and field offsets (bytes).
@@ -55,6 +68,8 @@ RESET = {"lengthA": 0, "lengthB": 2, "a": 8, "b": 128}
 OBJECT_COUNTER_BYTES = 24
 OBJECT_COUNTERS = {"packets": 0, "bytes": 8, "newFlows": 16}
 OBJECT_COUNTERS_FORMAT = "<QQQ"  # struct format of the whole record
+PROBE_TARGET_BYTES = 64
+PROBE_TARGET = {"state": 0, "held": 1, "suppressed": 2, "probe": 4, "successRun": 8, "failureRun": 12, "transitionsUp": 16, "transitionsDown": 20, "checksSuccess": 24, "checksFailure": 32, "penalty": 40, "penaltyAt": 48, "heldSince": 56}
 
 #: Global counter slots (u64 at countersPtr()), by name, from slot 0.
 COUNTERS = [

@@ -14,8 +14,8 @@ from typing import Any, Callable, Dict, List, Optional, Sequence, Union
 import wasmtime
 
 from .abi import (ACTION_RESET, ACTIONS, COUNTERS, DESCRIPTOR_BYTES, DESCRIPTOR_FORMAT, LINK_RAW_IP, NONE,
-                  OBJECT_COUNTERS_FORMAT, OBJECT_COUNTER_BYTES, REASONS, RESET, RESET_BYTES, TUPLE, TUPLE_BYTES,
-                  VERDICT, VERDICT_BYTES, VERDICT_FORMAT)
+                  OBJECT_COUNTER_BYTES, OBJECT_COUNTERS_FORMAT, PROBE_TARGET, PROBE_TARGET_BYTES, REASONS, RESET,
+                  RESET_BYTES, TARGET_STATES, TRANSITIONS, TUPLE, TUPLE_BYTES, VERDICT, VERDICT_BYTES, VERDICT_FORMAT)
 
 _VERDICT = struct.Struct(VERDICT_FORMAT)
 _DESCRIPTOR = struct.Struct(DESCRIPTOR_FORMAT)
@@ -109,20 +109,16 @@ class _Exports:
         return isinstance(self._exports.get(name), wasmtime.Func)
 
 
-def names_of(config: Dict[str, Any]) -> Dict[str, list]:
-    """Names of the configured objects by index, as the core numbers them (core.ts namesOf):
-    frontends, rules, pools, backends (over all pools, in order) and backendPool."""
-    names: Dict[str, list] = {"frontends": [], "rules": [], "pools": [], "backends": [], "backendPool": []}
-    for f in config.get("frontends") or []:
-        names["frontends"].append(f.get("name"))
-    for r in config.get("rules") or []:
-        names["rules"].append(r.get("name"))
-    for i, p in enumerate(config.get("backendPools") or []):
-        names["pools"].append(p.get("name"))
-        for b in p.get("backends") or []:
-            names["backends"].append(b.get("name"))
-            names["backendPool"].append(i)
-    return names
+def names_of(described: Dict[str, Any]) -> Dict[str, list]:
+    """Names of the configured objects by index, from the core's describe() (as core.ts
+    namesOf): frontends, rules, pools, backends (over all pools, in order) and backendPool."""
+    return {
+        "frontends": [f["name"] for f in described.get("frontends", [])],
+        "rules": [r["name"] for r in described.get("rules", [])],
+        "pools": [p["name"] for p in described.get("backendPools", [])],
+        "backends": [b["name"] for b in described.get("backends", [])],
+        "backendPool": [b["pool"] for b in described.get("backends", [])],
+    }
 
 
 def format_address(b: bytes) -> str:
@@ -186,6 +182,7 @@ class Dataplane:
         self.arena_size: int = self.exports.rxArenaSize()
         #: Names of the configured objects by index (see names_of()).
         self.names: Dict[str, list] = names_of({})
+        self._described: Optional[Dict[str, Any]] = None
         #: Warnings of the last configure() (applied or rejected): advice, never a rejection.
         self.warnings: List[str] = []
         self._view: Optional[memoryview] = None
@@ -238,8 +235,17 @@ class Dataplane:
                          if "warningBufferPtr" in self.exports and "warningLength" in self.exports else [])
         if n != 0:
             raise ConfigError(self._lines("errorBufferPtr", "errorLength"), self.warnings)
-        parsed = json.loads(data) if isinstance(config, (str, bytes)) else config
-        self.names = names_of(parsed if isinstance(parsed, dict) else {})
+        self._described = None
+        self.names = names_of(self.describe())
+
+    def describe(self) -> Dict[str, Any]:
+        """The running configuration as the core read it (its describe() export): every
+        default applied, references as indices, canonical addresses, the probe targets and
+        the sections the core does not read ("hostSections") as given."""
+        if self._described is None:
+            text = self.read_memory(self._ptr("describePtr"), self.exports.describeLength())
+            self._described = json.loads(text.decode("utf-8"))
+        return self._described
 
     def _lines(self, ptr_export: str, len_export: str) -> List[str]:
         text = self.read_memory(self._ptr(ptr_export), getattr(self.exports, len_export)()).decode("utf-8", "replace")
@@ -417,6 +423,31 @@ class Dataplane:
         self._refresh()
         if r < 0:
             raise IndexError(f"no backend {backend}")
+
+    def probe_result(self, target: int, ok: bool, now_ms: float) -> str:
+        """One result of probe target `target` (describe()["probeTargets"]) at `now_ms`: the
+        core applies the health policy and its backends' health. Returns the transition
+        ("none", "up", "down", "initially up", "initially down", "held")."""
+        r = self.exports.probeResult(target, 1 if ok else 0, float(now_ms))
+        self._refresh()  # a pool's Maglev table may have been rebuilt
+        if r < 0:
+            raise IndexError(f"no probe target {target}")
+        return TRANSITIONS[r]
+
+    def probe_target(self, target: int) -> Dict[str, Any]:
+        """Probe target `target`'s state (the core's probeTarget record)."""
+        if not 0 <= target < self.exports.probeTargetCount():
+            raise IndexError(f"no probe target {target}")
+        r = self._ptr("probeTargetsPtr") + target * PROBE_TARGET_BYTES
+        rec = self.read_memory(r, PROBE_TARGET_BYTES)
+        u32 = lambda f: struct.unpack_from("<I", rec, PROBE_TARGET[f])[0]  # noqa: E731
+        u64 = lambda f: struct.unpack_from("<Q", rec, PROBE_TARGET[f])[0]  # noqa: E731
+        return {
+            "state": TARGET_STATES[rec[PROBE_TARGET["state"]]], "held": rec[PROBE_TARGET["held"]] != 0,
+            "successRun": u32("successRun"), "failureRun": u32("failureRun"),
+            "transitionsUp": u32("transitionsUp"), "transitionsDown": u32("transitionsDown"),
+            "checksSuccess": u64("checksSuccess"), "checksFailure": u64("checksFailure"),
+        }
 
     def backend_state(self, backend: int) -> int:
         return self.exports.backendState(backend)
