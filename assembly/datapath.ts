@@ -41,11 +41,11 @@ import {
 } from "./layout";
 import { Packet, PACKET_BYTES, parsePacket, TCP_ACK, TCP_FIN, TCP_RST, TCP_SYN } from "./packet";
 import { distributionHash, flowKey, fragmentKey, keyHash, keyHashInline, ownReplyKey, replyKey } from "./hash";
-import { findFrontend, findNatBackend, isFrontendAddress, matchedExact, matchRule, Plan } from "./rules";
+import { findFrontend, findNatBackend, isFrontendAddress, MATCH_EXACT, matchRule, Plan } from "./rules";
 import { lookup, Pool } from "./maglev";
 import {
   entryAge, entryBackend, entryExpired, entryIdleExpired, entryRule, entryState, flowFind, flowFindInline,
-  flowInsert, flowInsertNew, flowLookup, flowsClock, insertEvicted, linkEntries, prefetchBucket, prefetchEntry,
+  flowInsert, flowInsertNew, flowLookup, flowsClock, INSERT_EVICTED, insertedEntry, linkEntries, prefetchBucket, prefetchEntry,
   removeFlow, restartEntry, setEntryBackend, STATE_CLOSING, STATE_ESTABLISHED, STATE_FRAGMENT, STATE_REPLY, STATE_SWAPPED, STATE_SYN, touchEntry, touchFlow,
 } from "./flows";
 import { natForward, natReverse } from "./nat";
@@ -143,11 +143,12 @@ function classify(plan: Plan, i: i32, pk: Packet, ingress: i32, link: i32): u32 
   if (parsePacket(pk, rxArena + <usize>off, <i32>len, link) != REASON_NONE) return len;
 
   const frontend = ingress != NONE ? ingress : findFrontend(plan, pk.keyFamily, pk.keyDst);
-  const rule = frontend == NONE ? NONE
+  const match = frontend == NONE ? NONE
     : matchRule(plan, frontend, pk.keyProto, pk.keyDport, pk.keySport != 0 || pk.keyDport != 0);
+  const rule = match & 0xffff;
   pk.frontend = frontend;
   pk.rule = rule;
-  pk.exact = matchedExact;
+  pk.exact = (match & MATCH_EXACT) != 0;
 
   if (pk.flags & FLAG_FRAG_3TUPLE) {
     fragmentKey(pk, changetype<usize>(pk));
@@ -250,6 +251,26 @@ function writeTuple(t: usize, pk: Packet): void {
 
 @inline function isBareSyn(pk: Packet): bool {
   return pk.proto == PROTO_TCP && (pk.tcpFlags & (TCP_SYN | TCP_ACK)) == TCP_SYN;
+}
+
+/**
+ * Admission of a packet of a kept flow (entry `e`): an established flow is refreshed;
+ * one not yet established becomes established when this packet proves it real, and
+ * otherwise keeps the time of its first packet. Returns FLAG_ESTABLISHED when the flow
+ * is (now) established.
+ */
+@inline function admit(pk: Packet, e: u32, closing: u8): u16 {
+  const s = entryState(e);
+  if (s & STATE_ESTABLISHED) {
+    touchFlow(e, closing);
+  } else if (establishes(pk, e, s)) {
+    touchFlow(e, closing | STATE_ESTABLISHED);
+    count(C_FLOW_ESTABLISHED);
+  } else {
+    touchEntry(e, closing, false);
+    return 0;
+  }
+  return FLAG_ESTABLISHED;
 }
 
 /** The state a new flow entry starts in (admission, flows.ts). */
@@ -390,7 +411,9 @@ function processPacket(plan: Plan, i: i32, pk: Packet, now: f64, nextHop: bool, 
   if (flags & FLAG_FRAG_3TUPLE) {
     count(C_FRAG_3TUPLE);
     const h = distributionHash(key, k0, k1, mode == DIST_DEFAULT ? DIST_SOURCE_IP_PROTOCOL : mode);
-    const b = selectBackend(plan, pool, rule, h);
+    const picked = pick(plan, pool, rule, h);
+    const b = <i32>(picked & 0xffff);
+    flags |= <u16>(picked >>> 16);
     if (b != NONE && nat) {
       toBackend(plan, pk, b, 0);
       flags |= FLAG_REWRITTEN;
@@ -399,11 +422,8 @@ function processPacket(plan: Plan, i: i32, pk: Packet, now: f64, nextHop: bool, 
     return;
   }
 
-  // ---- Flow: a tracked flow keeps its backend.
+  // ---- Flow: a tracked flow keeps its backend, unless it must be picked afresh.
   const closing: u8 = pk.keyProto == PROTO_TCP && (pk.tcpFlags & (TCP_FIN | TCP_RST)) != 0 ? STATE_CLOSING : 0;
-  let b = NONE;
-  let h = flowHash;
-  let newFlow = false;
   let e = flowFindInline(key, flowHash);
   const absent = e == 0; // then the insertion below need not search the buckets again
   if (e != 0 && entryExpired(e)) {
@@ -416,81 +436,72 @@ function processPacket(plan: Plan, i: i32, pk: Packet, now: f64, nextHop: bool, 
     }
     e = 0; // a new flow: its insertion reuses the entry
   }
-  if (e != 0 && entryRule(e) == rule) {
+  const hit = e != 0 && entryRule(e) == rule;
+  let b = NONE;
+  let h = flowHash;
+  let restart = false;
+  let move = false;
+  let kept = false;
+  if (hit) {
     b = entryBackend(e);
     // A bare SYN on a closing flow, or on one whose backend is down, opens a new
     // connection on a reused 5-tuple: it is picked afresh (as IPVS does), not kept.
-    if (isBareSyn(pk) && ((entryState(e) & STATE_CLOSING) != 0 || unchecked(plan.backendState[b]) == BACKEND_DOWN)) {
-      h = mode == DIST_DEFAULT ? flowHash : distributionHash(key, k0, k1, mode);
-      b = selectBackend(plan, pool, rule, h);
-      if (selectedFailOpen) flags |= FLAG_FAIL_OPEN;
-      if (b == NONE) {
-        drop(v, pk, REASON_NO_HEALTHY_BACKEND, flags, rule, frontend);
-        return;
+    restart = isBareSyn(pk)
+      && ((entryState(e) & STATE_CLOSING) != 0 || unchecked(plan.backendState[b]) == BACKEND_DOWN);
+    if (!restart) {
+      flags |= FLAG_FLOW_HIT;
+      count(C_FLOW_HITS);
+      // A kept flow whose backend is down (and the rule's persistence says move), or
+      // drained past its period, moves: re-picked, its entry pointing at the new backend.
+      move = mustLeave(plan, pk, pool, rule, b, now);
+      if (move) {
+        count(unchecked(plan.backendState[b]) == BACKEND_DRAINING ? C_FLOW_DRAINED : C_FLOW_MOVED);
+      } else {
+        flags |= admit(pk, e, closing);
+        kept = true;
       }
-      const state = newFlowState(pk);
-      restartEntry(e, b, state);
+    }
+  }
+  let newFlow = false;
+  if (!kept) {
+    // ---- Pick: Maglev over the pool's healthy backends (or all of them, failOpen).
+    if (mode != DIST_DEFAULT) h = distributionHash(key, k0, k1, mode);
+    const picked = pick(plan, pool, rule, h);
+    b = <i32>(picked & 0xffff);
+    flags |= <u16>(picked >>> 16);
+    if (b == NONE) {
+      drop(v, pk, REASON_NO_HEALTHY_BACKEND, flags, rule, frontend);
+      return;
+    }
+    // ---- Track: a new flow gets an entry (when the table cannot hold it, it still gets
+    // its consistent-hash backend); a restarted one starts its entry over; a moved one
+    // points it at the new backend.
+    if (!hit) {
+      const r = absent ? flowInsertNew(key, flowHash, rule, b, newFlowState(pk)) : flowInsert(key, flowHash, rule, b, newFlowState(pk));
+      if (r == 0) {
+        flags |= FLAG_UNTRACKED;
+        count(C_UNTRACKED);
+      } else {
+        flags |= FLAG_FLOW_NEW;
+        newFlow = true;
+        count(C_FLOW_NEW);
+        if (r & INSERT_EVICTED) {
+          flags |= FLAG_EVICTED;
+          count(C_EVICTIONS);
+        }
+      }
+      if (nat && (flags & FLAG_ICMP_ERROR) == 0) insertReply(plan, pk, rule, b, 0, insertedEntry(r));
+    } else if (restart) {
+      restartEntry(e, b, newFlowState(pk));
       flags |= FLAG_FLOW_NEW;
       newFlow = true;
       count(C_FLOW_NEW);
       if (nat) insertReply(plan, pk, rule, b, 0, e);
     } else {
-      flags |= FLAG_FLOW_HIT;
-      count(C_FLOW_HITS);
-    }
-    if (!newFlow && mustLeave(plan, pk, pool, rule, b, now)) {
-      // Down (and the rule's persistence says move), or drained past its period:
-      // re-pick, and keep the entry, now pointing at the new backend.
-      count(unchecked(plan.backendState[b]) == BACKEND_DRAINING ? C_FLOW_DRAINED : C_FLOW_MOVED);
-      h = mode == DIST_DEFAULT ? flowHash : distributionHash(key, k0, k1, mode);
-      b = selectBackend(plan, pool, rule, h);
-      if (b == NONE) {
-        drop(v, pk, REASON_NO_HEALTHY_BACKEND, flags, rule, frontend);
-        return;
-      }
       setEntryBackend(e, b);
       if (nat) insertReply(plan, pk, rule, b, entryState(e) & STATE_ESTABLISHED, e);
+      flags |= admit(pk, e, closing);
     }
-    if (!newFlow) {
-      // Admission: an established flow is refreshed; one not yet established becomes
-      // established when this packet proves it real, and otherwise keeps the time of
-      // its first packet.
-      const s = entryState(e);
-      if (s & STATE_ESTABLISHED) {
-        touchFlow(e, closing);
-      } else if (establishes(pk, e, s)) {
-        touchFlow(e, closing | STATE_ESTABLISHED);
-        count(C_FLOW_ESTABLISHED);
-      } else {
-        touchEntry(e, closing, false);
-      }
-    }
-    if (entryState(e) & STATE_ESTABLISHED) flags |= FLAG_ESTABLISHED;
-  } else {
-    // ---- Pick: Maglev over the pool's healthy backends.
-    h = mode == DIST_DEFAULT ? flowHash : distributionHash(key, k0, k1, mode);
-    b = selectBackend(plan, pool, rule, h);
-    if (selectedFailOpen) flags |= FLAG_FAIL_OPEN;
-    if (b == NONE) {
-      drop(v, pk, REASON_NO_HEALTHY_BACKEND, flags, rule, frontend);
-      return;
-    }
-    // ---- Track the new flow. When the table cannot hold it, it still gets its
-    // consistent-hash backend.
-    const ne = absent ? flowInsertNew(key, flowHash, rule, b, newFlowState(pk)) : flowInsert(key, flowHash, rule, b, newFlowState(pk));
-    if (ne == 0) {
-      flags |= FLAG_UNTRACKED;
-      count(C_UNTRACKED);
-    } else {
-      flags |= FLAG_FLOW_NEW;
-      newFlow = true;
-      count(C_FLOW_NEW);
-      if (insertEvicted) {
-        flags |= FLAG_EVICTED;
-        count(C_EVICTIONS);
-      }
-    }
-    if (nat && (flags & FLAG_ICMP_ERROR) == 0) insertReply(plan, pk, rule, b, 0, ne);
   }
 
   // ---- Rewrite: destination NAT for non-floating rules; first fragments are recorded
@@ -512,7 +523,7 @@ function processPacket(plan: Plan, i: i32, pk: Packet, now: f64, nextHop: bool, 
  */
 function insertReply(plan: Plan, pk: Packet, rule: i32, b: i32, state: u8, flow: u32): void {
   replyKey(pk, scratchKey, unchecked(plan.backendLo[b]), unchecked(plan.backendHi[b]), backendPortOf(plan, pk, rule));
-  const reply = flowInsert(scratchKey, keyHash(scratchKey, plan.hashK0, plan.hashK1), rule, b, STATE_REPLY | state);
+  const reply = insertedEntry(flowInsert(scratchKey, keyHash(scratchKey, plan.hashK0, plan.hashK1), rule, b, STATE_REPLY | state));
   if (reply != 0 && flow != 0) linkEntries(flow, reply);
 }
 
@@ -525,16 +536,18 @@ function recordFragment(plan: Plan, pk: Packet, rule: i32, b: i32, extra: u8): v
   }
 }
 
-/** Backend for hash `h` in the rule's pool: a healthy one, or any under failOpen. */
-let selectedFailOpen: bool = false;
-function selectBackend(plan: Plan, pool: Pool, rule: i32, h: u64): i32 {
-  selectedFailOpen = false;
-  if (pool.eligible > 0) return lookup(pool.table, pool.m, h);
+/**
+ * The backend for hash `h` in the rule's pool: Maglev over its healthy backends, or,
+ * with none and the rule's noHealthyBackends "failOpen", over all of them. Returns the
+ * backend (NONE: none) in the low 16 bits and the verdict flags the pick adds
+ * (FLAG_FAIL_OPEN) in the high 16, so that every path that picks reports fail-open.
+ */
+function pick(plan: Plan, pool: Pool, rule: i32, h: u64): u32 {
+  if (pool.eligible > 0) return <u32>lookup(pool.table, pool.m, h);
   if (unchecked(plan.ruleNoHealthy[rule]) == NO_HEALTHY_FAIL_OPEN) {
-    selectedFailOpen = true;
-    return lookup(pool.tableAll, pool.m, h);
+    return <u32>lookup(pool.tableAll, pool.m, h) | (<u32>FLAG_FAIL_OPEN << 16);
   }
-  return NONE;
+  return <u32>NONE;
 }
 
 /** Writes the forward verdict for backend `b`, or a drop when there is none. */

@@ -119,8 +119,10 @@ export let flowUsed: i32 = 0;
 let ruleIdleMinutes: StaticArray<u8> = new StaticArray<u8>(0);
 export function setRuleIdleMinutes(t: StaticArray<u8>): void { ruleIdleMinutes = t; }
 
-/** Set by flowInsert when a live entry had to be evicted. */
-export let insertEvicted: bool = false;
+/** Set in flowInsert's result when a live entry had to be evicted for the new one. */
+export const INSERT_EVICTED: u32 = 0x80000000;
+/** The entry of a flowInsert result (0: untracked). */
+@inline export function insertedEntry(r: u32): u32 { return r & ~INSERT_EVICTED; }
 
 // ---- The clock ------------------------------------------------------------------------------
 
@@ -363,31 +365,36 @@ export function prefetchEntry(hash: u64): u64 {
   return load<u64>(headerAt(otherBucket(b1, tag)));
 }
 
-// Candidates found by scanBucket (insertion only).
-let candFree: u32 = 0;
-let candExpired: u32 = 0;
-let candPending: u32 = 0;     // least recently seen entry that is not established
-let candPendingSeen: u32 = 0;
-let candOldest: u32 = 0;      // least recently seen established entry
-let candOldestSeen: u32 = 0;
+/** What scanBucket finds for an insertion, in one static record. */
+@unmanaged class Candidates {
+  free: u32;
+  expired: u32;
+  /** The least recently seen entry that is not established. */
+  pending: u32;
+  pendingSeen: u32;
+  /** The least recently seen established entry. */
+  oldest: u32;
+  oldestSeen: u32;
+}
+const candidates = changetype<Candidates>(memory.data(offsetof<Candidates>(), 8));
 
-function scanBucket(b: u32): void {
+function scanBucket(c: Candidates, b: u32): void {
   const h = headerAt(b);
   for (let way: usize = 0; way < <usize>FLOW_BUCKET_WAYS; way++) {
     if (load<u16>(h + (way << 1)) == 0) {
-      if (candFree == 0) candFree = handle(b, way);
+      if (c.free == 0) c.free = handle(b, way);
       continue;
     }
     if (expiredWay(h, way)) {
-      if (candExpired == 0) candExpired = handle(b, way);
+      if (c.expired == 0) c.expired = handle(b, way);
       continue;
     }
     const seen = load<u32>(h + H_SEEN + (way << 2));
     if ((load<u8>(h + H_STATE + way) & STATE_ESTABLISHED) == 0) {
-      if (candPending == 0 || seen < candPendingSeen) { candPending = handle(b, way); candPendingSeen = seen; }
-    } else if (candOldest == 0 || seen < candOldestSeen) {
-      candOldest = handle(b, way);
-      candOldestSeen = seen;
+      if (c.pending == 0 || seen < c.pendingSeen) { c.pending = handle(b, way); c.pendingSeen = seen; }
+    } else if (c.oldest == 0 || seen < c.oldestSeen) {
+      c.oldest = handle(b, way);
+      c.oldestSeen = seen;
     }
   }
 }
@@ -483,7 +490,8 @@ function writeEntry(e: u32, key: usize, tag: u32, rule: i32, backend: i32, state
  * way (first bucket first), an expired one, a way made by moving entries to their other
  * bucket, the least recently seen entry not established, and — only when the newcomer
  * is itself established — the least recently seen established entry. Returns the
- * entry, or 0 when the flow cannot be tracked (the caller still forwards it by hash).
+ * entry, with INSERT_EVICTED set when a live entry gave way (insertedEntry() strips it),
+ * or 0 when the flow cannot be tracked (the caller still forwards it by hash).
  */
 export function flowInsert(key: usize, hash: u64, rule: i32, backend: i32, state: u8): u32 {
   return insertAt(key, hash, rule, backend, state, unchecked(ruleIdleMinutes[rule]), <u32>tick, true, false);
@@ -500,24 +508,25 @@ function insertAt(
   const tag = tagOf(hash);
   const b1 = firstBucket(hash);
   const b2 = otherBucket(b1, tag);
-  insertEvicted = false;
+  let evicted: u32 = 0;
   let e: u32 = 0;
   if (!absent) {
     e = findIn(b1, key, tag);
     if (e == 0) e = findIn(b2, key, tag);
   }
   if (e == 0) {
-    candFree = 0;
-    candExpired = 0;
-    candPending = 0;
-    candOldest = 0;
-    scanBucket(b1);
-    if (candFree == 0) scanBucket(b2);
-    if (candFree != 0) {
-      e = candFree;
+    const c = candidates;
+    c.free = 0;
+    c.expired = 0;
+    c.pending = 0;
+    c.oldest = 0;
+    scanBucket(c, b1);
+    if (c.free == 0) scanBucket(c, b2);
+    if (c.free != 0) {
+      e = c.free;
       flowUsed++;
-    } else if (candExpired != 0) {
-      e = candExpired;
+    } else if (c.expired != 0) {
+      e = c.expired;
     } else {
       // Make room while the table has some: past 31/32 full, moves rarely find any.
       if (flowUsed < flowCapacity - (flowCapacity >> 5)) e = makeRoom(b1, b2);
@@ -525,19 +534,19 @@ function insertAt(
         flowUsed++;
       } else if (!evict) {
         return 0;
-      } else if (candPending != 0) {
-        e = candPending;
-        insertEvicted = true;
-      } else if (candOldest != 0 && (state & STATE_ESTABLISHED) != 0) {
-        e = candOldest;
-        insertEvicted = true;
+      } else if (c.pending != 0) {
+        e = c.pending;
+        evicted = INSERT_EVICTED;
+      } else if (c.oldest != 0 && (state & STATE_ESTABLISHED) != 0) {
+        e = c.oldest;
+        evicted = INSERT_EVICTED;
       } else {
         return 0;
       }
     }
   }
   writeEntry(e, key, tag, rule, backend, state, idle, seen);
-  return e;
+  return e | evicted;
 }
 
 // ---- Memory (configuration time) --------------------------------------------------------------

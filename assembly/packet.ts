@@ -195,37 +195,40 @@ function parseIPv4(pk: Packet, q: usize, avail: i32): u8 {
 
 // ---- IPv6 -------------------------------------------------------------------------
 
-/** Result of walkIPv6 (scratch within one parse): upper-layer protocol, its offset,
- *  and fragment facts. */
-let walkProto: u8 = 0;
-let walkOffset: i32 = 0;
-let walkLaterFragment: bool = false;
-let walkFragment: bool = false;
-let walkFragId: u32 = 0;
+// walkIPv6's result, packed in a u64 (0: a broken chain).
+@inline function walkOffset(w: u64): i32 { return <i32>(w & 0xffff); }         // of the upper-layer header
+@inline function walkProto(w: u64): u8 { return <u8>(w >> 16); }               // the upper-layer protocol
+@inline function walkFragmentAt(w: u64): i32 { return <i32>((w >> 24) & 0xffff); } // fragment header, 0: none
+@inline function walkLaterFragment(w: u64): bool { return (w >> 40) != 0; }     // no upper-layer header here
+
+/** Whether `next` is an IPv6 extension header the walk steps over (hop-by-hop,
+ *  routing, destination options, fragment, AH). */
+@inline function isExtension(next: u8): bool {
+  return next == 0 || next == 43 || next == 60 || next == 44 || next == PROTO_AH;
+}
 
 /**
  * Walks the extension-header chain of the IPv6 header at q (avail bytes, already
- * trimmed to the payload length). Sets walk*; returns a reason.
+ * trimmed to the payload length). Returns the upper-layer protocol, its offset and the
+ * fragment facts packed (read with walk*()), or 0 when the chain is broken.
  */
-function walkIPv6(q: usize, avail: i32): u8 {
+function walkIPv6(q: usize, avail: i32): u64 {
   let next = load<u8>(q + 6);
   let off = 40;
-  walkLaterFragment = false;
-  walkFragment = false;
-  walkFragId = 0;
+  let fragmentAt = 0;
+  let later: u64 = 0;
   for (let count = 0; ; count++) {
-    if (next != 0 && next != 43 && next != 60 && next != 44 && next != PROTO_AH) break;
-    if (count >= MAX_IPV6_EXT_HEADERS) return REASON_EXT_HEADER_CHAIN;
-    if (off + 8 > avail) return REASON_EXT_HEADER_CHAIN;
+    if (!isExtension(next)) break;
+    if (count >= MAX_IPV6_EXT_HEADERS) return 0;
+    if (off + 8 > avail) return 0;
     const h = q + <usize>off;
     let hlen: i32;
     if (next == 44) {
       // Fragment header (RFC 8200 §4.5): fixed 8 bytes.
       hlen = 8;
-      walkFragment = true;
-      walkFragId = bswap<u32>(load<u32>(h + 4));
+      fragmentAt = off;
       if ((be16(h + 2) & 0xfff8) != 0) {
-        walkLaterFragment = true;
+        later = 1;
         next = load<u8>(h);
         off += hlen;
         break;
@@ -235,13 +238,11 @@ function walkIPv6(q: usize, avail: i32): u8 {
     } else {
       hlen = (<i32>load<u8>(h + 1) + 1) << 3; // 8-octet units, not counting the first 8
     }
-    if (off + hlen > avail) return REASON_EXT_HEADER_CHAIN;
+    if (off + hlen > avail) return 0;
     next = load<u8>(h);
     off += hlen;
   }
-  walkProto = next;
-  walkOffset = off;
-  return REASON_NONE;
+  return <u64>off | (<u64>next << 16) | (<u64>fragmentAt << 24) | (later << 40);
 }
 
 function parseIPv6(pk: Packet, q: usize, avail: i32): u8 {
@@ -260,23 +261,27 @@ function parseIPv6(pk: Packet, q: usize, avail: i32): u8 {
   pk.keySport = 0;
   pk.keyDport = 0;
 
-  const r = walkIPv6(q, total);
-  if (r != REASON_NONE) {
+  // Most packets have no extension header: no walk.
+  const next = load<u8>(q + 6);
+  const w = isExtension(next) ? walkIPv6(q, total) : 40 | (<u64>next << 16);
+  if (w == 0) {
     pk.family = 0; // the upper-layer protocol is unknown: report no tuple
-    return r;
+    return REASON_EXT_HEADER_CHAIN;
   }
-  pk.proto = walkProto;
-  pk.keyProto = walkProto;
-  if (walkFragment) {
+  pk.proto = walkProto(w);
+  pk.keyProto = walkProto(w);
+  const fragmentAt = walkFragmentAt(w);
+  if (fragmentAt != 0) {
     pk.flags |= FLAG_FRAGMENT;
-    pk.fragId = walkFragId;
-    if (walkLaterFragment) {
+    pk.fragId = bswap<u32>(load<u32>(q + <usize>fragmentAt + 4));
+    if (walkLaterFragment(w)) {
       pk.flags |= FLAG_FRAG_3TUPLE;
       return REASON_NONE;
     }
   }
-  pk.l4 = pk.l3 + walkOffset;
-  return parseL4(pk, q + <usize>walkOffset, total - walkOffset, true);
+  const off = walkOffset(w);
+  pk.l4 = pk.l3 + off;
+  return parseL4(pk, q + <usize>off, total - off, true);
 }
 
 // ---- Transport ----------------------------------------------------------------------
@@ -401,19 +406,21 @@ function parseQuotedIPv6(pk: Packet, q: usize, avail: i32): u8 {
   if (avail < 40) return REASON_BAD_ICMP_ERROR;
   if ((load<u8>(q) >> 4) != 6) return REASON_BAD_ICMP_ERROR;
   // The quote is cut short by the ICMPv6 size limit: walk only what is there.
-  if (walkIPv6(q, avail) != REASON_NONE) return REASON_BAD_ICMP_ERROR;
+  const w = walkIPv6(q, avail);
+  if (w == 0) return REASON_BAD_ICMP_ERROR;
   pk.flags |= FLAG_ICMP_ERROR;
   pk.keyFamily = 6;
-  pk.keyProto = walkProto;
+  pk.keyProto = walkProto(w);
   pk.keySrc = q + 24;
   pk.keyDst = q + 8;
   pk.quoteIp = q;
-  if (walkLaterFragment) {
+  if (walkLaterFragment(w)) {
     pk.keySport = 0;
     pk.keyDport = 0;
     return REASON_NONE;
   }
-  pk.quoteL4 = q + <usize>walkOffset;
-  pk.quoteL4Len = avail - walkOffset;
-  return quotedPorts(pk, pk.quoteL4, pk.quoteL4Len, walkProto, true);
+  const off = walkOffset(w);
+  pk.quoteL4 = q + <usize>off;
+  pk.quoteL4Len = avail - off;
+  return quotedPorts(pk, pk.quoteL4, pk.quoteL4Len, walkProto(w), true);
 }

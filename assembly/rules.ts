@@ -177,14 +177,15 @@ export function indexExactRule(plan: Plan, rule: i32): bool {
   return true;
 }
 
+/** Set in matchRule's result when the rule is an exact (protocol, port) rule. */
+export const MATCH_EXACT: i32 = 1 << 16;
+
 /**
  * The rule for a flow of `proto` to `port` on `frontend`: the exact rule on
  * (frontend, protocol, port) first, then the frontend's HA-ports rule; NONE if neither.
- * `exact` reports which one matched.
+ * An exact rule comes back with MATCH_EXACT set.
  */
-export let matchedExact: bool = false;
 export function matchRule(plan: Plan, frontend: i32, proto: u8, port: u16, hasPort: bool): i32 {
-  matchedExact = false;
   const keys = plan.exactKeys;
   if (hasPort && plan.hasExact) {
     const key = exactKey(frontend, proto, port);
@@ -193,10 +194,7 @@ export function matchRule(plan: Plan, frontend: i32, proto: u8, port: u16, hasPo
     for (;;) {
       const k = unchecked(keys[s]);
       if (k == 0) break;
-      if (k == key) {
-        matchedExact = true;
-        return unchecked(plan.exactRules[s]);
-      }
+      if (k == key) return unchecked(plan.exactRules[s]) | MATCH_EXACT;
       s = (s + 1) & mask;
     }
   }

@@ -5,60 +5,14 @@
 // an example listeners.yaml.
 
 import { readFileSync } from 'node:fs';
-import net from 'node:net';
 import { Core, NONE } from '../../build/host/core.mjs';
+import { addressBytes, packet } from '../lib/packets.mjs';
 
-/** 4 or 16 address bytes of an IPv4 or IPv6 text address. */
-export function addressBytes(text) {
-  if (net.isIPv4(text)) return Uint8Array.from(text.split('.').map(Number));
-  if (!net.isIPv6(text)) throw new Error(`not an IP address: ${text}`);
-  let s = text;
-  let tail = [];
-  const m = s.match(/^(.*:)(\d+\.\d+\.\d+\.\d+)$/); // trailing dotted quad
-  if (m) {
-    const q = m[2].split('.').map(Number);
-    tail = [(q[0] << 8) | q[1], (q[2] << 8) | q[3]];
-    s = m[1].endsWith('::') ? m[1] : m[1].slice(0, -1);
-  }
-  const hex = (part) => (part === '' ? [] : part.split(':').map((x) => parseInt(x, 16)));
-  let groups;
-  if (s.includes('::')) {
-    const [head, rest] = s.split('::');
-    const h = hex(head);
-    const r = [...hex(rest), ...tail];
-    groups = [...h, ...Array(8 - h.length - r.length).fill(0), ...r];
-  } else {
-    groups = [...hex(s), ...tail];
-  }
-  const out = new Uint8Array(16);
-  groups.forEach((g, i) => { out[2 * i] = g >> 8; out[2 * i + 1] = g & 0xff; });
-  return out;
-}
+export { addressBytes };
 
 /** A TCP SYN (IPv4 or IPv6, raw IP) from src:sport to dst:dport. */
 export function synPacket(src, sport, dst, dport) {
-  const s = addressBytes(src);
-  const d = addressBytes(dst);
-  if (s.length !== d.length) throw new Error('mixed address families');
-  const l3 = s.length === 4 ? 20 : 40;
-  const p = new Uint8Array(l3 + 20);
-  if (s.length === 4) {
-    p.set([0x45, 0, 0, 40, 0, 0, 0x40, 0, 64, 6], 0);
-    p.set(s, 12);
-    p.set(d, 16);
-  } else {
-    p.set([0x60, 0, 0, 0, 0, 20, 6, 64], 0);
-    p.set(s, 8);
-    p.set(d, 24);
-  }
-  const t = l3;
-  p[t] = sport >> 8; p[t + 1] = sport & 0xff;
-  p[t + 2] = dport >> 8; p[t + 3] = dport & 0xff;
-  p[t + 7] = 1;
-  p[t + 12] = 0x50;
-  p[t + 13] = 0x02; // SYN
-  p[t + 14] = 0xff; p[t + 15] = 0xff;
-  return p;
+  return packet({ src, dst, proto: 6, sport, dport, tcpFlags: 0x02 });
 }
 
 /** Splits "1.2.3.4:80" / "[::1]:80" into [address, port]. */

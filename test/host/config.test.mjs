@@ -8,7 +8,7 @@ import { readFileSync } from 'node:fs';
 import Ajv2020 from 'ajv/dist/2020.js';
 import addFormats from 'ajv-formats';
 import { Core, ConfigError, FLAGS } from '../../build/host/core.mjs';
-import { packet, rng, randomV4 } from './packets.mjs';
+import { packet, rng, randomV4 } from '../lib/packets.mjs';
 import { baseConfig, FE4 } from './configs.mjs';
 
 const root = new URL('../../', import.meta.url);

@@ -5,7 +5,7 @@ import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
 
 import { Core, ConfigError, NONE, FLAGS } from '../../build/host/core.mjs';
-import { packet, rng, randomV4, randomV6 } from './packets.mjs';
+import { packet, rng, randomV4, randomV6 } from '../lib/packets.mjs';
 import { baseConfig, FE4, FE6 } from './configs.mjs';
 
 function coreWith(config = baseConfig()) {
@@ -395,4 +395,48 @@ test('a configuration that starts with a UTF-8 byte-order mark is applied and na
   assert.ok(bom.names.backends.length > 0);
   assert.deepEqual(bom.names, plain.names);
   assert.deepEqual(bom.describe(), plain.describe());
+});
+
+test('noHealthyBackends failOpen: every path that picks a backend with all of them down says so (FLAG_FAIL_OPEN)', () => {
+  for (const family of [4, 6]) {
+    const config = baseConfig();
+    for (const r of config.rules) r.noHealthyBackends = 'failOpen';
+    const core = coreWith(config);
+    const [fe, pool] = family === 4 ? [FE4, [0, 1, 2, 3]] : [FE6, [4, 5]];
+    const client = family === 4 ? '192.168.7.1' : '2001:db8::7';
+    const udp = packet({ src: client, dst: fe, proto: 17, sport: 5000, dport: 53 });
+    const syn = packet({ src: client, dst: fe, proto: 6, sport: 5001, dport: 22, tcpFlags: 0x02 });
+    const ack = packet({ src: client, dst: fe, proto: 6, sport: 5001, dport: 22, tcpFlags: 0x10 });
+    const fin = packet({ src: client, dst: fe, proto: 6, sport: 5001, dport: 22, tcpFlags: 0x11 });
+    // A UDP flow and a TCP flow, tracked while the pool is up.
+    for (const v of run(core, [udp, syn, ack, fin], 1000)) {
+      assert.equal(v.action, 'forward');
+      assert.equal(v.flags & FLAGS.failOpen, 0);
+    }
+    for (const b of pool) core.setBackendHealth(b, false);
+    const later = packet({ src: client, dst: fe, proto: 17, sport: 5002, dport: 53, fragment: { offset: 100, more: false, id: 9 } });
+    const fresh = packet({ src: client, dst: fe, proto: 17, sport: 5003, dport: 53 });
+    const [moved, restarted, fragment, added] = run(core, [udp, syn, later, fresh], 2000);
+    const failOpen = (v, what) => {
+      assert.equal(v.action, 'forward', what);
+      assert.ok(pool.includes(v.backend), what);
+      assert.ok(v.flags & FLAGS.failOpen, `${what}: flagged failOpen`);
+    };
+    failOpen(moved, `IPv${family}: a UDP flow moved off its down backend`);
+    assert.ok(moved.flags & FLAGS.flowHit);
+    failOpen(restarted, `IPv${family}: a bare SYN restarting a closing TCP flow`);
+    assert.ok(restarted.flags & FLAGS.flowNew);
+    failOpen(fragment, `IPv${family}: a later fragment hashed on the 3-tuple`);
+    assert.ok(fragment.flags & FLAGS.frag3Tuple);
+    failOpen(added, `IPv${family}: a new flow`);
+    // With drop instead, the same packets are dropped: no healthy backend.
+    const strict = coreWith(baseConfig());
+    run(strict, [udp, syn, ack, fin], 1000);
+    for (const b of pool) strict.setBackendHealth(b, false);
+    for (const v of run(strict, [udp, syn, later, fresh], 2000)) {
+      assert.equal(v.action, 'drop');
+      assert.equal(v.reason, 'no-healthy-backend');
+      assert.equal(v.flags & FLAGS.failOpen, 0);
+    }
+  }
 });

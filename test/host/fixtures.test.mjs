@@ -7,7 +7,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { Core, FLAGS, LINK_ETHERNET, LINK_RAW_IP } from '../../build/host/core.mjs';
-import { packet } from './packets.mjs';
+import { packet } from '../lib/packets.mjs';
 
 const root = new URL('../../', import.meta.url);
 const table = JSON.parse(readFileSync(new URL('test/fixtures/packets.json', root), 'utf8'));

@@ -5,7 +5,7 @@ import assert from 'node:assert/strict';
 import { createRequire } from 'node:module';
 import { execFileSync } from 'node:child_process';
 import { Dataplane, ConfigError } from 'haports';
-import { packet, rng, randomV4 } from './packets.mjs';
+import { packet, rng, randomV4 } from '../lib/packets.mjs';
 import { baseConfig, FE4 } from './configs.mjs';
 
 const require = createRequire(import.meta.url);

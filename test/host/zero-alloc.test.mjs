@@ -4,7 +4,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { Core } from '../../build/host/core.mjs';
-import { packet, rng, randomV4, randomV6 } from './packets.mjs';
+import { packet, rng, randomV4, randomV6 } from '../lib/packets.mjs';
 import { baseConfig, FE4, FE6 } from './configs.mjs';
 
 const PACKETS = Number(process.env.HAPORTS_ZERO_ALLOC_PACKETS ?? 10_000_000);

@@ -3,60 +3,11 @@
 import dgram from 'node:dgram';
 import { Core } from '../../build/host/core.mjs';
 import { Pump, readPumpSettings } from '../../build/host/pump.mjs';
+import { checksumsValid, concat, ether, packet } from '../lib/packets.mjs';
 
-export function checksum(bytes, initial = 0) {
-  let sum = initial;
-  for (let i = 0; i + 1 < bytes.length; i += 2) sum += (bytes[i] << 8) | bytes[i + 1];
-  if (bytes.length & 1) sum += bytes[bytes.length - 1] << 8;
-  while (sum > 0xffff) sum = (sum & 0xffff) + (sum >>> 16);
-  return sum;
-}
-
-const v4 = (a) => a.split('.').map(Number);
-
-/** IPv4 + UDP or TCP with correct checksums. */
-export function ipv4({ src, dst, proto = 17, sport = 1000, dport = 2000, payload = new Uint8Array(0), tcpFlags = 0x02 }) {
-  const l4len = proto === 6 ? 20 : 8;
-  const total = 20 + l4len + payload.length;
-  const p = new Uint8Array(total);
-  const dv = new DataView(p.buffer);
-  p[0] = 0x45; dv.setUint16(2, total); dv.setUint16(4, 1); p[8] = 64; p[9] = proto;
-  p.set(v4(src), 12); p.set(v4(dst), 16);
-  dv.setUint16(10, ~checksum(p.subarray(0, 20)) & 0xffff);
-  const l4 = p.subarray(20);
-  dv.setUint16(20, sport); dv.setUint16(22, dport);
-  if (proto === 6) {
-    dv.setUint32(24, 1); l4[12] = 0x50; l4[13] = tcpFlags; dv.setUint16(34, 65535);
-  } else {
-    dv.setUint16(24, l4len + payload.length);
-  }
-  l4.set(payload, l4len);
-  const pseudo = new Uint8Array(12);
-  pseudo.set(p.subarray(12, 20)); pseudo[9] = proto; new DataView(pseudo.buffer).setUint16(10, l4.length);
-  const c = ~checksum(l4, checksum(pseudo)) & 0xffff;
-  dv.setUint16(proto === 6 ? 36 : 26, proto === 17 && c === 0 ? 0xffff : c);
-  return p;
-}
-
-/** Whether an IPv4 packet's header and UDP/TCP checksums are right. */
-export function checksumsValid(p) {
-  if (checksum(p.subarray(0, 20)) !== 0xffff) return false;
-  const total = (p[2] << 8) | p[3];
-  const l4 = p.subarray(20, total);
-  const pseudo = new Uint8Array(12);
-  pseudo.set(p.subarray(12, 20)); pseudo[9] = p[9]; new DataView(pseudo.buffer).setUint16(10, l4.length);
-  return checksum(l4, checksum(pseudo)) === 0xffff;
-}
-
-export function ether(inner, type = 0x0800) {
-  const e = new Uint8Array(14 + inner.length);
-  e.set([2, 0, 0, 0, 0, 2, 2, 0, 0, 0, 0, 1]);
-  e[12] = type >> 8; e[13] = type & 0xff;
-  e.set(inner, 14);
-  return e;
-}
-
-export const concat = (...parts) => Buffer.concat(parts.map((p) => Buffer.from(p.buffer, p.byteOffset, p.length)));
+/** IPv4 + UDP (or TCP) with correct checksums: what arrives in a tunnel. */
+export const ipv4 = (fields) => packet({ proto: 17, dport: 2000, checksums: true, ...fields });
+export { checksumsValid, concat, ether };
 
 export function waitFor(pred, timeoutMs = 3000, what = 'condition') {
   const deadline = Date.now() + timeoutMs;

@@ -9,7 +9,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 
 import { Core, FLAGS } from '../../build/host/core.mjs';
-import { packet, rng, randomV4 } from '../host/packets.mjs';
+import { packet, rng, randomV4 } from '../lib/packets.mjs';
 
 const FE = '10.0.0.100';
 const NVAS = [0, 1, 2, 3].map((i) => ({ name: `nva-${i}`, address: `10.0.1.${4 + i}` }));

@@ -11,7 +11,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 
 import { Core, FLAGS } from '../../build/host/core.mjs';
-import { packet, rng, randomV6 } from '../host/packets.mjs';
+import { addressBytes, packet, rng, randomV6 } from '../lib/packets.mjs';
 
 const M64 = (1n << 64n) - 1n;
 const C1 = 0x87c37b91114253d5n;
@@ -44,14 +44,6 @@ function oldHash(seed, words) {
 }
 
 // ---- IPv6 addresses as key words (little-endian u64 of bytes 0–7 and 8–15) ----
-function addressBytes(text) {
-  const [head, tail] = text.split('::');
-  const parse = (s) => (s ? s.split(':').map((g) => parseInt(g, 16)) : []);
-  const h = parse(head);
-  const t = tail === undefined ? [] : parse(tail);
-  const groups = tail === undefined ? h : [...h, ...new Array(8 - h.length - t.length).fill(0), ...t];
-  return groups.flatMap((g) => [g >> 8, g & 0xff]);
-}
 const wordOf = (bytes, at) => bytes.slice(at, at + 8).reduceRight((w, b) => (w << 8n) | BigInt(b), 0n);
 const wordsOf = (text) => { const b = addressBytes(text); return [wordOf(b, 0), wordOf(b, 8)]; };
 function addressOf(w0, w1) {

@@ -8,7 +8,7 @@ import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 
 import { Core, ConfigError, FLAGS } from '../../build/host/core.mjs';
-import { packet } from '../host/packets.mjs';
+import { packet } from '../lib/packets.mjs';
 
 const schema = JSON.parse(readFileSync(new URL('../../config.schema.json', import.meta.url), 'utf8'));
 const MAX = schema.properties.flowTable.properties.capacity.maximum;

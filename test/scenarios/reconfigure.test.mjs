@@ -5,7 +5,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 
 import { Core, FLAGS } from '../../build/host/core.mjs';
-import { packet, rng, randomV4, randomV6 } from '../host/packets.mjs';
+import { packet, rng, randomV4, randomV6 } from '../lib/packets.mjs';
 
 const FE4 = '10.0.0.100';
 const FE6 = 'fd00::100';
