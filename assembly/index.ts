@@ -1,4 +1,5 @@
-// The host ABI: scalars and shared buffers only (layout.ts documents the records).
+// The host ABI: scalars and shared buffers only (abi/haports.abi.json describes the
+// exports and records; docs/abi.md draws them).
 //
 // A host:
 //   1. writes the configuration JSON (UTF-8) at configBufferPtr() and calls

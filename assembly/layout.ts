@@ -2,53 +2,20 @@
 // module starts (or, for per-configuration tables, when a configuration is applied);
 // nothing is allocated per packet.
 //
-// Host → core, per batch:
+//   host → core, per batch   rx arena (RX_ARENA_BYTES): packets, anywhere in it;
+//                            descriptors (MAX_BATCH × DESCRIPTOR_BYTES): offset, length
+//   core → host, per batch   verdicts (MAX_BATCH × VERDICT_BYTES), tuples (× TUPLE_BYTES),
+//                            resets (× RESET_BYTES, for reset verdicts): record i
+//                            belongs to descriptor i
+//   configuration            config buffer (CONFIG_BUFFER_BYTES); error and warning
+//                            buffers (ERROR_BUFFER_BYTES each)
+//   state                    counters (COUNTER_SLOTS × u64); per-object counters and
+//                            probe-target records live in the running Plan
 //
-//   rx arena (RX_ARENA_BYTES)     packets, written once by the host, anywhere in the arena
-//   descriptors (MAX_BATCH × 8)   one per packet:
-//
-//       0            4            8
-//       +------------+------------+
-//       | offset u32 | length u32 |   offset: from the arena start; length: bytes
-//       +------------+------------+
-//
-// Core → host, per batch (record i belongs to descriptor i):
-//
-//   verdicts (MAX_BATCH × 16):
-//
-//       0      1      2        4        6         8          10        12          16
-//       +------+------+--------+--------+---------+----------+---------+-----------+
-//       |action|reason| flags  | rule   | backend | frontend | l3 off  | hash      |
-//       |  u8  |  u8  |  u16   |  u16   |  u16    |   u16    |  u16    |  u32      |
-//       +------+------+--------+--------+---------+----------+---------+-----------+
-//       action: ACTION_*; reason: REASON_* (0 on forward); flags: FLAG_*;
-//       rule/backend/frontend: indices in configuration order (backends numbered over
-//       all pools in order), 0xFFFF = none; l3 off: IP header offset in the packet;
-//       hash: low 32 bits of the backend-selection hash (0 when none was computed).
-//
-//   tuples (MAX_BATCH × 40): the packet's own header fields as parsed
-//
-//       0                 16                32      34      36    37     38       40
-//       +-----------------+-----------------+-------+-------+-----+------+--------+
-//       | src address     | dst address     | sport | dport |proto|family|hasPorts|
-//       | 16 B (IPv4: 4 B | 16 B, then 0s)  |  u16  |  u16  | u8  | 4/6/0|  u8    |
-//       +-----------------+-----------------+-------+-------+-----+------+--------+
-//       Addresses in network byte order; ports in host order (little-endian u16);
-//       family 0 = no IP header parsed; hasPorts 1 for TCP/UDP/SCTP carrying ports.
-//
-//   resets (MAX_BATCH × RESET_BYTES): for a verdict with action ACTION_RESET, the two TCP RSTs
-//   to send in its place (enableTcpReset), framed as the batch's packets are (link type)
-//
-//       0        2        4        8                  128                 256
-//       +--------+--------+--------+------------------+-------------------+
-//       | lenA   | lenB   | 0      | RST A (≤ 120 B)  | RST B (≤ 128 B)   |
-//       +--------+--------+--------+------------------+-------------------+
-//       A goes back to the packet's sender (addresses and ports swapped; Ethernet MACs
-//       swapped); B goes on where the packet was going, to the verdict's backend, as a
-//       forwarded packet would (rewritten by NAT for non-floating rules).
-//
-// All multi-byte fields are little-endian (wasm's byte order), except addresses and
-// the packets themselves (network byte order).
+// The records' fields are the host interface's, described once in
+// abi/haports.abi.json and drawn in docs/abi.md ("Records"). All multi-byte fields are
+// little-endian (wasm's byte order), except addresses and the packets themselves
+// (network byte order).
 
 import { CONFIG_BUFFER_BYTES, ERROR_BUFFER_BYTES, MAX_BATCH, PASS_GROUP, RX_ARENA_BYTES } from "./consts";
 import {

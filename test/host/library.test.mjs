@@ -132,3 +132,28 @@ test('the types compile for a TypeScript user', () => {
   execFileSync(tsc, ['--noEmit', '--strict', '--module', 'nodenext', '--moduleResolution', 'nodenext', '--target', 'es2022',
     '--types', 'node', `${dir}typed-usage.ts`], { stdio: 'pipe' });
 });
+
+test('health through the library: probe targets from configuration(), results to probeResult; the core decides', () => {
+  const config = floating();
+  config.probes = [{ name: 'tcp', port: 22, intervalSeconds: 1, threshold: 2 }];
+  config.rules[0].probe = 'tcp';
+  config.health = { damping: false };
+  const dp = Dataplane.create(config);
+  const described = dp.configuration();
+  assert.equal(described.probes[0].timeoutSeconds, 1, 'defaults applied: the timeout is the interval');
+  const target = described.probeTargets.find((t) => t.address === '10.0.1.5');
+  assert.deepEqual(target.backends.map((b) => described.backends[b].name), ['nva-1']);
+  assert.equal(dp.probeResult(target.index, true, 0), 'initially up');
+  assert.equal(dp.probeResult(target.index, false, 1000), 'none');
+  assert.equal(dp.backendState('nva-1'), 'up');
+  assert.equal(dp.probeResult(target.index, false, 2000), 'down');
+  assert.equal(dp.backendState('nva-1'), 'down');
+  assert.deepEqual(dp.probeTarget(target.index), {
+    state: 'down', held: false, successRun: 0, failureRun: 2, transitionsUp: 0, transitionsDown: 1, checksSuccess: 1, checksFailure: 2,
+  });
+  // New flows avoid it.
+  const flows = Array.from({ length: 400 }, (_, i) => packet({ src: `192.168.2.${i % 250}`, dst: FE4, sport: 4000 + i }));
+  assert.ok(!dp.process(flows, { now: 3000 }).some((d) => d.backend === 'nva-1'));
+  assert.throws(() => dp.probeResult(99, true), RangeError);
+  assert.throws(() => dp.probeResult(target.index, true, NaN), TypeError);
+});
