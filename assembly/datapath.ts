@@ -39,7 +39,7 @@ import {
   T_HAS_PORTS, T_PROTO, T_SPORT, T_SRC, TUPLE_BYTES, tuples, V_ACTION, V_BACKEND, V_FLAGS,
   V_FRONTEND, V_HASH, V_L3, V_REASON, V_RULE, VERDICT_BYTES, verdicts,
 } from "./layout";
-import { Packet, PACKET_BYTES, parsePacket, TCP_ACK, TCP_FIN, TCP_RST, TCP_SYN } from "./packet";
+import { clearPacket, Packet, PACKET_BYTES, parsePacket, TCP_ACK, TCP_FIN, TCP_RST, TCP_SYN } from "./packet";
 import { distributionHash, flowKey, fragmentKey, keyHash, keyHashInline, ownReplyKey, replyKey } from "./hash";
 import { findFrontend, findNatBackend, isFrontendAddress, MATCH_EXACT, matchRule, Plan } from "./rules";
 import { lookup, Pool } from "./maglev";
@@ -130,14 +130,8 @@ function classify(plan: Plan, i: i32, pk: Packet, ingress: i32, link: i32): u32 
   const len = load<u32>(d, 4);
   // The host's offset and length must lie inside the arena.
   if (off > <u32>RX_ARENA_BYTES || len > <u32>RX_ARENA_BYTES - off) {
-    pk.len = len;
+    clearPacket(pk, len);
     pk.reason = REASON_BAD_DESCRIPTOR;
-    pk.family = 0;
-    pk.flags = 0;
-    pk.l3 = 0;
-    pk.sport = 0;
-    pk.dport = 0;
-    pk.hasPorts = false;
     return len;
   }
   if (parsePacket(pk, rxArena + <usize>off, <i32>len, link) != REASON_NONE) return len;

@@ -113,9 +113,12 @@ export function parsePacket(pk: Packet, p: usize, len: i32, link: i32): u8 {
   return r;
 }
 
-function parseFrame(pk: Packet, p: usize, len: i32, link: i32): u8 {
-  // Only what every later reader reads unconditionally; the rest is set where it is
-  // found (fragId with FLAG_FRAGMENT, quote* with FLAG_ICMP_ERROR, key* with family).
+/**
+ * Clears what every later reader of a record reads unconditionally: a packet with no
+ * header parsed yet (the rest is set where it is found: fragId with FLAG_FRAGMENT,
+ * quote* with FLAG_ICMP_ERROR, key* with family).
+ */
+@inline export function clearPacket(pk: Packet, len: u32): void {
   pk.family = 0;
   pk.hasPorts = false;
   pk.sport = 0;
@@ -124,8 +127,12 @@ function parseFrame(pk: Packet, p: usize, len: i32, link: i32): u8 {
   pk.flags = 0;
   pk.l3 = 0;
   pk.l4 = -1;
+  pk.len = len;
+}
+
+function parseFrame(pk: Packet, p: usize, len: i32, link: i32): u8 {
+  clearPacket(pk, <u32>len);
   pk.base = p;
-  pk.len = <u32>len;
 
   let l3 = 0;
   let isV6 = false;
