@@ -9,7 +9,7 @@ import { readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 
 import {
-  ACTION_RESET, ACTIONS, C_DROP_REASON_BASE, COUNTERS, DESCRIPTOR, DESCRIPTOR_BYTES, LINK_RAW_IP, NONE,
+  ACTION_RESET, ACTIONS, BACKEND_STATES, C_DROP_REASON_BASE, COUNTERS, DESCRIPTOR, DESCRIPTOR_BYTES, LINK_RAW_IP, NONE,
   OBJECT_COUNTER_BYTES, OBJECT_COUNTERS, PROBE_TARGET, PROBE_TARGET_BYTES, REASONS, RESET, RESET_BYTES, TARGET_STATES, TRANSITIONS, TUPLE, TUPLE_BYTES,
   VERDICT, VERDICT_BYTES,
 } from './abi.js';
@@ -409,6 +409,13 @@ export class Core {
       checksSuccess: Number(dv.getBigUint64(r + PROBE_TARGET.checksSuccess, true)),
       checksFailure: Number(dv.getBigUint64(r + PROBE_TARGET.checksFailure, true)),
     };
+  }
+
+  /** Backend `backend`'s effective state, by name (BACKEND_STATES). */
+  backendState(backend: number): (typeof BACKEND_STATES)[number] {
+    const s = this.exports.backendState(backend);
+    if (s < 0) throw new RangeError(`no backend ${backend}`);
+    return BACKEND_STATES[s];
   }
 
   /** Pool p's Maglev table (a copy). */

@@ -254,9 +254,9 @@ export class Dataplane {
   }
 
   /** Effective state of a backend: up, down or draining. */
-  backendState(backend: string, pool?: string): 'up' | 'down' | 'draining' {
+  backendState(backend: string, pool?: string): ReturnType<Core['backendState']> {
     const [b] = this.backendIndices(backend, pool, 'backendState');
-    return (['up', 'down', 'draining'] as const)[this.core.exports.backendState(b)];
+    return this.core.backendState(b);
   }
 
   counters(): Counters {

@@ -573,7 +573,7 @@ export class Pump {
       backends[`${names.pools[names.backendPool[b]]}/${name}`] = {
         packets: Number(dv.getBigUint64(bc + b * 24, true)),
         flows: Number(dv.getBigUint64(bc + b * 24 + 16, true)),
-        state: ['up', 'down', 'draining'][core.exports.backendState(b)] ?? 'unknown',
+        state: core.backendState(b),
       };
     });
     return {
