@@ -20,7 +20,11 @@ const config = {
   frontends: [{ name: 'fe', address: '10.250.0.1' }],
   backendPools: [{ name: 'nvas', backends: appliances.map((a, i) => ({ name: `nva-${i}`, address: a })) }],
   rules: [{ name: 'ha', frontend: 'fe', backendPool: 'nvas', protocol: 'all', frontendPort: 0, backendPort: 0, floatingIp: true }],
-  pump: { listeners: [{ name: 'l', protocol: values.protocol, frontend: 'fe', bind: values.bind }], batchSize: Number(values.batch) },
+  pump: {
+    // The generator (bench/pump/gen.c) sends VNI 1001 (VXLAN) or 2002 (GENEVE) from the pump's own addresses.
+    listeners: [{ name: 'l', protocol: values.protocol, frontend: 'fe', bind: values.bind, vnis: [1001, 2002], peers: ['10.212.0.0/24', '127.0.0.0/8'] }],
+    batchSize: Number(values.batch),
+  },
 };
 const core = Core.load();
 core.configure(config);

@@ -9,7 +9,7 @@ import { parseArgs } from 'node:util';
 import { ConfigError, Core, LINK_ETHERNET, LINK_RAW_IP, NONE } from '../lib/core.js';
 import { demoCommand } from './demo.js';
 import { armCommand } from '../arm/arm.js';
-import { pumpCommand } from '../pump/pump.js';
+import { pumpCommand, readPumpSettings } from '../pump/pump.js';
 import {
   LINKTYPE_ETHERNET, LINKTYPE_IPV4, LINKTYPE_IPV6, LINKTYPE_RAW, readCapture, writePcap,
 } from './pcap.js';
@@ -56,9 +56,10 @@ one on to the backend.
 
 const VALIDATE_USAGE = `usage: haports validate [--json] CONFIG.json
 
-Checks a configuration: shape, references, ranges and the HA-ports caveats. Prints
-one 'path: reason' line per error, then 'warning: path: reason' lines (warnings never
-fail validation); exit 0 when valid, 1 when invalid, 2 when the file cannot be read.
+Checks a configuration: shape, references, ranges, the HA-ports caveats and, when it
+has one, the "pump" section as \`haports pump\` reads it. Prints one 'path: reason'
+line per error, then 'warning: path: reason' lines (warnings never fail validation);
+exit 0 when valid, 1 when invalid, 2 when the file cannot be read.
 
   --json   print {"valid": bool, "errors": [...], "warnings": [...]} instead
 `;
@@ -278,6 +279,13 @@ async function validate(argv: string[], out: NodeJS.WriteStream): Promise<number
   if (positionals.length !== 1) throw new UsageError('validate: give exactly one configuration file');
   const text = readText(positionals[0], 'configuration');
   const { errors, warnings } = Core.check(text);
+  if (errors.length === 0) {
+    // A pump section is checked as the pump will read it (the core keeps it for the pump).
+    const core = Core.load();
+    core.configure(text);
+    const described = core.describe();
+    if ('pump' in described.hostSections) errors.push(...readPumpSettings(described, core.maxBatch).errors);
+  }
   if (values.json) {
     out.write(JSON.stringify({ valid: errors.length === 0, errors, warnings }) + '\n');
   } else {

@@ -25,7 +25,8 @@
 // dropped and counted (queue-full). Send callbacks count sent packets and errors.
 //
 // Drops are counted by reason: the core's (haports_drops_total{stage="core"}) and the
-// pump's own (stage="pump"): tunnel-truncated, vxlan-no-vni-flag, geneve-bad-version,
+// pump's own (stage="pump"): peer-not-allowed (checked first: a listener relays only for
+// the peers it was given), tunnel-truncated, vxlan-no-vni-flag, geneve-bad-version,
 // geneve-control, geneve-bad-options, geneve-unsupported-protocol, tunnel-empty,
 // unknown-vni, queue-full, no-appliance-address (the backend's address family differs
 // from the listener's), send-error, stopping (arrived after shutdown began). Drops of the
@@ -40,7 +41,8 @@
 // The configuration file is the haports configuration plus a "pump" section:
 //   "pump": {
 //     "listeners": [ { "name": "vx", "protocol": "vxlan", "frontend": "fe-v4",
-//                      "bind": "10.9.0.1:4789", "appliancePort": 4789, "vnis": [100] } ],
+//                      "bind": "10.9.0.1:4789", "appliancePort": 4789, "vnis": [100],
+//                      "peers": ["10.9.0.0/24"] } ],
 //     "batchSize": 256, "batchTimeoutMicros": 0, "queuePackets": 8192,
 //     "socketBufferBytes": 4194304 }
 // See README "Packet pump" for every field. Probes and their policy (thresholds, flap
@@ -60,6 +62,7 @@ import {
   decap, decoded, tunnelErrorName, GENEVE_PORT, VXLAN_PORT, TUNNEL_ERRORS, type TunnelProtocol,
 } from './tunnel.js';
 import { HealthMonitor, type LogFn } from './probes.js';
+import { PeerSet } from './peers.js';
 import { DROPS_HELP, MetricsWriter, parseHostPort, startMetricsServer, writeCoreMetrics } from './metrics.js';
 
 // ---- Settings ----------------------------------------------------------------------
@@ -73,8 +76,11 @@ export interface ListenerSettings {
   port: number;
   /** UDP port of the appliances; default: the bind port (or the protocol's when that is 0). */
   appliancePort: number;
-  /** Accepted VNIs; null: any. */
-  vnis: Set<number> | null;
+  /** Accepted VNIs (required: a listener relays nothing it was not told to). */
+  vnis: Set<number>;
+  /** Accepted source prefixes of the tunnel peers (required), as written and as a matcher. */
+  peers: string[];
+  peerSet: PeerSet;
 }
 
 export interface PumpSettings {
@@ -87,14 +93,19 @@ export interface PumpSettings {
   queuePackets: number;
   /** SO_RCVBUF / SO_SNDBUF of each listener socket (bytes; 0: the system's default). */
   socketBufferBytes: number;
+  /** Inner TCP/UDP checksums: complete partial ones and count wrong ones, only count, or neither. */
+  innerChecksums: InnerChecksums;
 }
+
+export type InnerChecksums = 'complete' | 'count' | 'off';
+const INNER_CHECKSUMS: InnerChecksums[] = ['complete', 'count', 'off'];
 
 export const PUMP_DEFAULTS = {
   batchSize: 256, batchTimeoutMicros: 0, queuePackets: 8192, socketBufferBytes: 4 * 1024 * 1024,
 };
 
-const PUMP_FIELDS = ['listeners', 'batchSize', 'batchTimeoutMicros', 'queuePackets', 'socketBufferBytes'];
-const LISTENER_FIELDS = ['name', 'protocol', 'frontend', 'bind', 'appliancePort', 'vnis'];
+const PUMP_FIELDS = ['listeners', 'batchSize', 'batchTimeoutMicros', 'queuePackets', 'socketBufferBytes', 'innerChecksums'];
+const LISTENER_FIELDS = ['name', 'protocol', 'frontend', 'bind', 'appliancePort', 'vnis', 'peers'];
 
 /**
  * Reads and checks the "pump" section of a configuration the core has accepted, from the
@@ -123,6 +134,11 @@ export function readPumpSettings(described: Described, maxBatch: number): { sett
   const batchTimeoutMicros = int('pump.batchTimeoutMicros', p.batchTimeoutMicros, 0, 1_000_000, PUMP_DEFAULTS.batchTimeoutMicros);
   const queuePackets = int('pump.queuePackets', p.queuePackets, 1, 1 << 20, Math.max(PUMP_DEFAULTS.queuePackets, batchSize));
   const socketBufferBytes = int('pump.socketBufferBytes', p.socketBufferBytes, 0, 1 << 30, PUMP_DEFAULTS.socketBufferBytes);
+  let innerChecksums: InnerChecksums = 'complete';
+  if (p.innerChecksums !== undefined) {
+    if (!INNER_CHECKSUMS.includes(p.innerChecksums)) errors.push('pump.innerChecksums: must be "complete", "count" or "off"');
+    else innerChecksums = p.innerChecksums;
+  }
 
   const frontends = described.frontends.map((f) => f.name);
   const listeners: ListenerSettings[] = [];
@@ -154,20 +170,28 @@ export function readPumpSettings(described: Described, maxBatch: number): { sett
         }
       }
       const appliancePort = int(`${at}.appliancePort`, l.appliancePort, 1, 65535, port === 0 ? defaultPort : port);
-      let vnis: Set<number> | null = null;
-      if (l.vnis !== undefined) {
-        if (!Array.isArray(l.vnis) || l.vnis.length === 0
-          || !l.vnis.every((v: unknown) => typeof v === 'number' && Number.isInteger(v) && v >= 0 && v <= 0xffffff)) {
-          errors.push(`${at}.vnis: must be a non-empty array of 24-bit integers`);
-        } else vnis = new Set(l.vnis);
+      let vnis = new Set<number>();
+      if (!Array.isArray(l.vnis) || l.vnis.length === 0
+        || !l.vnis.every((v: unknown) => typeof v === 'number' && Number.isInteger(v) && v >= 0 && v <= 0xffffff)) {
+        errors.push(`${at}.vnis: required, a non-empty array of 24-bit integers (the VNIs this listener relays)`);
+      } else vnis = new Set(l.vnis);
+      const family = isIP(host) === 6 ? 6 : 4;
+      let peerSet = new PeerSet([], family);
+      if (!Array.isArray(l.peers) || l.peers.length === 0) {
+        errors.push(`${at}.peers: required, a non-empty array of source prefixes ("10.9.0.0/24", "fd00::/64", or one address)`
+          + ' of the tunnel peers this listener accepts');
+      } else {
+        try { peerSet = new PeerSet(l.peers, family); } catch (e: any) { errors.push(`${at}.peers${e.message}`); }
       }
       if (errors.length === before) {
-        listeners.push({ name: l.name, protocol: l.protocol, frontend: l.frontend, host, port, appliancePort, vnis });
+        listeners.push({
+          name: l.name, protocol: l.protocol, frontend: l.frontend, host, port, appliancePort, vnis, peers: [...l.peers], peerSet,
+        });
       }
     });
   }
   if (errors.length > 0) return { errors };
-  return { settings: { listeners, batchSize, batchTimeoutMicros, queuePackets, socketBufferBytes }, errors };
+  return { settings: { listeners, batchSize, batchTimeoutMicros, queuePackets, socketBufferBytes, innerChecksums }, errors };
 }
 
 // ---- Logging -----------------------------------------------------------------------
@@ -366,9 +390,10 @@ export class Pump {
     c.receivedPackets++;
     c.receivedBytes += msg.length;
     if (this.stopping) { this.drop(L, 'stopping'); return; }
+    if (!L.settings.peerSet.has(from.address)) { this.drop(L, 'peer-not-allowed'); return; }
     const hdr = decap(L.settings.protocol, msg);
     if (hdr < 0) { this.drop(L, tunnelErrorName(hdr)); return; }
-    if (L.settings.vnis !== null && !L.settings.vnis.has(decoded.vni)) { this.drop(L, 'unknown-vni'); return; }
+    if (!L.settings.vnis.has(decoded.vni)) { this.drop(L, 'unknown-vni'); return; }
     if (L.qLen === L.qMsg.length) { this.drop(L, 'queue-full'); return; }
     const at = (L.qHead + L.qLen) % L.qMsg.length;
     L.qMsg[at] = msg;
@@ -676,7 +701,7 @@ function procAddress(address: string, v6: boolean): string {
 
 // ---- The command -------------------------------------------------------------------
 
-export const PUMP_USAGE = `usage: haports pump --config CONFIG.json [--metrics HOST:PORT] [--log-level LEVEL]
+export const PUMP_USAGE = `usage: haports pump --config CONFIG.json [--metrics [HOST:]PORT] [--log-level LEVEL]
 
 Runs the packet pump: receives VXLAN (RFC 7348) or GENEVE (RFC 8926) traffic on the
 listeners of the configuration's "pump" section, balances the inner packets with the
@@ -687,7 +712,9 @@ Logs are JSON lines on standard error; SIGTERM or SIGINT stops the pump graceful
 writes the final counters.
 
   --config FILE        haports configuration (JSON) with a "pump" section
-  --metrics HOST:PORT  serve Prometheus metrics at http://HOST:PORT/metrics
+  --metrics [HOST:]PORT  serve Prometheus metrics at http://HOST:PORT/metrics; HOST
+                       defaults to 127.0.0.1 (a wildcard address is allowed, with a
+                       warning: the metrics name every appliance)
   --log-level LEVEL    error, warn, info (default) or debug
 
 exit codes: 0 stopped by a signal, 1 invalid configuration, 2 usage error, unreadable
@@ -717,7 +744,10 @@ export async function pumpCommand(argv: string[], out: NodeJS.WritableStream, er
   if (!(level in LEVELS)) return usage(`--log-level must be error, warn, info or debug`);
   let metricsAt: { host: string; port: number } | null = null;
   if (values.metrics !== undefined) {
-    try { metricsAt = parseHostPort(values.metrics); } catch (e: any) { return usage(`--metrics: ${e.message}`); }
+    try {
+      // A bare port binds loopback: metrics name every appliance and its load.
+      metricsAt = parseHostPort(/^[0-9]+$/.test(values.metrics) ? `127.0.0.1:${values.metrics}` : values.metrics);
+    } catch (e: any) { return usage(`--metrics: ${e.message}`); }
   }
 
   let text: string;
@@ -792,6 +822,11 @@ export async function pumpCommand(argv: string[], out: NodeJS.WritableStream, er
         });
         const a = server.address() as any;
         log('info', 'metrics', { url: `http://${a.family === 'IPv6' ? `[${a.address}]` : a.address}:${a.port}/metrics` });
+        if (a.address === '0.0.0.0' || a.address === '::') {
+          log('warn', 'metrics on a wildcard address', {
+            address: a.address, note: 'every host that reaches this port sees the appliances, their addresses and load; bind an address only monitoring reaches',
+          });
+        }
       } catch (e: any) {
         log('error', 'cannot bind the metrics address', { error: e.code ?? String(e), message: e.message });
         code = 2;
@@ -801,7 +836,7 @@ export async function pumpCommand(argv: string[], out: NodeJS.WritableStream, er
       log('info', 'running', {
         listeners: settings.listeners.map((l) => ({
           name: l.name, protocol: l.protocol, frontend: l.frontend,
-          bind: pump.addresses()[l.name], appliancePort: l.appliancePort, vnis: l.vnis ? [...l.vnis] : 'any',
+          bind: pump.addresses()[l.name], appliancePort: l.appliancePort, vnis: [...l.vnis], peers: l.peers,
         })),
         pid: process.pid,
       });

@@ -150,3 +150,25 @@ test('haports validate: exit 0 valid, 1 invalid (one line per error), 2 unreadab
   r = run();
   assert.equal(r.status, 2);
 });
+
+test('haports validate checks a pump section as the pump reads it', () => {
+  const dir = mkdtempSync(join(tmpdir(), 'haports-validate-'));
+  const file = join(dir, 'pump.json');
+  const listener = { name: 'vx', protocol: 'vxlan', frontend: 'fe1', bind: '10.9.0.1:4789', vnis: [100], peers: ['10.9.0.0/24'] };
+  const run = (cfg) => {
+    writeFileSync(file, JSON.stringify(cfg));
+    return spawnSync(process.execPath, [bin, 'validate', file], { encoding: 'utf8' });
+  };
+  const base = matrix[0][2];
+  let r = run({ ...base, pump: { listeners: [listener] } });
+  assert.equal(r.status, 0, r.stdout + r.stderr);
+  // What `haports pump` would refuse: no peers (an open relay), an unknown frontend.
+  const { peers, ...open } = listener;
+  r = run({ ...base, pump: { listeners: [{ ...open, frontend: 'nope' }] } });
+  assert.equal(r.status, 1);
+  assert.deepEqual(r.stdout.trim().split('\n'), [
+    'pump.listeners[0].frontend: unknown frontend "nope"',
+    'pump.listeners[0].peers: required, a non-empty array of source prefixes ("10.9.0.0/24", "fd00::/64", or one address) of the tunnel peers this listener accepts',
+  ]);
+  assert.equal(peers.length, 1);
+});

@@ -130,7 +130,7 @@ test('endpoint: GET/HEAD /metrics, 404 elsewhere, 405 for other methods, 500 if 
 
 test('everything a running pump exports is well-formed and adds up', async () => {
   const apps = await appliances(3);
-  const config = baseConfig(apps.list, { listeners: [{ name: 'vx', protocol: 'vxlan', frontend: 'fe', bind: '127.0.0.1:0', appliancePort: apps.port }] });
+  const config = baseConfig(apps.list, { listeners: [{ name: 'vx', protocol: 'vxlan', frontend: 'fe', bind: '127.0.0.1:0', appliancePort: apps.port, vnis: [1], peers: ['127.0.0.0/8'] }] });
   config.probes = [{ name: 'p', protocol: 'tcp', port: 1, intervalSeconds: 60 }];
   config.rules[0].probe = 'p';
   config.health = { damping: false };

@@ -2,6 +2,7 @@
 // bounded queue, metrics and the command's exit codes and graceful stop.
 // (The end-to-end test in network namespaces is test_pump_netns.py.)
 import { test } from 'node:test';
+import dgram from 'node:dgram';
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { mkdtempSync, writeFileSync } from 'node:fs';
@@ -19,8 +20,8 @@ import {
 const PUMP = fileURLToPath(new URL('../../build/host/pump.mjs', import.meta.url));
 const maxBatch = Core.load().maxBatch;
 const listeners = (port) => [
-  { name: 'vx', protocol: 'vxlan', frontend: 'fe', bind: '127.0.0.1:0', appliancePort: port },
-  { name: 'gnv', protocol: 'geneve', frontend: 'fe2', bind: '127.0.0.1:0', appliancePort: port, vnis: [7, 8] },
+  { name: 'vx', protocol: 'vxlan', frontend: 'fe', bind: '127.0.0.1:0', appliancePort: port, vnis: [1, 3, 5, 4242], peers: ['127.0.0.0/8'] },
+  { name: 'gnv', protocol: 'geneve', frontend: 'fe2', bind: '127.0.0.1:0', appliancePort: port, vnis: [7, 8], peers: ['127.0.0.0/8'] },
 ];
 
 /** readPumpSettings of a configuration, as the pump reads it: from the core's describe(). */
@@ -31,16 +32,26 @@ function settingsOf(cfg) {
 }
 
 test('settings: defaults, and every error as path: reason', () => {
-  const cfg = { frontends: [{ name: 'fe', address: '10.0.0.1' }], pump: { listeners: [{ name: 'a', protocol: 'vxlan', frontend: 'fe', bind: '10.9.0.1' }] } };
+  const a = { name: 'a', protocol: 'vxlan', frontend: 'fe', bind: '10.9.0.1', vnis: [100], peers: ['10.9.0.0/24', '10.8.0.7'] };
+  const cfg = { frontends: [{ name: 'fe', address: '10.0.0.1' }], pump: { listeners: [a] } };
   const { settings, errors } = settingsOf(cfg);
   assert.deepEqual(errors, []);
   assert.equal(settings.batchSize, Math.min(PUMP_DEFAULTS.batchSize, maxBatch));
   assert.equal(settings.batchTimeoutMicros, 0);
   assert.equal(settings.queuePackets, 8192);
-  assert.deepEqual(settings.listeners[0], { name: 'a', protocol: 'vxlan', frontend: 'fe', host: '10.9.0.1', port: 4789, appliancePort: 4789, vnis: null });
-  const g = settingsOf({ ...cfg, pump: { listeners: [{ name: 'g', protocol: 'geneve', frontend: 'fe', bind: '[fd00::1]' }] } });
+  assert.equal(settings.innerChecksums, 'complete');
+  const { peerSet, ...listener } = settings.listeners[0];
+  assert.deepEqual(listener, {
+    name: 'a', protocol: 'vxlan', frontend: 'fe', host: '10.9.0.1', port: 4789, appliancePort: 4789, vnis: new Set([100]),
+    peers: ['10.9.0.0/24', '10.8.0.7'],
+  });
+  for (const [peer, ok] of [['10.9.0.200', true], ['10.8.0.7', true], ['10.8.0.8', false], ['10.10.0.1', false], ['127.0.0.1', false]]) {
+    assert.equal(peerSet.has(peer), ok, peer);
+  }
+  const g = settingsOf({ ...cfg, pump: { listeners: [{ name: 'g', protocol: 'geneve', frontend: 'fe', bind: '[fd00::1]', vnis: [1], peers: ['fd00::/64'] }] } });
   assert.equal(g.settings.listeners[0].port, 6081);
   assert.equal(g.settings.listeners[0].host, 'fd00::1');
+  assert.ok(g.settings.listeners[0].peerSet.has('fd00::99') && !g.settings.listeners[0].peerSet.has('fd01::1'));
 
   assert.deepEqual(settingsOf({}).errors, ['pump: required (the listeners of the pump)']);
   const bad = settingsOf({
@@ -49,8 +60,9 @@ test('settings: defaults, and every error as path: reason', () => {
       listeners: [
         { name: 'a', protocol: 'gre', frontend: 'nope', bind: 'host.example:99999', extra: 1 },
         { name: 'b', protocol: 'vxlan', frontend: 'fe', bind: 'fd00::1:4789' },
-        { name: 'b', protocol: 'vxlan', frontend: 'fe', bind: '10.0.0.1:1', vnis: [1 << 24] },
+        { name: 'b', protocol: 'vxlan', frontend: 'fe', bind: '10.0.0.1:1', vnis: [1 << 24], peers: ['10.0.0.0/33', 'fd00::/8', 'x', 7] },
       ],
+      innerChecksums: 'fix',
       batchSize: maxBatch + 1, queuePackets: 0, health: { damping: false },
       surprise: true,
     },
@@ -66,7 +78,11 @@ test('settings: defaults, and every error as path: reason', () => {
     'pump.listeners[0].bind: "host.example:99999": port must be 0-65535',
     'pump.listeners[1].bind: "fd00::1:4789": write an IPv6 address in brackets, [ADDRESS]:PORT',
     'pump.listeners[2].name: duplicate listener name "b"',
-    'pump.listeners[2].vnis: must be a non-empty array of 24-bit integers',
+    'pump.listeners[2].vnis: required, a non-empty array of 24-bit integers (the VNIs this listener relays)',
+    'pump.listeners[1].vnis: required, a non-empty array of 24-bit integers (the VNIs this listener relays)',
+    'pump.listeners[1].peers: required, a non-empty array of source prefixes ("10.9.0.0/24", "fd00::/64", or one address) of the tunnel peers this listener accepts',
+    'pump.listeners[2].peers[0]: "10.0.0.0/33": the length must be 0-32',
+    'pump.innerChecksums: must be "complete", "count" or "off"',
   ]) assert.ok(bad.includes(e), `missing error ${e}\n got ${bad.join('\n')}`);
   assert.ok(settingsOf({ frontends: [], pump: { listeners: [{ name: 'a', protocol: 'vxlan', frontend: 'x', bind: 'myhost:1' }] } })
     .errors.includes('pump.listeners[0].bind: "myhost" is not an IP address'));
@@ -192,6 +208,33 @@ test('drops by reason: malformed tunnel headers, unknown VNI; the pump keeps for
   }
 });
 
+test('safe by default: a sender outside the listener\'s peers, or a VNI it was not given, is dropped and counted, never relayed', async () => {
+  const apps = await appliances(2);
+  const ls = listeners(apps.port);
+  ls[0].peers = ['127.0.0.1']; // the test's sender is 127.0.0.1; 127.0.0.9 is not a peer
+  const p = await startPump(baseConfig(apps.list, { listeners: ls }));
+  const stranger = dgram.createSocket('udp4');
+  await new Promise((r) => stranger.bind(0, '127.0.0.9', r));
+  try {
+    const fr = concat(vxlanHeader(1), frames(1)[0]);
+    const port = p.pump.addresses().vx.port;
+    for (let i = 0; i < 3; i++) stranger.send(fr, port, '127.0.0.1');
+    p.send('vx', concat(vxlanHeader(77), frames(1)[0])); // a peer, but VNI 77 is not the listener's
+    const vx = p.pump.listeners.find((l) => l.name === 'vx');
+    await waitFor(() => vx.counters.receivedPackets === 4, 2000, 'the four datagrams');
+    await new Promise((r) => setTimeout(r, 20));
+    assert.deepEqual(vx.counters.drops, { 'peer-not-allowed': 3, 'unknown-vni': 1 });
+    assert.equal(apps.list.reduce((n, a) => n + a.got.length, 0), 0, 'nothing relayed');
+    assert.equal(p.core.counters().packets, 0, 'nothing reached the core');
+    p.send('vx', fr); // the listed peer, a listed VNI: relayed
+    await waitFor(() => apps.list.some((a) => a.got.length === 1), 2000, 'the peer\'s datagram');
+  } finally {
+    stranger.close();
+    await p.close();
+    apps.close();
+  }
+});
+
 test('non-floating rule: the inner packet is rewritten (DNAT) in wasm memory and sent with valid checksums; replies reverse it', async () => {
   const apps = await appliances(3);
   // Caveat 2: a backend of a non-DSR HA-ports rule may be in no other rule.
@@ -312,7 +355,7 @@ test('command: --help 0, usage 2, invalid configuration 1, unbindable address 2'
   r = await runPump(['--config', write('bad-pump.json', { ...baseConfig(apps, { listeners: [{ name: 'x', protocol: 'vxlan', frontend: 'zz', bind: '127.0.0.1:0' }] }) })]);
   assert.equal(r.code, 1);
   assert.match(r.err, /pump\.listeners\[0\]\.frontend: unknown frontend "zz"/);
-  r = await runPump(['--config', write('nobind.json', baseConfig(apps, { listeners: [{ name: 'x', protocol: 'vxlan', frontend: 'fe', bind: '192.0.2.77:4789' }] }))]);
+  r = await runPump(['--config', write('nobind.json', baseConfig(apps, { listeners: [{ name: 'x', protocol: 'vxlan', frontend: 'fe', bind: '192.0.2.77:4789', vnis: [1], peers: ['192.0.2.0/24'] }] }))]);
   assert.equal(r.code, 2);
   assert.ok(r.lines.some((l) => l.level === 'error' && l.msg === 'cannot bind a listener' && l.error === 'EADDRNOTAVAIL'));
 });
@@ -335,7 +378,7 @@ for (const signal of ['SIGTERM', 'SIGINT']) {
 
 test('an IPv6 listener sends to IPv6 appliances; kernel drops are read from /proc/net/udp6', async () => {
   const apps = await appliances(1, 6);
-  const cfg = baseConfig(apps.list, { listeners: [{ name: 'v6', protocol: 'vxlan', frontend: 'fe', bind: '[::1]:0', appliancePort: apps.port }] });
+  const cfg = baseConfig(apps.list, { listeners: [{ name: 'v6', protocol: 'vxlan', frontend: 'fe', bind: '[::1]:0', appliancePort: apps.port, vnis: [3], peers: ['::1'] }] });
   const core = Core.load();
   core.configure(cfg);
   const { Pump } = await import('../../build/host/pump.mjs');

@@ -396,9 +396,10 @@ def config():
         ],
         "pump": {
             "listeners": [
-                {"name": "vx", "protocol": "vxlan", "frontend": "fe-vx", "bind": f"{IP['pump']}:{VX_PORT}"},
+                {"name": "vx", "protocol": "vxlan", "frontend": "fe-vx", "bind": f"{IP['pump']}:{VX_PORT}",
+                 "vnis": [VX_VNI], "peers": [f"{NET}.0/24"]},
                 {"name": "gnv", "protocol": "geneve", "frontend": "fe-gnv", "bind": f"{IP['pump']}:{GNV_PORT}",
-                 "vnis": list(GNV_VNIS)},
+                 "vnis": list(GNV_VNIS), "peers": [f"{NET}.0/24"]},
             ],
             "batchSize": 64,
         },
