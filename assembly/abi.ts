@@ -75,6 +75,10 @@ export const FLAG_REWRITTEN: u16 = 1 << 11;
 export const FLAG_REPLY: u16 = 1 << 12;
 /** the packet's flow entry is established (admission: docs/flowtable.md) */
 export const FLAG_ESTABLISHED: u16 = 1 << 13;
+/** the packet's TCP/UDP checksum was partial (the sender's offload never finished it); completed unless the checksum policy only counts */
+export const FLAG_CHECKSUM_PARTIAL: u16 = 1 << 14;
+/** the packet's TCP/UDP checksum is wrong (left as it is) */
+export const FLAG_CHECKSUM_WRONG: u16 = 1 << 15;
 
 // ---- Backend states ----
 
@@ -112,6 +116,15 @@ export const TRANSITION_INITIALLY_UP: i32 = 3;
 export const TRANSITION_INITIALLY_DOWN: i32 = 4;
 /** passed threshold probes, but flap damping keeps it down */
 export const TRANSITION_HELD: i32 = 5;
+
+// ---- Checksum policies (setChecksumPolicy) ----
+
+/** checksums are not looked at (the default) */
+export const CHECKSUM_OFF: i32 = 0;
+/** partial and wrong TCP/UDP checksums are flagged and counted, none is changed */
+export const CHECKSUM_COUNT: i32 = 1;
+/** partial checksums are completed; wrong ones are flagged, counted and left as they are */
+export const CHECKSUM_COMPLETE_PARTIAL: i32 = 2;
 
 /** the index of no rule, no backend, no frontend */
 export const NONE: i32 = 65535;
@@ -193,9 +206,11 @@ export const C_FLOW_DRAINED: i32 = 20; // flowDrained: Tracked flows moved off a
 export const C_FLOW_MOVES: i32 = 21; // flowMoves: Flow-table entries moved to their other bucket to make room for a new one.
 export const C_RESETS: i32 = 22; // resets: Packets of TCP flows idle past their timeout answered with RSTs to both ends (enableTcpReset).
 export const C_FLOW_ESTABLISHED: i32 = 23; // flowEstablished: Flow entries that became established (seen to be real; only those cannot be evicted by new flows).
+export const C_CHECKSUM_PARTIAL: i32 = 24; // checksumPartial: Packets whose TCP/UDP checksum a sender's offload left partial (completed unless the policy only counts).
+export const C_CHECKSUM_WRONG: i32 = 25; // checksumWrong: Packets whose TCP/UDP checksum is wrong (forwarded unchanged).
 /** slot of the first drops-by-reason counter: slot base + REASON_* counts drops (and no-matches) of that reason */
-export const C_DROP_REASON_BASE: i32 = 24;
-export const COUNTER_SLOTS: i32 = 37;
+export const C_DROP_REASON_BASE: i32 = 32;
+export const COUNTER_SLOTS: i32 = 45;
 
 // ---- Limits ----
 

@@ -22,7 +22,8 @@
 // running the stages packet by packet.
 
 import {
-  ACTION_DROP, ACTION_FORWARD, ACTION_NOMATCH, ACTION_RESET, BACKEND_DOWN, BACKEND_DRAINING,
+  ACTION_DROP, ACTION_FORWARD, ACTION_NOMATCH, ACTION_RESET, BACKEND_DOWN, BACKEND_DRAINING, CHECKSUM_OFF,
+  FLAG_CHECKSUM_WRONG,
   DIST_DEFAULT, DIST_SOURCE_IP_PROTOCOL, FLAG_ESTABLISHED, FLAG_EVICTED, FLAG_EXACT_RULE,
   FLAG_FAIL_OPEN, FLAG_FLOW_HIT, FLAG_FLOW_NEW, FLAG_FRAG_3TUPLE, FLAG_FRAGMENT, FLAG_ICMP_ERROR,
   FLAG_NEXT_HOP, FLAG_REPLY, FLAG_REWRITTEN, FLAG_UNTRACKED, FLOW_ESTABLISH_AFTER_MS,
@@ -31,7 +32,7 @@ import {
   REASON_NONE, RX_ARENA_BYTES,
 } from "./consts";
 import {
-  C_BATCHES, C_BYTES, C_DROP_REASON_BASE, C_DROPPED, C_EVICTIONS, C_FLOW_DRAINED,
+  C_BATCHES, C_BYTES, C_CHECKSUM_PARTIAL, C_CHECKSUM_WRONG, C_DROP_REASON_BASE, C_DROPPED, C_EVICTIONS, C_FLOW_DRAINED,
   C_FLOW_ESTABLISHED, C_FLOW_HITS, C_FLOW_MOVED, C_FLOW_NEW, C_FORWARDED, C_FRAG_3TUPLE,
   C_FRAG_ENTRIES, C_FRAG_HITS, C_ICMP_ERRORS, C_NAT_FORWARD, C_NAT_REPLY, C_NOMATCH, C_PACKETS,
   C_RESETS, C_UNTRACKED, count, DESCRIPTOR_BYTES, descriptors, packets, PB_BYTES, PB_NEW_FLOWS,
@@ -50,6 +51,7 @@ import {
 } from "./flows";
 import { natForward, natReverse } from "./nat";
 import { writeResets } from "./reset";
+import { checkTransport } from "./checksum";
 
 // What a Packet record's key (w0..w4) and hash hold.
 const KEY_NONE: u8 = 0;
@@ -59,6 +61,10 @@ const KEY_FRAGMENT: u8 = 3; // the later fragment's (src, dst, proto, IP ID)
 
 /** A key for the entries a packet adds besides its own (reply and fragment entries). */
 const scratchKey = memory.data(48, 16);
+
+/** How TCP/UDP checksums are treated (CHECKSUM_*): a host's setting (setChecksumPolicy). */
+let checksumPolicy: i32 = CHECKSUM_OFF;
+export function setChecksumPolicy(policy: i32): void { checksumPolicy = policy; }
 
 /** Loads of passes 1 and 2 end here, so that no optimizer drops them. */
 let touched: u64 = 0;
@@ -135,6 +141,14 @@ function classify(plan: Plan, i: i32, pk: Packet, ingress: i32, link: i32): u32 
     return len;
   }
   if (parsePacket(pk, rxArena + <usize>off, <i32>len, link) != REASON_NONE) return len;
+  if (checksumPolicy != CHECKSUM_OFF) {
+    // Before anything rewrites the packet: NAT's incremental update needs a whole checksum.
+    const found = checkTransport(pk, checksumPolicy);
+    if (found != 0) {
+      pk.flags |= found;
+      count(found == FLAG_CHECKSUM_WRONG ? C_CHECKSUM_WRONG : C_CHECKSUM_PARTIAL);
+    }
+  }
 
   const frontend = ingress != NONE ? ingress : findFrontend(plan, pk.keyFamily, pk.keyDst);
   const match = frontend == NONE ? NONE

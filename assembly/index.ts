@@ -13,7 +13,8 @@
 
 import {
   BACKEND_DOWN, BACKEND_DRAINING, BACKEND_UP, CONFIG_BUFFER_BYTES, LINK_ETHERNET, LINK_RAW_IP,
-  MAX_BATCH, NONE, RX_ARENA_BYTES, ERROR_BUFFER_BYTES, TRANSITION_HELD, TRANSITION_NONE,
+  MAX_BATCH, NONE, RX_ARENA_BYTES, ERROR_BUFFER_BYTES, TRANSITION_HELD, TRANSITION_NONE, CHECKSUM_COUNT,
+  CHECKSUM_COMPLETE_PARTIAL, CHECKSUM_OFF,
 } from "./consts";
 import {
   C_CONFIG_APPLIED, C_CONFIG_REJECTED, C_FLOWS_DROPPED_BY_CONFIG, configBuffer, count, counters,
@@ -24,7 +25,7 @@ import { describe } from "./describe";
 import { holdSeconds, observe, penaltyAt, probeHealthOf } from "./health";
 import { Plan } from "./rules";
 import { rebuildPool } from "./maglev";
-import { processBatch as runBatch } from "./datapath";
+import { processBatch as runBatch, setChecksumPolicy as setPolicy } from "./datapath";
 import {
   FLOW_BYTES, flowCapacity as capacity, flowsAllocate, flowsRehash, flowsRemap, flowTableBytes, flowUsed,
   setRuleIdleMinutes,
@@ -165,6 +166,18 @@ export function processBatch(count: i32, nowMs: f64, ingressFrontend: i32, linkT
   if (linkType != LINK_RAW_IP && linkType != LINK_ETHERNET) return -1;
   if (ingressFrontend != NONE && (ingressFrontend < 0 || ingressFrontend >= current.frontendNames.length)) return -1;
   return runBatch(current, count, nowMs, ingressFrontend, linkType);
+}
+
+/**
+ * How processBatch treats the TCP/UDP checksums of the packets it parses: CHECKSUM_OFF
+ * (the default), CHECKSUM_COUNT (flag and count partial and wrong ones) or
+ * CHECKSUM_COMPLETE_PARTIAL (also complete partial ones; checksum.ts says why). Returns
+ * 0, or -1 for an unknown policy (the policy in force stays).
+ */
+export function setChecksumPolicy(policy: i32): i32 {
+  if (policy != CHECKSUM_OFF && policy != CHECKSUM_COUNT && policy != CHECKSUM_COMPLETE_PARTIAL) return -1;
+  setPolicy(policy);
+  return 0;
 }
 
 // ---- Health and admin state ----------------------------------------------------------------

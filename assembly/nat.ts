@@ -15,23 +15,8 @@
 // over all of it. SCTP's CRC32c covers no addresses and its ports are never mapped.
 
 import { FLAG_ICMP_ERROR, PROTO_ICMPV6, PROTO_TCP, PROTO_UDP } from "./consts";
+import { be16, fold, storeBe16 } from "./checksum";
 import { Packet } from "./packet";
-
-@inline function be16(p: usize): u32 {
-  return <u32>bswap<u16>(load<u16>(p));
-}
-
-@inline function storeBe16(p: usize, v: u32): void {
-  store<u16>(p, bswap<u16>(<u16>v));
-}
-
-/** Folds a one's-complement sum to 16 bits. */
-@inline function fold(s: u64): u32 {
-  s = (s & 0xffff) + (s >> 16);
-  s = (s & 0xffff) + (s >> 16);
-  s = (s & 0xffff) + (s >> 16);
-  return <u32>s;
-}
 
 /** Writes `n` bytes (even) from `src` over `at`; returns the checksum difference Σ(~old) + Σ(new). */
 function replaceBytes(at: usize, src: usize, n: i32): u64 {

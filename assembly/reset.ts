@@ -25,30 +25,13 @@
 import { FLAG_IPV6, PROTO_TCP } from "./consts";
 import { R_A, R_B, R_LEN_A, R_LEN_B } from "./layout";
 import { Packet, PACKET_BYTES, TCP_ACK, TCP_FIN, TCP_RST, TCP_SYN } from "./packet";
+import { be16, fold, storeBe16, sum16 } from "./checksum";
 
-@inline function be16(p: usize): u32 {
-  return <u32>bswap<u16>(load<u16>(p));
-}
 @inline function be32(p: usize): u32 {
   return bswap<u32>(load<u32>(p));
 }
-@inline function storeBe16(p: usize, v: u32): void {
-  store<u16>(p, bswap<u16>(<u16>v));
-}
 @inline function storeBe32(p: usize, v: u32): void {
   store<u32>(p, bswap<u32>(v));
-}
-
-/** One's-complement sum of `n` bytes at `p` (n even), unfolded. */
-function sum16(p: usize, n: i32): u64 {
-  let s: u64 = 0;
-  for (let i = 0; i < n; i += 2) s += <u64>be16(p + <usize>i);
-  return s;
-}
-
-function fold(s: u64): u32 {
-  while (s > 0xffff) s = (s & 0xffff) + (s >> 16);
-  return <u32>s;
 }
 
 /** A parsed view of a RST being built, for the NAT functions (which take a Packet). */

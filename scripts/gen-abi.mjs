@@ -40,6 +40,7 @@ unique(abi.flags, 'bit', 'flags');
 unique(abi.counters, 'slot', 'counters');
 unique(abi.targetStates, 'value', 'targetStates');
 unique(abi.transitions, 'value', 'transitions');
+unique(abi.checksumPolicies, 'value', 'checksumPolicies');
 abi.reasons.forEach((r, i) => { if (r.value !== i + 1) fail(`reasons must be numbered 1, 2, … in order (${r.name})`); });
 abi.counters.forEach((c, i) => { if (c.slot !== i) fail(`counters must be slots 0, 1, … in order (${c.name})`); });
 if (abi.counters.length > abi.reasonCounterBase.value) fail('more counters than slots before reasonCounterBase');
@@ -87,6 +88,8 @@ function assembly() {
   L.push('', '// ---- Probe target states and transitions (probeResult) ----', '');
   for (const s of abi.targetStates) L.push(`/** ${s.doc} */`, `export const ${s.const}: u8 = ${s.value};`);
   for (const s of abi.transitions) L.push(`/** ${s.doc} */`, `export const ${s.const}: i32 = ${s.value};`);
+  L.push('', '// ---- Checksum policies (setChecksumPolicy) ----', '');
+  for (const s of abi.checksumPolicies) L.push(`/** ${s.doc} */`, `export const ${s.const}: i32 = ${s.value};`);
   L.push('', `/** ${abi.none.doc} */`, `export const ${abi.none.const}: i32 = ${abi.none.value};`);
   L.push('', '// ---- Records (sizes in bytes, field offsets) ----', '');
   for (const r of abi.records) {
@@ -132,6 +135,9 @@ function typescript() {
   for (const s of abi.targetStates) L.push(`export const ${s.const} = ${s.value};`);
   L.push(`export const TRANSITIONS = [${abi.transitions.map((s) => `'${s.name}'`).join(', ')}] as const;`);
   for (const s of abi.transitions) L.push(`export const ${s.const} = ${s.value};`);
+  L.push('', '/** Checksum policies (setChecksumPolicy), by code. */');
+  L.push(`export const CHECKSUM_POLICIES = [${abi.checksumPolicies.map((s) => `'${s.name}'`).join(', ')}] as const;`);
+  for (const s of abi.checksumPolicies) L.push(`export const ${s.const} = ${s.value};`);
   L.push(`export const ${abi.none.const} = ${abi.none.value};`);
   L.push('', '/** Record sizes and field offsets (bytes). */');
   for (const r of abi.records) {
@@ -183,6 +189,9 @@ function python() {
   for (const s of abi.targetStates) L.push(`${s.const} = ${s.value}`);
   L.push(`TRANSITIONS = [${abi.transitions.map((s) => `"${s.name}"`).join(', ')}]`);
   for (const s of abi.transitions) L.push(`${s.const} = ${s.value}`);
+  L.push('', '#: Checksum policies (set_checksum_policy), by code.');
+  L.push(`CHECKSUM_POLICIES = [${abi.checksumPolicies.map((s) => `"${s.name}"`).join(', ')}]`);
+  for (const s of abi.checksumPolicies) L.push(`${s.const} = ${s.value}`);
   L.push(`${abi.none.const} = ${abi.none.value}`);
   L.push('', '#: Record sizes and field offsets (bytes).');
   for (const r of abi.records) {
@@ -231,6 +240,7 @@ function tables() {
   L.push(table(['code', 'link type', 'meaning'], abi.linkTypes.map((s) => [s.value, s.name, s.doc])), '');
   L.push('### Probe target states and transitions', '', table(['code', 'target state', 'meaning'], abi.targetStates.map((s) => [s.value, s.name, s.doc])), '');
   L.push(table(['code', 'probeResult() transition', 'meaning'], abi.transitions.map((s) => [s.value, s.name, s.doc])), '');
+  L.push('### Checksum policies', '', table(['code', 'setChecksumPolicy()', 'meaning'], abi.checksumPolicies.map((s) => [s.value, s.name, s.doc])), '');
   L.push(`Index ${abi.none.value} (0xFFFF): ${abi.none.doc}.`, '');
   L.push('### Counters', '');
   L.push(`u64 slots at \`countersPtr()\` (\`counterSlots()\` of them). Slots ${abi.reasonCounterBase.value}–${COUNTER_SLOTS - 1}: ${abi.reasonCounterBase.doc} (\`haports_drops_total{stage="core",reason}\`).`, '');

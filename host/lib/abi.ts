@@ -45,6 +45,10 @@ export const FLAGS = {
   reply: 4096,
   /** the packet's flow entry is established (admission: docs/flowtable.md) */
   established: 8192,
+  /** the packet's TCP/UDP checksum was partial (the sender's offload never finished it); completed unless the checksum policy only counts */
+  checksumPartial: 16384,
+  /** the packet's TCP/UDP checksum is wrong (left as it is) */
+  checksumWrong: 32768,
 } as const;
 
 /** Backend states, by code. */
@@ -67,6 +71,12 @@ export const TRANSITION_DOWN = 2;
 export const TRANSITION_INITIALLY_UP = 3;
 export const TRANSITION_INITIALLY_DOWN = 4;
 export const TRANSITION_HELD = 5;
+
+/** Checksum policies (setChecksumPolicy), by code. */
+export const CHECKSUM_POLICIES = ['off', 'count', 'complete'] as const;
+export const CHECKSUM_OFF = 0;
+export const CHECKSUM_COUNT = 1;
+export const CHECKSUM_COMPLETE_PARTIAL = 2;
 export const NONE = 65535;
 
 /** Record sizes and field offsets (bytes). */
@@ -84,9 +94,9 @@ export const PROBE_TARGET_BYTES = 64;
 export const PROBE_TARGET = { state: 0, held: 1, suppressed: 2, probe: 4, successRun: 8, failureRun: 12, transitionsUp: 16, transitionsDown: 20, checksSuccess: 24, checksFailure: 32, penalty: 40, penaltyAt: 48, heldSince: 56 } as const;
 
 /** Global counter slots (u64 at countersPtr()), by name, from slot 0. */
-export const COUNTERS = ['packets', 'bytes', 'forwarded', 'dropped', 'nomatch', 'flowHits', 'flowNew', 'untracked', 'evictions', 'frag3Tuple', 'icmpErrors', 'flowMoved', 'batches', 'configApplied', 'configRejected', 'flowsDroppedByConfig', 'fragHits', 'fragEntries', 'natForward', 'natReply', 'flowDrained', 'flowMoves', 'resets', 'flowEstablished'] as const;
-export const C_DROP_REASON_BASE = 24;
-export const COUNTER_SLOTS = 37;
+export const COUNTERS = ['packets', 'bytes', 'forwarded', 'dropped', 'nomatch', 'flowHits', 'flowNew', 'untracked', 'evictions', 'frag3Tuple', 'icmpErrors', 'flowMoved', 'batches', 'configApplied', 'configRejected', 'flowsDroppedByConfig', 'fragHits', 'fragEntries', 'natForward', 'natReply', 'flowDrained', 'flowMoves', 'resets', 'flowEstablished', 'checksumPartial', 'checksumWrong'] as const;
+export const C_DROP_REASON_BASE = 32;
+export const COUNTER_SLOTS = 45;
 
 /** Each counter's Prometheus name and help. */
 export const COUNTER_METRICS: Record<(typeof COUNTERS)[number], readonly [string, string]> = {
@@ -114,6 +124,8 @@ export const COUNTER_METRICS: Record<(typeof COUNTERS)[number], readonly [string
   flowMoves: ["haports_flow_entries_moved_total", "Flow-table entries moved to their other bucket to make room for a new one."],
   resets: ["haports_tcp_resets_total", "Packets of TCP flows idle past their timeout answered with RSTs to both ends (enableTcpReset)."],
   flowEstablished: ["haports_flows_established_total", "Flow entries that became established (seen to be real; only those cannot be evicted by new flows)."],
+  checksumPartial: ["haports_inner_checksums_partial_total", "Packets whose TCP/UDP checksum a sender's offload left partial (completed unless the policy only counts)."],
+  checksumWrong: ["haports_inner_checksums_wrong_total", "Packets whose TCP/UDP checksum is wrong (forwarded unchanged)."],
 };
 
 /** Limits of the core (their defaults; a build may override the overridable ones). */

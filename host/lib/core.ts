@@ -9,7 +9,7 @@ import { readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 
 import {
-  ACTION_RESET, ACTIONS, BACKEND_STATES, C_DROP_REASON_BASE, COUNTERS, DESCRIPTOR, DESCRIPTOR_BYTES, LINK_RAW_IP, NONE,
+  ACTION_RESET, ACTIONS, BACKEND_STATES, C_DROP_REASON_BASE, CHECKSUM_POLICIES, COUNTERS, DESCRIPTOR, DESCRIPTOR_BYTES, LINK_RAW_IP, NONE,
   OBJECT_COUNTER_BYTES, OBJECT_COUNTERS, PROBE_TARGET, PROBE_TARGET_BYTES, REASONS, RESET, RESET_BYTES, TARGET_STATES, TRANSITIONS, TUPLE, TUPLE_BYTES,
   VERDICT, VERDICT_BYTES,
 } from './abi.js';
@@ -61,6 +61,7 @@ interface Exports {
   warningBufferPtr(): number; warningLength(): number;
   configure(len: number): number; isConfigured(): number;
   processBatch(count: number, nowMs: number, ingress: number, link: number): number;
+  setChecksumPolicy(policy: number): number;
   setBackendHealth(b: number, up: number): number; setBackendAdmin(b: number, s: number): number;
   backendState(b: number): number;
   describePtr(): number; describeLength(): number;
@@ -409,6 +410,16 @@ export class Core {
       checksSuccess: Number(dv.getBigUint64(r + PROBE_TARGET.checksSuccess, true)),
       checksFailure: Number(dv.getBigUint64(r + PROBE_TARGET.checksFailure, true)),
     };
+  }
+
+  /**
+   * How the core treats the TCP/UDP checksums of the packets it parses: 'off' (the
+   * default), 'count' (flag and count partial and wrong ones) or 'complete' (also complete
+   * partial ones, which a sender's checksum offload left unfinished).
+   */
+  setChecksumPolicy(policy: (typeof CHECKSUM_POLICIES)[number]): void {
+    const code = CHECKSUM_POLICIES.indexOf(policy);
+    if (code < 0 || this.exports.setChecksumPolicy(code) < 0) throw new RangeError(`no checksum policy ${JSON.stringify(policy)}`);
   }
 
   /** Backend `backend`'s effective state, by name (BACKEND_STATES). */

@@ -310,6 +310,8 @@ export class Pump {
     this.passThrough = !!opts.passThrough;
     this.clock = opts.clock ?? (() => performance.now());
     this.listeners = settings.listeners.map((l) => new Listener(l, core, settings.queuePackets));
+    // Senders with checksum offload over veth hand their VTEP partial inner checksums.
+    core.setChecksumPolicy(settings.innerChecksums);
     const d = core.describe();
     for (const L of this.listeners) {
       L.targets = d.backends.map((b) => (b.family === L.family ? b.address : null));

@@ -119,14 +119,24 @@ export function packet({
   return p;
 }
 
-/** Whether an IPv4 packet's header and UDP/TCP checksums are right. */
+/** The pseudo-header sum (folded, not complemented) of a raw IPv4 or IPv6 packet's transport segment. */
+export function pseudoSum(p) {
+  const v6 = p[0] >> 4 === 6;
+  const l4 = v6 ? 40 : (p[0] & 15) * 4;
+  const total = v6 ? 40 + ((p[4] << 8) | p[5]) : (p[2] << 8) | p[3];
+  const addresses = v6 ? p.subarray(8, 40) : p.subarray(12, 20);
+  const proto = v6 ? p[6] : p[9];
+  return checksum(Uint8Array.of(0, proto, (total - l4) >> 8, (total - l4) & 0xff), checksum(addresses));
+}
+
+/** Whether a raw packet's IPv4 header checksum (IPv4) and its UDP/TCP checksum are right (no IPv6 extension headers). */
 export function checksumsValid(p) {
-  if (checksum(p.subarray(0, 20)) !== 0xffff) return false;
-  const total = (p[2] << 8) | p[3];
-  const l4 = p.subarray(20, total);
-  const pseudo = new Uint8Array(12);
-  pseudo.set(p.subarray(12, 20)); pseudo[9] = p[9]; new DataView(pseudo.buffer).setUint16(10, l4.length);
-  return checksum(l4, checksum(pseudo)) === 0xffff;
+  const v6 = p[0] >> 4 === 6;
+  if (!v6 && checksum(p.subarray(0, 20)) !== 0xffff) return false;
+  const l4 = v6 ? 40 : (p[0] & 15) * 4;
+  const total = v6 ? 40 + ((p[4] << 8) | p[5]) : (p[2] << 8) | p[3];
+  const pseudo = pseudoSum(p);
+  return checksum(p.subarray(l4, total), pseudo) === 0xffff;
 }
 
 /** An Ethernet frame around `inner` (EtherType `type`). */

@@ -16,6 +16,7 @@ import { MetricsWriter, writeCoreMetrics } from '../../build/host/metrics.mjs';
 import {
   appliances, baseConfig, checksumsValid, concat, ether, ipv4, startPump, waitFor,
 } from './helpers.mjs';
+import { pseudoSum } from '../lib/packets.mjs';
 
 const PUMP = fileURLToPath(new URL('../../build/host/pump.mjs', import.meta.url));
 const maxBatch = Core.load().maxBatch;
@@ -233,6 +234,37 @@ test('safe by default: a sender outside the listener\'s peers, or a VNI it was n
     await p.close();
     apps.close();
   }
+});
+
+test('inner checksums: a partial one (sender offload) is completed by default and counted; a wrong one is counted and relayed as it came', async () => {
+  const apps = await appliances(1);
+  for (const policy of [undefined, 'count']) {
+    const cfg = baseConfig(apps.list, { listeners: listeners(apps.port).slice(0, 1), ...(policy ? { innerChecksums: policy } : {}) });
+    const p = await startPump(cfg);
+    try {
+      const good = ipv4({ src: '192.168.9.1', dst: '172.16.0.1', proto: 6, sport: 41000, dport: 80, payload: Buffer.from('offload') });
+      const half = good.slice();
+      const s = pseudoSum(half);
+      half[36] = s >> 8; half[37] = s & 0xff; // the TCP checksum field: what an offloading sender leaves
+      const bad = good.slice();
+      bad[bad.length - 1] ^= 1;
+      const before = apps.list[0].got.length;
+      for (const inner of [half, bad]) p.send('vx', concat(vxlanHeader(1), ether(inner)));
+      await waitFor(() => apps.list[0].got.length === before + 2, 2000, 'both relayed');
+      const [gotHalf, gotBad] = apps.list[0].got.slice(before).map((g) => g.msg.subarray(8 + 14));
+      if (policy === undefined) assert.deepEqual(Buffer.from(gotHalf), Buffer.from(good), 'completed (the default)');
+      else assert.deepEqual(Buffer.from(gotHalf), Buffer.from(half), '"count" relays it as it came');
+      assert.deepEqual(Buffer.from(gotBad), Buffer.from(bad), 'a wrong checksum is never "fixed"');
+      assert.deepEqual([p.core.counters().checksumPartial, p.core.counters().checksumWrong], [1, 1]);
+      const w = new MetricsWriter();
+      writeCoreMetrics(w, p.core);
+      assert.match(w.text(), /^haports_inner_checksums_partial_total 1$/m);
+      assert.match(w.text(), /^haports_inner_checksums_wrong_total 1$/m);
+    } finally {
+      await p.close();
+    }
+  }
+  apps.close();
 });
 
 test('non-floating rule: the inner packet is rewritten (DNAT) in wasm memory and sent with valid checksums; replies reverse it', async () => {

@@ -30,6 +30,8 @@ FLAGS = {
     "rewritten": 2048,  # the packet was rewritten in place (NAT)
     "reply": 4096,  # a backend's reply, translated back to the frontend
     "established": 8192,  # the packet's flow entry is established (admission: docs/flowtable.md)
+    "checksumPartial": 16384,  # the packet's TCP/UDP checksum was partial (the sender's offload never finished it); completed unless the checksum policy only counts
+    "checksumWrong": 32768,  # the packet's TCP/UDP checksum is wrong (left as it is)
 }
 
 #: Backend states, by code.
@@ -52,6 +54,12 @@ TRANSITION_DOWN = 2
 TRANSITION_INITIALLY_UP = 3
 TRANSITION_INITIALLY_DOWN = 4
 TRANSITION_HELD = 5
+
+#: Checksum policies (set_checksum_policy), by code.
+CHECKSUM_POLICIES = ["off", "count", "complete"]
+CHECKSUM_OFF = 0
+CHECKSUM_COUNT = 1
+CHECKSUM_COMPLETE_PARTIAL = 2
 NONE = 65535
 
 #: Record sizes and field offsets (bytes).
@@ -97,9 +105,11 @@ COUNTERS = [
     "flowMoves",
     "resets",
     "flowEstablished",
+    "checksumPartial",
+    "checksumWrong",
 ]
-C_DROP_REASON_BASE = 24
-COUNTER_SLOTS = 37
+C_DROP_REASON_BASE = 32
+COUNTER_SLOTS = 45
 
 #: Limits of the core (their defaults).
 LIMITS = {

@@ -13,7 +13,7 @@ from typing import Any, Callable, Dict, List, Optional, Sequence, Union
 
 import wasmtime
 
-from .abi import (ACTION_RESET, ACTIONS, COUNTERS, DESCRIPTOR_BYTES, DESCRIPTOR_FORMAT, LINK_RAW_IP, NONE,
+from .abi import (ACTION_RESET, ACTIONS, C_DROP_REASON_BASE, CHECKSUM_POLICIES, COUNTERS, DESCRIPTOR_BYTES, DESCRIPTOR_FORMAT, LINK_RAW_IP, NONE,
                   OBJECT_COUNTER_BYTES, OBJECT_COUNTERS_FORMAT, PROBE_TARGET, PROBE_TARGET_BYTES, REASONS, RESET,
                   RESET_BYTES, TARGET_STATES, TRANSITIONS, TUPLE, TUPLE_BYTES, VERDICT, VERDICT_BYTES, VERDICT_FORMAT)
 
@@ -372,25 +372,18 @@ class Dataplane:
         return list(struct.unpack_from(f"<{n}Q", self.memory, self._ptr("countersPtr")))
 
     def counters(self) -> Dict[str, int]:
-        """Global counters by the names of core.ts, then `reason.NAME` per drop reason;
-        slots this binding has no name for (a newer core) appear as `slot.N`."""
+        """Global counters by name (abi.COUNTERS), then `reason.NAME` per drop reason, as
+        core.ts counters()."""
         vals = self.counter_values()
-        base = self.reason_base()
-        out: Dict[str, int] = {}
-        for s, v in enumerate(vals):
-            if s < base and s < len(COUNTERS):
-                out[COUNTERS[s]] = v
-            elif s >= base and s - base < len(REASONS) and REASONS[s - base]:
-                out[f"reason.{REASONS[s - base]}"] = v
-            elif s >= base and s - base == 0:
-                continue  # REASON_NONE is never counted
-            else:
-                out[f"slot.{s}"] = v
+        out: Dict[str, int] = {name: vals[s] for s, name in enumerate(COUNTERS)}
+        for i, reason in enumerate(REASONS):
+            if reason:
+                out[f"reason.{reason}"] = vals[C_DROP_REASON_BASE + i]
         return out
 
     def reason_base(self) -> int:
         """The first per-reason counter slot (C_DROP_REASON_BASE)."""
-        return max(0, self.exports.counterSlots() - len(REASONS))
+        return C_DROP_REASON_BASE
 
     def backend_counters(self) -> List[Dict[str, int]]:
         """Per backend: packets, bytes, newFlows."""
@@ -448,6 +441,11 @@ class Dataplane:
             "transitionsUp": u32("transitionsUp"), "transitionsDown": u32("transitionsDown"),
             "checksSuccess": u64("checksSuccess"), "checksFailure": u64("checksFailure"),
         }
+
+    def set_checksum_policy(self, policy: str) -> None:
+        """How the core treats TCP/UDP checksums: "off", "count" or "complete" (core.ts setChecksumPolicy)."""
+        if policy not in CHECKSUM_POLICIES or self.exports.setChecksumPolicy(CHECKSUM_POLICIES.index(policy)) < 0:
+            raise ValueError(f"no checksum policy {policy!r}")
 
     def backend_state(self, backend: int) -> int:
         return self.exports.backendState(backend)
