@@ -51,7 +51,8 @@
 // core's describe(): it never parses the configuration text itself.
 
 import { createSocket, type Socket } from 'node:dgram';
-import { readFileSync } from 'node:fs';
+import { readFileSync, watch, type FSWatcher } from 'node:fs';
+import { basename, dirname, resolve } from 'node:path';
 import { isIP } from 'node:net';
 import { parseArgs } from 'node:util';
 import { fileURLToPath, pathToFileURL } from 'node:url';
@@ -231,7 +232,8 @@ export interface ListenerCounters {
 
 class Listener {
   socket!: Socket;
-  readonly frontend: number;
+  /** The listener's frontend (core index); set again by each configuration. */
+  frontend: number;
   family: 4 | 6;
   /** Appliance address per core backend index; null when its family differs from the socket's. */
   targets: (string | null)[] = [];
@@ -254,7 +256,7 @@ class Listener {
   onSent!: (err: Error | null, bytes?: number) => void;
   onResetSent!: (err: Error | null) => void;
 
-  constructor(readonly settings: ListenerSettings, core: Core, queuePackets: number) {
+  constructor(public settings: ListenerSettings, core: Core, queuePackets: number) {
     this.frontend = core.names.frontends.indexOf(settings.frontend);
     this.family = isIP(settings.host) === 6 ? 6 : 4;
     this.qMsg = new Array(queuePackets);
@@ -282,13 +284,16 @@ export interface PumpOptions {
 }
 
 export class Pump {
-  readonly listeners: Listener[];
+  listeners: Listener[];
   private readonly log: LogFn;
   private readonly passThrough: boolean;
   private flushScheduled = false;
   private arenaBusy = false;
   private stopping = false;
+  /** A reconfiguration is waiting for the arena: datagrams queue, batches wait. */
+  private paused = false;
   private drainWaiter: (() => void) | null = null;
+  private idleWaiter: (() => void) | null = null;
   /** Kernel drops read just before the sockets closed (stats after stop()). */
   private finalSocketDrops: (number | null)[] | null = null;
   private readonly startedAt = performance.now();
@@ -305,30 +310,113 @@ export class Pump {
   private readonly flushCb = () => { this.flushScheduled = false; this.flush(); };
   private readonly clock: () => number;
 
-  constructor(readonly core: Core, readonly settings: PumpSettings, opts: PumpOptions = {}) {
+  constructor(readonly core: Core, public settings: PumpSettings, opts: PumpOptions = {}) {
     this.log = opts.log ?? (() => {});
     this.passThrough = !!opts.passThrough;
     this.clock = opts.clock ?? (() => performance.now());
-    this.listeners = settings.listeners.map((l) => new Listener(l, core, settings.queuePackets));
-    // Senders with checksum offload over veth hand their VTEP partial inner checksums.
-    core.setChecksumPolicy(settings.innerChecksums);
-    const d = core.describe();
-    for (const L of this.listeners) {
-      L.targets = d.backends.map((b) => (b.family === L.family ? b.address : null));
-      // Pass-through target: the first backend of the first rule of the frontend.
-      const frontend = d.frontends.findIndex((f) => f.name === L.settings.frontend);
-      const rule = d.rules.find((r) => r.frontend === frontend);
-      const first = rule ? d.backendPools[rule.backendPool].backends[0] ?? -1 : -1;
-      L.passTarget = first >= 0 ? L.targets[first] : null;
-      L.onSent = (err, bytes) => this.onSent(L, err, bytes);
-      L.onResetSent = (err) => this.onResetSent(L, err);
-    }
+    this.listeners = settings.listeners.map((l) => this.listener(l));
+    this.configured();
     const n = core.maxBatch;
     this.bMsg = new Array(n);
     this.bFrom = new Array(n);
     this.bHdr = new Int32Array(n);
     this.bOff = new Int32Array(n);
     this.bLen = new Int32Array(n);
+  }
+
+  private listener(settings: ListenerSettings): Listener {
+    const L = new Listener(settings, this.core, this.settings.queuePackets);
+    L.onSent = (err, bytes) => this.onSent(L, err, bytes);
+    L.onResetSent = (err) => this.onResetSent(L, err);
+    return L;
+  }
+
+  /** What each listener takes from the core's configuration: its frontend and the appliance addresses. */
+  private configured(): void {
+    // Senders with checksum offload over veth hand their VTEP partial inner checksums.
+    this.core.setChecksumPolicy(this.settings.innerChecksums);
+    const d = this.core.describe();
+    for (const L of this.listeners) {
+      L.frontend = d.frontends.findIndex((f) => f.name === L.settings.frontend);
+      L.targets = d.backends.map((b) => (b.family === L.family ? b.address : null));
+      // Pass-through target: the first backend of the first rule of the frontend.
+      const rule = d.rules.find((r) => r.frontend === L.frontend);
+      const first = rule ? d.backendPools[rule.backendPool].backends[0] ?? -1 : -1;
+      L.passTarget = first >= 0 ? L.targets[first] : null;
+    }
+  }
+
+  /**
+   * Applies a new configuration while running: `text` (which the core's reader has
+   * accepted) and its pump `settings` (from readPumpSettings). What is queued runs under
+   * the old one first; then the core is reconfigured, which keeps every tracked flow whose
+   * rule and backend remain (so flows that failover moved stay where they are). A
+   * listener whose socket settings are unchanged keeps its socket and its queue; one
+   * whose address, protocol, queue or buffers changed is rebound; removed ones close,
+   * new ones bind. A listener that cannot bind is logged and left out; the others run on.
+   */
+  async reconfigure(text: string, settings: PumpSettings): Promise<Record<'kept' | 'rebound' | 'added' | 'removed' | 'failed', string[]>> {
+    const report = { kept: [] as string[], rebound: [] as string[], added: [] as string[], removed: [] as string[], failed: [] as string[] };
+    await this.quiesce();
+    try {
+      this.core.configure(text);
+      const same = (a: ListenerSettings, b: ListenerSettings) => a.protocol === b.protocol && a.host === b.host
+        && a.port === b.port && settings.queuePackets === this.settings.queuePackets
+        && settings.socketBufferBytes === this.settings.socketBufferBytes;
+      const old = new Map(this.listeners.map((L) => [L.name, L]));
+      const next: Listener[] = [];
+      const fresh: Listener[] = [];
+      for (const ls of settings.listeners) {
+        const L = old.get(ls.name);
+        if (L && same(L.settings, ls)) {
+          L.settings = ls;
+          old.delete(ls.name);
+          next.push(L);
+          report.kept.push(ls.name);
+        } else {
+          (L ? report.rebound : report.added).push(ls.name);
+          const n = this.listener(ls);
+          fresh.push(n);
+          next.push(n);
+        }
+      }
+      // Close what goes (or is rebound: its address may be the new one's) before binding.
+      for (const L of old.values()) {
+        if (!settings.listeners.some((ls) => ls.name === L.name)) report.removed.push(L.name);
+        await new Promise<void>((r) => L.socket.close(() => r()));
+      }
+      this.settings = settings;
+      for (const L of fresh) {
+        try {
+          await this.bind(L);
+        } catch (e: any) {
+          report.failed.push(L.name);
+          next.splice(next.indexOf(L), 1);
+          this.log('error', 'cannot bind a listener', { listener: L.name, error: e.code ?? String(e), message: e.message });
+        }
+      }
+      this.listeners = next;
+      this.configured();
+    } finally {
+      this.paused = false;
+      this.scheduleFlush();
+    }
+    return report;
+  }
+
+  /**
+   * Runs what is queued, then holds batches (datagrams keep queueing) and waits until no
+   * send still reads the arena (at most SHUTDOWN_DRAIN_MS): the core may then replace
+   * its tables and grow its memory.
+   */
+  private async quiesce(): Promise<void> {
+    this.flush();
+    this.paused = true;
+    if (!this.arenaBusy) return;
+    await new Promise<void>((resolve) => {
+      const timer = setTimeout(() => { this.idleWaiter = null; resolve(); }, SHUTDOWN_DRAIN_MS);
+      this.idleWaiter = () => { clearTimeout(timer); resolve(); };
+    });
   }
 
   /** Binds every listener's socket. Rejects (and closes what was opened) on a bind error. */
@@ -419,7 +507,7 @@ export class Pump {
 
   /** Runs every queued datagram through the core and sends the forwarded ones. */
   flush(): void {
-    if (this.arenaBusy) return; // resumed by onSent once the send queues drain
+    if (this.arenaBusy || this.paused) return; // resumed by onSent once the send queues drain, or after a reconfiguration
     for (const L of this.listeners) {
       while (L.qLen > 0) {
         if (this.passThrough) this.passBatch(L);
@@ -553,6 +641,11 @@ export class Pump {
   private sendDone(): void {
     if (this.arenaBusy && this.listeners.every((x) => x.socket.getSendQueueCount() === 0)) {
       this.arenaBusy = false;
+      if (this.idleWaiter) {
+        const w = this.idleWaiter;
+        this.idleWaiter = null;
+        w();
+      }
       if (this.listeners.some((x) => x.qLen > 0)) this.scheduleFlush();
     }
     this.maybeDrained();
@@ -594,13 +687,9 @@ export class Pump {
     });
     const names = core.names;
     const backends: Record<string, unknown> = {};
-    const dv = new DataView(core.memory.buffer);
-    const bc = core.exports.backendCountersPtr();
-    names.backends.forEach((name, b) => {
-      backends[`${names.pools[names.backendPool[b]]}/${name}`] = {
-        packets: Number(dv.getBigUint64(bc + b * 24, true)),
-        flows: Number(dv.getBigUint64(bc + b * 24 + 16, true)),
-        state: core.backendState(b),
+    core.backendCounters().forEach((c, b) => {
+      backends[`${names.pools[names.backendPool[b]]}/${names.backends[b]}`] = {
+        packets: c.packets, flows: c.newFlows, state: core.backendState(b),
       };
     });
     return {
@@ -645,7 +734,7 @@ export class Pump {
       'Batches after which the kernel queued sends (send buffer full), so the next batch waited for them.')
       .sample(this.backpressureWaits);
     w.family('haports_drops_total', 'counter', DROPS_HELP);
-    const reasons = [...TUNNEL_ERRORS.filter((r) => r !== null), 'unknown-vni', 'queue-full', 'no-appliance-address', 'send-error', 'stopping'];
+    const reasons = ['peer-not-allowed', ...TUNNEL_ERRORS.filter((r) => r !== null), 'unknown-vni', 'queue-full', 'no-appliance-address', 'send-error', 'stopping'];
     for (const L of ls) {
       for (const reason of new Set([...reasons, ...Object.keys(L.counters.drops)])) {
         w.sample(L.counters.drops[reason] ?? 0, { stage: 'pump', listener: L.name, reason });
@@ -701,6 +790,40 @@ function procAddress(address: string, v6: boolean): string {
   return out;
 }
 
+// ---- Reloading ----------------------------------------------------------------------
+
+/**
+ * Reads and checks a configuration file as a reload needs it, without touching the
+ * running pump: the core's reader (in a core of its own) and the pump section.
+ */
+export function stage(path: string, maxBatch: number): { text: string; settings: PumpSettings } | { errors: string[] } {
+  let text: string;
+  try { text = readFileSync(path, 'utf8'); } catch (e: any) { return { errors: [`cannot read ${path}: ${e.code ?? e.message}`] }; }
+  const staging = Core.load();
+  try {
+    staging.configure(text);
+  } catch (e) {
+    if (e instanceof ConfigError) return { errors: e.errors };
+    throw e;
+  }
+  const { settings, errors } = readPumpSettings(staging.describe(), maxBatch);
+  return settings ? { text, settings } : { errors };
+}
+
+/**
+ * Calls `onChange` after `path` changes (debounced: editors write in several steps, or
+ * replace the file, which is why its directory is watched).
+ */
+function watchFile(path: string, onChange: () => void): FSWatcher {
+  const name = basename(path);
+  let timer: NodeJS.Timeout | null = null;
+  return watch(dirname(resolve(path)), (_event, file) => {
+    if (file !== null && file.toString() !== name) return;
+    if (timer) clearTimeout(timer);
+    timer = setTimeout(() => { timer = null; onChange(); }, 200);
+  });
+}
+
 // ---- The command -------------------------------------------------------------------
 
 export const PUMP_USAGE = `usage: haports pump --config CONFIG.json [--metrics [HOST:]PORT] [--log-level LEVEL]
@@ -718,6 +841,11 @@ writes the final counters.
                        defaults to 127.0.0.1 (a wildcard address is allowed, with a
                        warning: the metrics name every appliance)
   --log-level LEVEL    error, warn, info (default) or debug
+  --watch              reload when the configuration file changes (as on SIGHUP)
+
+SIGHUP reloads the configuration: a valid one is applied while running (tracked flows
+are kept; listeners whose address did not change keep their sockets), an invalid one is
+logged and the running one stays.
 
 exit codes: 0 stopped by a signal, 1 invalid configuration, 2 usage error, unreadable
 configuration, or an address that cannot be bound.
@@ -725,13 +853,13 @@ configuration, or an address that cannot be bound.
 
 /** Resolves with the exit code once the pump has stopped (SIGTERM/SIGINT) or failed to start. */
 export async function pumpCommand(argv: string[], out: NodeJS.WritableStream, err: NodeJS.WritableStream): Promise<number> {
-  let values: { config?: string; metrics?: string; 'log-level'?: string; help?: boolean };
+  let values: { config?: string; metrics?: string; 'log-level'?: string; watch?: boolean; help?: boolean };
   try {
     ({ values } = parseArgs({
       args: argv,
       allowPositionals: false,
       options: {
-        config: { type: 'string' }, metrics: { type: 'string' }, 'log-level': { type: 'string' },
+        config: { type: 'string' }, metrics: { type: 'string' }, 'log-level': { type: 'string' }, watch: { type: 'boolean' },
         help: { type: 'boolean', short: 'h' },
       },
     }));
@@ -791,8 +919,40 @@ export async function pumpCommand(argv: string[], out: NodeJS.WritableStream, er
   process.on('SIGTERM', onTerm);
   process.on('SIGINT', onInt);
 
-  const monitor = new HealthMonitor(core, { log });
+  let monitor = new HealthMonitor(core, { log });
   const pump = new Pump(core, settings, { log });
+
+  // Reload: SIGHUP (and, with --watch, a change of the file) re-reads the configuration;
+  // a good one is applied while running (tracked flows kept), a bad one is logged and the
+  // running one stays. SIGHUP never ends the pump. Reloads run one at a time; one asked
+  // for meanwhile runs after.
+  let reloading: Promise<void> | null = null;
+  let reloadAgain = false;
+  const reload = (why: string): void => {
+    if (stopRequested || !pumpStarted) return;
+    if (reloading) { reloadAgain = true; return; }
+    reloading = (async () => {
+      const next = stage(values.config!, core.maxBatch);
+      if ('errors' in next) {
+        log('error', 'configuration rejected; the running one stays', { trigger: why, config: values.config, errors: next.errors });
+        return;
+      }
+      const report = await pump.reconfigure(next.text, next.settings);
+      monitor.stop();
+      monitor = new HealthMonitor(core, { log });
+      monitor.start().catch((e) => log('error', 'probes', { error: String(e) }));
+      for (const w of core.warnings) log('warn', 'configuration warning', { warning: w });
+      log('info', 'reloaded', { trigger: why, config: values.config, ...report, probeTargets: monitor.targets.length });
+    })().catch((e) => log('error', 'reload failed; the running configuration stays', { trigger: why, error: String(e?.message ?? e) }))
+      .finally(() => {
+        reloading = null;
+        if (reloadAgain) { reloadAgain = false; reload(why); }
+      });
+  };
+  const onHup = () => reload('SIGHUP');
+  process.on('SIGHUP', onHup);
+  let watcher: FSWatcher | null = null;
+  if (values.watch) watcher = watchFile(values.config, () => reload('watch'));
   let server: Server | null = null;
   let pumpStarted = false;
   let code = 0;
@@ -850,9 +1010,12 @@ export async function pumpCommand(argv: string[], out: NodeJS.WritableStream, er
     }
   } finally {
     monitor.stop();
+    watcher?.close();
+    if (reloading) await reloading;
     if (server) await new Promise((r) => { server!.closeAllConnections?.(); server!.close(() => r(null)); });
     process.off('SIGTERM', onTerm);
     process.off('SIGINT', onInt);
+    process.off('SIGHUP', onHup);
   }
   if (code === 0) log('info', 'stopped', { signal: stopRequested, ...pump.stats() });
   return code;

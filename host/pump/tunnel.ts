@@ -88,37 +88,45 @@ export const decoded = {
  * packet starts there), or the negated TUNNEL_ERRORS index. Sets `decoded`.
  */
 export function decap(protocol: TunnelProtocol, b: Uint8Array): number {
-  return protocol === 'vxlan' ? decapVxlan(b) : decapGeneve(b);
+  return decapAt(protocol, b, 0, b.length);
 }
 
-export function decapVxlan(b: Uint8Array): number {
-  if (b.length < VXLAN_HEADER_BYTES) return -E_TRUNCATED;
-  if ((b[0] & VXLAN_FLAG_I) === 0) return -E_VXLAN_FLAGS;
-  if (b.length === VXLAN_HEADER_BYTES) return -E_EMPTY;
-  decoded.vni = (b[4] << 16) | (b[5] << 8) | b[6];
+/**
+ * decap() of the `len`-byte datagram at `b[off]` (the zero-copy path: a datagram received
+ * straight into wasm memory is read where it lies, no view made per datagram).
+ */
+export function decapAt(protocol: TunnelProtocol, b: Uint8Array, off: number, len: number): number {
+  return protocol === 'vxlan' ? decapVxlan(b, off, len) : decapGeneve(b, off, len);
+}
+
+export function decapVxlan(b: Uint8Array, off = 0, len = b.length - off): number {
+  if (len < VXLAN_HEADER_BYTES) return -E_TRUNCATED;
+  if ((b[off] & VXLAN_FLAG_I) === 0) return -E_VXLAN_FLAGS;
+  if (len === VXLAN_HEADER_BYTES) return -E_EMPTY;
+  decoded.vni = (b[off + 4] << 16) | (b[off + 5] << 8) | b[off + 6];
   decoded.link = LINK_ETHERNET;
   return VXLAN_HEADER_BYTES;
 }
 
-export function decapGeneve(b: Uint8Array): number {
-  if (b.length < GENEVE_BASE_BYTES) return -E_TRUNCATED;
-  if (b[0] >>> 6 !== 0) return -E_GENEVE_VERSION;
-  if (b[1] & GENEVE_FLAG_O) return -E_GENEVE_CONTROL;
-  const optBytes = (b[0] & 0x3f) * 4;
+export function decapGeneve(b: Uint8Array, off = 0, len = b.length - off): number {
+  if (len < GENEVE_BASE_BYTES) return -E_TRUNCATED;
+  if (b[off] >>> 6 !== 0) return -E_GENEVE_VERSION;
+  if (b[off + 1] & GENEVE_FLAG_O) return -E_GENEVE_CONTROL;
+  const optBytes = (b[off] & 0x3f) * 4;
   const header = GENEVE_BASE_BYTES + optBytes;
-  if (b.length < header) return -E_TRUNCATED;
+  if (len < header) return -E_TRUNCATED;
   // Walk the option TLVs: each 4 bytes + Length × 4, ending exactly at Opt Len.
   for (let at = GENEVE_BASE_BYTES; at < header;) {
     if (header - at < 4) return -E_GENEVE_OPTIONS;
-    at += 4 + (b[at + 3] & 0x1f) * 4;
+    at += 4 + (b[off + at + 3] & 0x1f) * 4;
     if (at > header) return -E_GENEVE_OPTIONS;
   }
-  const proto = (b[2] << 8) | b[3];
+  const proto = (b[off + 2] << 8) | b[off + 3];
   if (proto === ETHERTYPE_TEB) decoded.link = LINK_ETHERNET;
   else if (proto === ETHERTYPE_IPV4 || proto === ETHERTYPE_IPV6) decoded.link = LINK_RAW_IP;
   else return -E_GENEVE_PROTOCOL;
-  if (b.length === header) return -E_EMPTY;
-  decoded.vni = (b[4] << 16) | (b[5] << 8) | b[6];
+  if (len === header) return -E_EMPTY;
+  decoded.vni = (b[off + 4] << 16) | (b[off + 5] << 8) | b[off + 6];
   return header;
 }
 

@@ -3,6 +3,7 @@
 // (The end-to-end test in network namespaces is test_pump_netns.py.)
 import { test } from 'node:test';
 import dgram from 'node:dgram';
+import net from 'node:net';
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { mkdtempSync, writeFileSync } from 'node:fs';
@@ -428,6 +429,102 @@ test('an IPv6 listener sends to IPv6 appliances; kernel drops are read from /pro
   } finally {
     s.close();
     await pump.stop();
+    apps.close();
+  }
+});
+
+/** TCP listeners on each appliance address, one port for all: the probe targets. */
+async function probeTargets(list) {
+  for (let attempt = 0; ; attempt++) {
+    const servers = [];
+    let port = 0;
+    try {
+      for (const a of list) {
+        const s = net.createServer((c) => c.destroy());
+        servers.push(s);
+        await new Promise((resolve, reject) => { s.once('error', reject); s.listen(port, a.address, resolve); });
+        port = s.address().port;
+      }
+      return { port, servers };
+    } catch (e) {
+      for (const s of servers) s.close();
+      if (e.code !== 'EADDRINUSE' || attempt === 9) throw e;
+    }
+  }
+}
+
+test('command: SIGHUP reloads a good file keeping tracked flows (one moved by failover stays), keeps the running one on a bad file, never ends the pump', async () => {
+  const apps = await appliances(3);
+  const probes = await probeTargets(apps.list);
+  const dir = mkdtempSync(join(tmpdir(), 'haports-pump-'));
+  const file = join(dir, 'c.json');
+  const config = baseConfig(apps.list, { listeners: listeners(apps.port).slice(0, 1) });
+  config.probes = [{ name: 't', protocol: 'tcp', port: probes.port, intervalSeconds: 1, threshold: 1 }];
+  config.rules[0].probe = 't';
+  config.health = { damping: false };
+  writeFileSync(file, JSON.stringify(config));
+  const child = spawn(process.execPath, [PUMP, '--config', file], { stdio: ['ignore', 'ignore', 'pipe'] });
+  const lines = [];
+  let partial = '';
+  child.stderr.on('data', (d) => {
+    const text = partial + d;
+    const parts = text.split('\n');
+    partial = parts.pop();
+    for (const l of parts) if (l.startsWith('{')) lines.push(JSON.parse(l));
+  });
+  const exited = new Promise((r) => child.on('exit', (code, signal) => r({ code, signal })));
+  const sender = dgram.createSocket('udp4');
+  await new Promise((r) => sender.bind(0, '127.0.0.1', r));
+  const logged = (pred, what, ms = 4000) => waitFor(() => lines.find(pred), ms, what);
+  try {
+    const running = await logged((l) => l.msg === 'running', 'the pump to run');
+    const port = running.listeners[0].bind.port;
+    const flow = concat(vxlanHeader(1), ether(ipv4({ src: '192.168.5.5', dst: '172.16.9.9', proto: 17, sport: 5353, dport: 53 })));
+    /** Sends the flow's next packet; resolves with the appliance that got it. */
+    const where = async () => {
+      const before = apps.list.map((a) => a.got.length);
+      sender.send(flow, port, '127.0.0.1');
+      await waitFor(() => apps.list.some((a, i) => a.got.length > before[i]), 2000, 'the packet');
+      return apps.list.findIndex((a, i) => a.got.length > before[i]);
+    };
+    const first = await where();
+    // Its appliance fails its probe: the UDP flow moves (persistOnUnhealthy defaultForProtocol).
+    await new Promise((r) => probes.servers[first].close(r));
+    await logged((l) => l.msg === 'backend down' && l.address === apps.list[first].address, 'the appliance down');
+    const moved = await where();
+    assert.notEqual(moved, first);
+    // It comes back; the moved flow stays where it went (tracked).
+    probes.servers[first] = net.createServer((c) => c.destroy());
+    await new Promise((r) => probes.servers[first].listen(probes.port, apps.list[first].address, r));
+    await logged((l) => l.msg === 'backend up' && l.address === apps.list[first].address, 'the appliance up');
+    assert.equal(await where(), moved);
+
+    // A good file: a fourth backend and another batch size. Applied; the flow stays.
+    const next = structuredClone(config);
+    next.backendPools[0].backends.push({ name: 'a3', address: '127.0.0.9' });
+    next.pump.batchSize = 64;
+    writeFileSync(file, JSON.stringify(next));
+    child.kill('SIGHUP');
+    const reloaded = await logged((l) => l.msg === 'reloaded', 'the reload');
+    assert.deepEqual(reloaded.kept, ['vx']);
+    assert.equal(reloaded.trigger, 'SIGHUP');
+    assert.equal(await where(), moved, 'a flow that failover moved stays where it is across the reload');
+
+    // A bad file: logged, the running configuration stays.
+    writeFileSync(file, '{"frontends": [{"name": "fe"}]');
+    child.kill('SIGHUP');
+    const rejected = await logged((l) => l.msg === 'configuration rejected; the running one stays', 'the rejection');
+    assert.match(rejected.errors[0], /invalid JSON/);
+    assert.equal(await where(), moved);
+    assert.equal(child.exitCode, null, 'still running');
+    child.kill('SIGTERM');
+    const end = await exited;
+    assert.equal(end.code, 0);
+    assert.equal(lines.at(-1).msg, 'stopped');
+  } finally {
+    if (child.exitCode === null) child.kill('SIGKILL');
+    sender.close();
+    for (const s of probes.servers) s.close();
     apps.close();
   }
 });
