@@ -17,11 +17,8 @@
 //   haports_flow_table_entries, haports_flow_table_capacity
 
 import { createServer, type Server } from 'node:http';
-import {
-  BACKEND_DOWN, BACKEND_DRAINING, C_DROP_REASON_BASE, COUNTER_METRICS, COUNTERS, OBJECT_COUNTER_BYTES, OBJECT_COUNTERS,
-  REASONS,
-} from '../lib/abi.js';
-import type { Core } from '../lib/core.js';
+import { BACKEND_DOWN, BACKEND_DRAINING, C_DROP_REASON_BASE, COUNTER_METRICS, COUNTERS, REASONS } from '../lib/abi.js';
+import type { Core, Described, ObjectCounters } from '../lib/core.js';
 
 export const CONTENT_TYPE = 'text/plain; version=0.0.4; charset=utf-8';
 
@@ -86,54 +83,93 @@ export class MetricsWriter {
 export const DROPS_HELP = 'Packets dropped, by stage (core: the dataplane verdict; pump: before or after the core), '
   + 'listener and reason. Core reason no-rule counts packets that matched no rule.';
 
-/** The core's families: global counters, drops by reason, rules, backends, flow table. */
-export function writeCoreMetrics(w: MetricsWriter, core: Core): void {
+/**
+ * What the core's metrics are made of, as plain numbers: a worker sends one to the
+ * process that serves the metrics, which adds them up (addCoreSnapshots).
+ */
+export interface CoreSnapshot {
+  /** Every global u64 counter slot (COUNTER_SLOTS of them). */
+  counters: number[];
+  backends: ObjectCounters[];
+  rules: ObjectCounters[];
+  /** Per backend: BACKEND_* (the same in every worker: health and admin state are configuration-wide). */
+  backendStates: number[];
+  flowTable: { used: number; capacity: number };
+}
+
+export function coreSnapshot(core: Core): CoreSnapshot {
   const dv = new DataView(core.memory.buffer);
-  const u64 = (at: number) => dv.getBigUint64(at, true);
   const base = core.exports.countersPtr();
+  return {
+    counters: Array.from({ length: core.exports.counterSlots() }, (_, i) => Number(dv.getBigUint64(base + i * 8, true))),
+    backends: core.backendCounters(),
+    rules: core.ruleCounters(),
+    backendStates: Array.from({ length: core.exports.backendCount() }, (_, b) => core.exports.backendState(b)),
+    flowTable: { used: core.exports.flowTableUsed(), capacity: core.exports.flowTableCapacity() },
+  };
+}
+
+/** The sum of several workers' snapshots (states are taken from the first). */
+export function addCoreSnapshots(list: CoreSnapshot[]): CoreSnapshot {
+  const [first, ...rest] = list;
+  const sumObjects = (a: ObjectCounters[], b: ObjectCounters[]) => a.map((x, i) => ({
+    packets: x.packets + (b[i]?.packets ?? 0), bytes: x.bytes + (b[i]?.bytes ?? 0), newFlows: x.newFlows + (b[i]?.newFlows ?? 0),
+  }));
+  return rest.reduce((acc, s) => ({
+    counters: acc.counters.map((v, i) => v + (s.counters[i] ?? 0)),
+    backends: sumObjects(acc.backends, s.backends),
+    rules: sumObjects(acc.rules, s.rules),
+    backendStates: acc.backendStates,
+    flowTable: { used: acc.flowTable.used + s.flowTable.used, capacity: acc.flowTable.capacity + s.flowTable.capacity },
+  }), first);
+}
+
+/**
+ * The core's families: global counters, drops by reason, rules, backends, flow table,
+ * from one core or the sum of several workers' (names and addresses from `described`).
+ */
+export function writeCoreMetrics(w: MetricsWriter, from: Core | CoreSnapshot, described?: Described): void {
+  const snap = 'exports' in from ? coreSnapshot(from) : from;
+  const d = described ?? (from as Core).describe();
   COUNTERS.forEach((name, i) => {
     const [metric, help] = COUNTER_METRICS[name];
-    w.family(metric, 'counter', help).sample(u64(base + i * 8));
+    w.family(metric, 'counter', help).sample(snap.counters[i]);
   });
 
   w.family('haports_drops_total', 'counter', DROPS_HELP);
   REASONS.forEach((reason, i) => {
-    if (reason) w.sample(u64(base + (C_DROP_REASON_BASE + i) * 8), { stage: 'core', listener: '', reason });
+    if (reason) w.sample(snap.counters[C_DROP_REASON_BASE + i], { stage: 'core', listener: '', reason });
   });
 
-  const names = core.names;
-  const rules = core.exports.ruleCountersPtr();
-  const ruleFamilies: [string, string, number][] = [
-    ['haports_rule_packets_total', 'Packets forwarded by the rule.', OBJECT_COUNTERS.packets],
-    ['haports_rule_bytes_total', 'Bytes forwarded by the rule.', OBJECT_COUNTERS.bytes],
-    ['haports_rule_flows_total', 'New flows the rule created.', OBJECT_COUNTERS.newFlows],
+  const ruleFamilies: [string, string, keyof ObjectCounters][] = [
+    ['haports_rule_packets_total', 'Packets forwarded by the rule.', 'packets'],
+    ['haports_rule_bytes_total', 'Bytes forwarded by the rule.', 'bytes'],
+    ['haports_rule_flows_total', 'New flows the rule created.', 'newFlows'],
   ];
   ruleFamilies.forEach(([metric, help, field]) => {
     w.family(metric, 'counter', help);
-    names.rules.forEach((rule, r) => w.sample(u64(rules + r * OBJECT_COUNTER_BYTES + field), { rule }));
+    d.rules.forEach((rule, r) => w.sample(snap.rules[r][field], { rule: rule.name }));
   });
 
-  const backends = core.exports.backendCountersPtr();
-  const backendFamilies: [string, string, number][] = [
-    ['haports_backend_packets_total', 'Packets forwarded to the backend.', OBJECT_COUNTERS.packets],
-    ['haports_backend_bytes_total', 'Bytes forwarded to the backend.', OBJECT_COUNTERS.bytes],
-    ['haports_backend_flows_total', 'New flows assigned to the backend.', OBJECT_COUNTERS.newFlows],
+  const backendFamilies: [string, string, keyof ObjectCounters][] = [
+    ['haports_backend_packets_total', 'Packets forwarded to the backend.', 'packets'],
+    ['haports_backend_bytes_total', 'Bytes forwarded to the backend.', 'bytes'],
+    ['haports_backend_flows_total', 'New flows assigned to the backend.', 'newFlows'],
   ];
-  const labelsOf = (b: number) => ({ pool: names.pools[names.backendPool[b]] ?? '', backend: names.backends[b] });
+  const labelsOf = (b: number) => ({ pool: d.backendPools[d.backends[b].pool].name, backend: d.backends[b].name });
   backendFamilies.forEach(([metric, help, field]) => {
     w.family(metric, 'counter', help);
-    names.backends.forEach((_, b) => w.sample(u64(backends + b * OBJECT_COUNTER_BYTES + field), labelsOf(b)));
+    d.backends.forEach((_, b) => w.sample(snap.backends[b][field], labelsOf(b)));
   });
   w.family('haports_backend_up', 'gauge', 'Backend health: 1 unless its health probe marked it down.');
-  names.backends.forEach((_, b) => w.sample(core.exports.backendState(b) === BACKEND_DOWN ? 0 : 1, labelsOf(b)));
+  d.backends.forEach((_, b) => w.sample(snap.backendStates[b] === BACKEND_DOWN ? 0 : 1, labelsOf(b)));
   w.family('haports_backend_draining', 'gauge', 'Backend admin state: 1 when draining (no new flows).');
-  names.backends.forEach((_, b) => w.sample(core.exports.backendState(b) === BACKEND_DRAINING ? 1 : 0, labelsOf(b)));
-  const described = core.describe().backends;
+  d.backends.forEach((_, b) => w.sample(snap.backendStates[b] === BACKEND_DRAINING ? 1 : 0, labelsOf(b)));
   w.family('haports_backend_info', 'gauge', 'Backend address, by pool and name (always 1).');
-  names.backends.forEach((_, b) => w.sample(1, { ...labelsOf(b), address: described[b].address }));
+  d.backends.forEach((be, b) => w.sample(1, { ...labelsOf(b), address: be.address }));
 
-  w.family('haports_flow_table_entries', 'gauge', 'Flow-table entries in use.').sample(core.exports.flowTableUsed());
-  w.family('haports_flow_table_capacity', 'gauge', 'Flow-table capacity (entries).').sample(core.exports.flowTableCapacity());
+  w.family('haports_flow_table_entries', 'gauge', 'Flow-table entries in use.').sample(snap.flowTable.used);
+  w.family('haports_flow_table_capacity', 'gauge', 'Flow-table capacity (entries).').sample(snap.flowTable.capacity);
 }
 
 export interface ListenAddress {
@@ -176,8 +212,8 @@ export function parseHostPort(text: string, defaultPort?: number): ListenAddress
  * Serves GET /metrics (and HEAD) with `render()`'s text; 404 elsewhere. Resolves once
  * listening; the address actually bound is `server.address()` (port 0 picks one).
  */
-export function startMetricsServer(at: ListenAddress, render: () => string): Promise<Server> {
-  const server = createServer((req, res) => {
+export function startMetricsServer(at: ListenAddress, render: () => string | Promise<string>): Promise<Server> {
+  const server = createServer(async (req, res) => {
     const path = (req.url ?? '/').split('?')[0];
     if (path !== '/metrics') {
       res.writeHead(404, { 'content-type': 'text/plain' }).end('not found; metrics are at /metrics\n');
@@ -189,7 +225,7 @@ export function startMetricsServer(at: ListenAddress, render: () => string): Pro
     }
     let body: string;
     try {
-      body = render();
+      body = await render();
     } catch (e: any) {
       res.writeHead(500, { 'content-type': 'text/plain' }).end(`metrics failed: ${e?.message ?? e}\n`);
       return;

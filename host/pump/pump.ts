@@ -703,43 +703,70 @@ export class Pump {
     };
   }
 
+  /** The pump's own counters as plain numbers (a worker sends them to the metrics process). */
+  snapshot(): PumpSnapshot {
+    const kernel = socketDrops(this.listeners.map((L) => L.socket));
+    return {
+      listeners: this.listeners.map((L, i) => ({
+        name: L.name, counters: structuredClone(L.counters), queued: L.qLen, capacity: L.qMsg.length, socketDrops: kernel[i],
+      })),
+      coreSeconds: this.coreMs / 1000,
+      backpressureWaits: this.backpressureWaits,
+    };
+  }
+
   /** Pump families: haports_pump_*{listener}, and stage="pump" drops in haports_drops_total. */
   writeMetrics(w: MetricsWriter): void {
-    const ls = this.listeners;
-    const kernel = socketDrops(ls.map((L) => L.socket));
-    const each = (name: string, type: 'counter' | 'gauge', help: string, value: (L: Listener, i: number) => number | null) => {
-      w.family(name, type, help);
-      ls.forEach((L, i) => {
-        const v = value(L, i);
-        if (v !== null) w.sample(v, { listener: L.name });
-      });
-    };
-    each('haports_pump_received_packets_total', 'counter', 'Datagrams received by the listener.', (L) => L.counters.receivedPackets);
-    each('haports_pump_received_bytes_total', 'counter', 'UDP payload bytes received by the listener.', (L) => L.counters.receivedBytes);
-    each('haports_pump_sent_packets_total', 'counter', 'Datagrams sent to appliances.', (L) => L.counters.sentPackets);
-    each('haports_pump_resets_sent_total', 'counter', 'TCP RSTs sent for flows idle past their timeout (enableTcpReset): to the sender and to the appliance.', (L) => L.counters.resetPackets);
-    each('haports_pump_sent_bytes_total', 'counter', 'UDP payload bytes sent to appliances.', (L) => L.counters.sentBytes);
-    each('haports_pump_batches_total', 'counter', 'Batches run through the core.', (L) => L.counters.batches);
-    each('haports_pump_batch_packets_total', 'counter', 'Packets in those batches (÷ batches = mean batch size).', (L) => L.counters.batchPackets);
-    each('haports_pump_queue_packets', 'gauge', 'Datagrams waiting for a batch.', (L) => L.qLen);
-    each('haports_pump_queue_high_water_packets', 'gauge', 'Most datagrams ever waiting at once.', (L) => L.counters.queueHighWater);
-    each('haports_pump_queue_capacity_packets', 'gauge', 'Queue bound (pump.queuePackets).', (L) => L.qMsg.length);
-    each('haports_pump_socket_drops_total', 'counter', 'Datagrams the kernel dropped because the socket receive buffer was full.',
-      (_, i) => kernel[i]);
-    w.family('haports_pump_send_errors_total', 'counter', 'Failed sends to appliances, by error code.');
-    for (const L of ls) for (const [code, n] of Object.entries(L.counters.sendErrors)) w.sample(n, { listener: L.name, code });
-    w.family('haports_pump_core_seconds_total', 'counter', 'Time spent copying packets into the core and in core.process.')
-      .sample(Number((this.coreMs / 1000).toFixed(6)));
-    w.family('haports_pump_backpressure_waits_total', 'counter',
-      'Batches after which the kernel queued sends (send buffer full), so the next batch waited for them.')
-      .sample(this.backpressureWaits);
-    w.family('haports_drops_total', 'counter', DROPS_HELP);
-    const reasons = ['peer-not-allowed', ...TUNNEL_ERRORS.filter((r) => r !== null), 'unknown-vni', 'queue-full', 'no-appliance-address', 'send-error', 'stopping'];
-    for (const L of ls) {
-      for (const reason of new Set([...reasons, ...Object.keys(L.counters.drops)])) {
-        w.sample(L.counters.drops[reason] ?? 0, { stage: 'pump', listener: L.name, reason });
-      }
+    writePumpMetrics(w, [this.snapshot()]);
+  }
+}
+
+export interface PumpSnapshot {
+  listeners: { name: string; counters: ListenerCounters; queued: number; capacity: number; socketDrops: number | null }[];
+  coreSeconds: number;
+  backpressureWaits: number;
+}
+
+/** The pump families of one pump or several workers' (summed per listener). */
+export function writePumpMetrics(w: MetricsWriter, snapshots: PumpSnapshot[]): void {
+  type Row = PumpSnapshot['listeners'][number];
+  const byName = new Map<string, Row[]>();
+  for (const s of snapshots) for (const l of s.listeners) byName.set(l.name, [...(byName.get(l.name) ?? []), l]);
+  const each = (name: string, type: 'counter' | 'gauge', help: string, value: (l: Row) => number | null, combine = (a: number, b: number) => a + b) => {
+    w.family(name, type, help);
+    for (const [listener, rows] of byName) {
+      const values = rows.map(value).filter((v): v is number => v !== null);
+      if (values.length > 0) w.sample(values.reduce(combine), { listener });
     }
+  };
+  each('haports_pump_received_packets_total', 'counter', 'Datagrams received by the listener.', (l) => l.counters.receivedPackets);
+  each('haports_pump_received_bytes_total', 'counter', 'UDP payload bytes received by the listener.', (l) => l.counters.receivedBytes);
+  each('haports_pump_sent_packets_total', 'counter', 'Datagrams sent to appliances.', (l) => l.counters.sentPackets);
+  each('haports_pump_resets_sent_total', 'counter', 'TCP RSTs sent for flows idle past their timeout (enableTcpReset): to the sender and to the appliance.', (l) => l.counters.resetPackets);
+  each('haports_pump_sent_bytes_total', 'counter', 'UDP payload bytes sent to appliances.', (l) => l.counters.sentBytes);
+  each('haports_pump_batches_total', 'counter', 'Batches run through the core.', (l) => l.counters.batches);
+  each('haports_pump_batch_packets_total', 'counter', 'Packets in those batches (÷ batches = mean batch size).', (l) => l.counters.batchPackets);
+  each('haports_pump_queue_packets', 'gauge', 'Datagrams waiting for a batch.', (l) => l.queued);
+  each('haports_pump_queue_high_water_packets', 'gauge', 'Most datagrams ever waiting at once (the highest of the workers).', (l) => l.counters.queueHighWater, Math.max);
+  each('haports_pump_queue_capacity_packets', 'gauge', 'Queue bound (pump.queuePackets, per worker).', (l) => l.capacity, Math.max);
+  each('haports_pump_socket_drops_total', 'counter', 'Datagrams the kernel dropped because the socket receive buffer was full.', (l) => l.socketDrops);
+  w.family('haports_pump_send_errors_total', 'counter', 'Failed sends to appliances, by error code.');
+  for (const [listener, rows] of byName) {
+    const codes = new Map<string, number>();
+    for (const r of rows) for (const [code, n] of Object.entries(r.counters.sendErrors)) codes.set(code, (codes.get(code) ?? 0) + n);
+    for (const [code, n] of codes) w.sample(n, { listener, code });
+  }
+  w.family('haports_pump_core_seconds_total', 'counter', 'Time spent copying packets into the core and in core.process.')
+    .sample(Number(snapshots.reduce((n, s) => n + s.coreSeconds, 0).toFixed(6)));
+  w.family('haports_pump_backpressure_waits_total', 'counter',
+    'Batches after which the kernel queued sends (send buffer full), so the next batch waited for them.')
+    .sample(snapshots.reduce((n, s) => n + s.backpressureWaits, 0));
+  w.family('haports_drops_total', 'counter', DROPS_HELP);
+  const reasons = ['peer-not-allowed', ...TUNNEL_ERRORS.filter((r) => r !== null), 'unknown-vni', 'queue-full', 'no-appliance-address', 'send-error', 'stopping'];
+  for (const [listener, rows] of byName) {
+    const drops = new Map<string, number>(reasons.map((r) => [r, 0]));
+    for (const r of rows) for (const [reason, n] of Object.entries(r.counters.drops)) drops.set(reason, (drops.get(reason) ?? 0) + n);
+    for (const [reason, n] of drops) w.sample(n, { stage: 'pump', listener, reason });
   }
 }
 
