@@ -25,4 +25,6 @@ echo "== Envoy: end to end in a real Envoy, and the proxy-wasm filter in a JS ho
 node --test --test-concurrency=1 test/envoy/
 echo "== packet pump: tunnels, probes, metrics, then end to end in network namespaces (root)"
 node --test test/pump/
+echo "== the same pump tests over the native I/O path (recvmmsg/sendmmsg through wasm memory)"
+HAPORTS_PUMP_IO=native node --test test/pump/pump.test.mjs test/pump/metrics.test.mjs
 python3 test/pump/test_pump_netns.py

@@ -12,6 +12,7 @@ const CACHE_ENTRIES = 4096;
 export class PeerSet {
   private readonly list = new BlockList();
   private readonly cache = new Map<string, boolean>();
+  private readonly cache4 = new Map<number, boolean>();
 
   /**
    * `prefixes`: "ADDRESS/LENGTH" or one "ADDRESS", of `family` (the listener's). Throws an
@@ -31,6 +32,29 @@ export class PeerSet {
       if (!(bits >= 0 && bits <= max)) throw new Error(`[${i}]: ${JSON.stringify(p)}: the length must be 0-${max}`);
       this.list.addSubnet(address, bits, f === 4 ? 'ipv4' : 'ipv6');
     });
+  }
+
+  /**
+   * Whether a datagram from the address in words[at, at + 4) (udpio's records: the
+   * address bytes in memory order, IPv4 in the first word) is accepted.
+   */
+  hasWords(words: Int32Array, at: number): boolean {
+    if (this.family === 4) {
+      const w = words[at];
+      let ok = this.cache4.get(w);
+      if (ok === undefined) {
+        ok = this.list.check(`${w & 0xff}.${(w >>> 8) & 0xff}.${(w >>> 16) & 0xff}.${w >>> 24}`, 'ipv4');
+        if (this.cache4.size >= CACHE_ENTRIES) this.cache4.clear();
+        this.cache4.set(w, ok);
+      }
+      return ok;
+    }
+    const groups: string[] = [];
+    for (let i = 0; i < 4; i++) {
+      const w = words[at + i];
+      groups.push(((w & 0xff) << 8 | ((w >>> 8) & 0xff)).toString(16), (((w >>> 16) & 0xff) << 8 | (w >>> 24)).toString(16));
+    }
+    return this.has(groups.join(':'));
   }
 
   /** Whether a datagram from `address` (as node:dgram reports it) is accepted. */

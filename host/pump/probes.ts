@@ -109,6 +109,11 @@ export interface HealthMonitorOptions {
   runProbe?: (req: ProbeRequest) => Promise<ProbeResult>;
   /** Milliseconds on a clock that never goes back (tests). */
   now?: () => number;
+  /**
+   * Called with every result after the core has it: the pump's workers each run a core
+   * of their own, and apply the same results at the same times (so they agree).
+   */
+  onResult?: (target: number, ok: boolean, nowMs: number) => void;
 }
 
 const TRANSITION_LOG: Record<string, string> = {
@@ -123,9 +128,11 @@ export class HealthMonitor {
   private readonly log: LogFn;
   private readonly runProbe: (req: ProbeRequest) => Promise<ProbeResult>;
   private readonly now: () => number;
+  private readonly onResult: (target: number, ok: boolean, nowMs: number) => void;
 
   constructor(private readonly core: HealthCore, opts: HealthMonitorOptions = {}) {
     this.log = opts.log ?? (() => {});
+    this.onResult = opts.onResult ?? (() => {});
     this.runProbe = opts.runProbe ?? probeOnce;
     this.now = opts.now ?? (() => performance.now());
     const d = core.describe();
@@ -182,6 +189,7 @@ export class HealthMonitor {
     t.lastDetail = result.detail;
     const wasHeld = this.core.probeTarget(t.index).held;
     const transition = this.core.probeResult(t.index, result.ok, now);
+    this.onResult(t.index, result.ok, now);
     const state = this.core.probeTarget(t.index);
     this.log('debug', 'probe result', {
       probe: t.probe.name, address: t.address, ok: result.ok, detail: result.detail,

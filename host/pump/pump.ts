@@ -16,6 +16,11 @@
 // into the pump, the symmetric hash of an HA-ports rule picks the same appliance, and the
 // tracked flow keeps it there. Packets are never routed by the pump itself.
 //
+// Two I/O paths. With the native addon (udpio.ts, nativeloop.ts) datagrams arrive by
+// recvmmsg straight into the arena and leave by sendmmsg from it: no copy at all, and
+// several workers (cluster.ts) share each listener address through SO_REUSEPORT with
+// kernel steering. Without it, node:dgram, as follows.
+//
 // Zero copy: each inner packet is copied exactly once, from the received datagram into
 // the rx arena; the outgoing datagram is gathered (sendmsg iovec) from a view of the
 // received header and a view of wasm memory. A view of wasm memory must not change while
@@ -64,6 +69,9 @@ import {
 } from './tunnel.js';
 import { HealthMonitor, type LogFn } from './probes.js';
 import { PeerSet } from './peers.js';
+import { NativeLoop } from './nativeloop.js';
+import { addressWords, loadNative, type NativeUdp } from './udpio.js';
+import { finalStats, PumpCluster } from './cluster.js';
 import { DROPS_HELP, MetricsWriter, parseHostPort, startMetricsServer, writeCoreMetrics } from './metrics.js';
 
 // ---- Settings ----------------------------------------------------------------------
@@ -96,6 +104,8 @@ export interface PumpSettings {
   socketBufferBytes: number;
   /** Inner TCP/UDP checksums: complete partial ones and count wrong ones, only count, or neither. */
   innerChecksums: InnerChecksums;
+  /** Worker threads (cluster.ts); null: one per CPU with the native addon, else one. */
+  workers: number | null;
 }
 
 export type InnerChecksums = 'complete' | 'count' | 'off';
@@ -105,7 +115,7 @@ export const PUMP_DEFAULTS = {
   batchSize: 256, batchTimeoutMicros: 0, queuePackets: 8192, socketBufferBytes: 4 * 1024 * 1024,
 };
 
-const PUMP_FIELDS = ['listeners', 'batchSize', 'batchTimeoutMicros', 'queuePackets', 'socketBufferBytes', 'innerChecksums'];
+const PUMP_FIELDS = ['listeners', 'batchSize', 'batchTimeoutMicros', 'queuePackets', 'socketBufferBytes', 'innerChecksums', 'workers'];
 const LISTENER_FIELDS = ['name', 'protocol', 'frontend', 'bind', 'appliancePort', 'vnis', 'peers'];
 
 /**
@@ -135,6 +145,7 @@ export function readPumpSettings(described: Described, maxBatch: number): { sett
   const batchTimeoutMicros = int('pump.batchTimeoutMicros', p.batchTimeoutMicros, 0, 1_000_000, PUMP_DEFAULTS.batchTimeoutMicros);
   const queuePackets = int('pump.queuePackets', p.queuePackets, 1, 1 << 20, Math.max(PUMP_DEFAULTS.queuePackets, batchSize));
   const socketBufferBytes = int('pump.socketBufferBytes', p.socketBufferBytes, 0, 1 << 30, PUMP_DEFAULTS.socketBufferBytes);
+  const workers = p.workers === undefined ? null : int('pump.workers', p.workers, 1, 256, 1);
   let innerChecksums: InnerChecksums = 'complete';
   if (p.innerChecksums !== undefined) {
     if (!INNER_CHECKSUMS.includes(p.innerChecksums)) errors.push('pump.innerChecksums: must be "complete", "count" or "off"');
@@ -192,7 +203,7 @@ export function readPumpSettings(described: Described, maxBatch: number): { sett
     });
   }
   if (errors.length > 0) return { errors };
-  return { settings: { listeners, batchSize, batchTimeoutMicros, queuePackets, socketBufferBytes, innerChecksums }, errors };
+  return { settings: { listeners, batchSize, batchTimeoutMicros, queuePackets, socketBufferBytes, innerChecksums, workers }, errors };
 }
 
 // ---- Logging -----------------------------------------------------------------------
@@ -230,8 +241,14 @@ export interface ListenerCounters {
   sendErrors: Record<string, number>;
 }
 
-class Listener {
+export class Listener {
+  /** node:dgram path: the socket. Native path: `fd` and its watch. */
   socket!: Socket;
+  fd = -1;
+  watch = -1;
+  boundPort = 0;
+  /** Native path: appliance address words per core backend index (null: another family). */
+  targetWords: (Int32Array | null)[] = [];
   /** The listener's frontend (core index); set again by each configuration. */
   frontend: number;
   family: 4 | 6;
@@ -281,6 +298,13 @@ export interface PumpOptions {
    * timeouts run on it. Default performance.now(); tests pass one they can advance.
    */
   clock?: () => number;
+  /**
+   * The native UDP addon (udpio.ts loadNative()): batched, zero-copy I/O through wasm
+   * memory (nativeloop.ts). Without it the pump uses node:dgram.
+   */
+  native?: NativeUdp | null;
+  /** Native path: bind with SO_REUSEPORT (several workers on one listener address). */
+  reusePort?: boolean;
 }
 
 export class Pump {
@@ -308,12 +332,21 @@ export class Pump {
   private readonly bOff: Int32Array;
   private readonly bLen: Int32Array;
   private readonly flushCb = () => { this.flushScheduled = false; this.flush(); };
-  private readonly clock: () => number;
+  readonly clock: () => number;
+  /** The native I/O path, when the addon is given (else node:dgram). */
+  readonly native: NativeUdp | null;
+  private readonly reusePort: boolean;
+  private nativeLoop: NativeLoop | null = null;
+  /** Listeners a reconfiguration created that are not bound yet (bindPending). */
+  private unbound: Listener[] = [];
 
   constructor(readonly core: Core, public settings: PumpSettings, opts: PumpOptions = {}) {
     this.log = opts.log ?? (() => {});
     this.passThrough = !!opts.passThrough;
     this.clock = opts.clock ?? (() => performance.now());
+    this.native = opts.passThrough ? null : opts.native ?? null;
+    this.reusePort = !!opts.reusePort;
+    if (this.native) this.nativeLoop = new NativeLoop(this.native, this, settings.batchSize);
     this.listeners = settings.listeners.map((l) => this.listener(l));
     this.configured();
     const n = core.maxBatch;
@@ -339,6 +372,7 @@ export class Pump {
     for (const L of this.listeners) {
       L.frontend = d.frontends.findIndex((f) => f.name === L.settings.frontend);
       L.targets = d.backends.map((b) => (b.family === L.family ? b.address : null));
+      L.targetWords = L.targets.map((a) => (a === null ? null : addressWords(a).words));
       // Pass-through target: the first backend of the first rule of the frontend.
       const rule = d.rules.find((r) => r.frontend === L.frontend);
       const first = rule ? d.backendPools[rule.backendPool].backends[0] ?? -1 : -1;
@@ -355,7 +389,9 @@ export class Pump {
    * whose address, protocol, queue or buffers changed is rebound; removed ones close,
    * new ones bind. A listener that cannot bind is logged and left out; the others run on.
    */
-  async reconfigure(text: string, settings: PumpSettings): Promise<Record<'kept' | 'rebound' | 'added' | 'removed' | 'failed', string[]>> {
+  async reconfigure(
+    text: string, settings: PumpSettings, opts: { deferBind?: boolean } = {},
+  ): Promise<Record<'kept' | 'rebound' | 'added' | 'removed' | 'failed', string[]>> {
     const report = { kept: [] as string[], rebound: [] as string[], added: [] as string[], removed: [] as string[], failed: [] as string[] };
     await this.quiesce();
     try {
@@ -383,25 +419,38 @@ export class Pump {
       // Close what goes (or is rebound: its address may be the new one's) before binding.
       for (const L of old.values()) {
         if (!settings.listeners.some((ls) => ls.name === L.name)) report.removed.push(L.name);
-        await new Promise<void>((r) => L.socket.close(() => r()));
+        await this.close(L);
+      }
+      if (this.native && settings.batchSize !== this.settings.batchSize) {
+        this.nativeLoop = new NativeLoop(this.native, this, settings.batchSize);
       }
       this.settings = settings;
-      for (const L of fresh) {
-        try {
-          await this.bind(L);
-        } catch (e: any) {
-          report.failed.push(L.name);
-          next.splice(next.indexOf(L), 1);
-          this.log('error', 'cannot bind a listener', { listener: L.name, error: e.code ?? String(e), message: e.message });
-        }
-      }
       this.listeners = next;
+      this.unbound = fresh;
       this.configured();
+      // Several workers bind a listener in worker order (cluster.ts): they bind later.
+      if (!opts.deferBind) report.failed.push(...await this.bindPending());
     } finally {
       this.paused = false;
       this.scheduleFlush();
     }
     return report;
+  }
+
+  /** Binds the listeners a reconfiguration added or changed; returns the names of those that could not bind (left out). */
+  async bindPending(): Promise<string[]> {
+    const failed: string[] = [];
+    for (const L of this.unbound) {
+      try {
+        await this.bind(L);
+      } catch (e: any) {
+        failed.push(L.name);
+        this.listeners.splice(this.listeners.indexOf(L), 1);
+        this.log('error', 'cannot bind a listener', { listener: L.name, error: e.code ?? String(e), message: e.message });
+      }
+    }
+    this.unbound = [];
+    return failed;
   }
 
   /**
@@ -429,8 +478,23 @@ export class Pump {
     }
   }
 
+  /**
+   * Ports for listeners configured with port 0 (any free port): in a group of workers the
+   * first binds any port and the others must join it (cluster.ts sets them).
+   */
+  readonly ports = new Map<string, number>();
+
   private bind(L: Listener): Promise<void> {
     const bufferBytes = this.settings.socketBufferBytes;
+    if (this.native) {
+      // Native path: recvmmsg/sendmmsg on the fd; readable callbacks run the batch loop.
+      const native = this.native;
+      const port = L.settings.port === 0 ? this.ports.get(L.name) ?? 0 : L.settings.port;
+      L.fd = native.open(L.family, L.settings.host, port, this.reusePort, bufferBytes, bufferBytes);
+      L.boundPort = native.localPort(L.fd);
+      L.watch = native.watch(L.fd, () => { if (!this.paused && !this.stopping) this.nativeLoop!.poll(L); });
+      return Promise.resolve();
+    }
     const socket = createSocket({
       type: L.family === 6 ? 'udp6' : 'udp4',
       ...(bufferBytes > 0 ? { recvBufferSize: bufferBytes, sendBufferSize: bufferBytes } : {}),
@@ -454,14 +518,26 @@ export class Pump {
   /** The address:port each listener is bound to. */
   addresses(): Record<string, { address: string; port: number }> {
     const out: Record<string, { address: string; port: number }> = {};
-    for (const L of this.listeners) {
-      const a = L.socket.address();
-      out[L.name] = { address: a.address, port: a.port };
-    }
+    for (const L of this.listeners) out[L.name] = endpointOf(L);
     return out;
   }
 
-  private drop(L: Listener, reason: string, n = 1): void {
+  /** The listeners' socket fds (native path; -1 for node:dgram), by name: a reuseport group's steering attaches to one. */
+  fds(): Record<string, number> {
+    return Object.fromEntries(this.listeners.map((L) => [L.name, L.fd]));
+  }
+
+  private async close(L: Listener): Promise<void> {
+    if (L.fd >= 0) {
+      this.native!.unwatch(L.watch);
+      this.native!.close(L.fd);
+      L.fd = -1;
+      return;
+    }
+    await new Promise<void>((r) => L.socket.close(() => r()));
+  }
+
+  drop(L: Listener, reason: string, n = 1): void {
     L.counters.drops[reason] = (L.counters.drops[reason] ?? 0) + n;
     const now = performance.now();
     const last = L.dropLoggedAt.get(reason);
@@ -639,7 +715,7 @@ export class Pump {
 
   /** A send finished: the arena is free again once every send queue has drained. */
   private sendDone(): void {
-    if (this.arenaBusy && this.listeners.every((x) => x.socket.getSendQueueCount() === 0)) {
+    if (this.arenaBusy && this.listeners.every((x) => queuedSends(x) === 0)) {
       this.arenaBusy = false;
       if (this.idleWaiter) {
         const w = this.idleWaiter;
@@ -652,7 +728,7 @@ export class Pump {
   }
 
   private maybeDrained(): void {
-    if (this.drainWaiter && !this.arenaBusy && this.listeners.every((x) => x.qLen === 0 && x.socket.getSendQueueCount() === 0)) {
+    if (this.drainWaiter && !this.arenaBusy && this.listeners.every((x) => x.qLen === 0 && queuedSends(x) === 0)) {
       const w = this.drainWaiter;
       this.drainWaiter = null;
       w();
@@ -673,15 +749,19 @@ export class Pump {
     });
     // Send callbacks of the last batch arrive on the next tick.
     await new Promise((r) => setImmediate(r));
-    this.finalSocketDrops = socketDrops(this.listeners.map((L) => L.socket));
-    await Promise.all(this.listeners.map((L) => new Promise<void>((r) => L.socket.close(() => r()))));
+    this.finalSocketDrops = socketDrops(this.listeners.map(endpointOf));
+    await Promise.all(this.listeners.map((L) => this.close(L)));
+  }
+
+  uptimeSeconds(): number {
+    return Number(((performance.now() - this.startedAt) / 1000).toFixed(3));
   }
 
   /** Every counter of the pump and the core, as one JSON-able object. */
   stats(): Record<string, unknown> {
     const core = this.core;
     const listeners: Record<string, unknown> = {};
-    const kernel = this.finalSocketDrops ?? socketDrops(this.listeners.map((L) => L.socket));
+    const kernel = this.finalSocketDrops ?? socketDrops(this.listeners.map(endpointOf));
     this.listeners.forEach((L, i) => {
       listeners[L.name] = { ...L.counters, queued: L.qLen, socketDrops: kernel[i] };
     });
@@ -705,7 +785,7 @@ export class Pump {
 
   /** The pump's own counters as plain numbers (a worker sends them to the metrics process). */
   snapshot(): PumpSnapshot {
-    const kernel = socketDrops(this.listeners.map((L) => L.socket));
+    const kernel = this.finalSocketDrops ?? socketDrops(this.listeners.map(endpointOf));
     return {
       listeners: this.listeners.map((L, i) => ({
         name: L.name, counters: structuredClone(L.counters), queued: L.qLen, capacity: L.qMsg.length, socketDrops: kernel[i],
@@ -762,7 +842,8 @@ export function writePumpMetrics(w: MetricsWriter, snapshots: PumpSnapshot[]): v
     'Batches after which the kernel queued sends (send buffer full), so the next batch waited for them.')
     .sample(snapshots.reduce((n, s) => n + s.backpressureWaits, 0));
   w.family('haports_drops_total', 'counter', DROPS_HELP);
-  const reasons = ['peer-not-allowed', ...TUNNEL_ERRORS.filter((r) => r !== null), 'unknown-vni', 'queue-full', 'no-appliance-address', 'send-error', 'stopping'];
+  const reasons = ['peer-not-allowed', ...TUNNEL_ERRORS.filter((r) => r !== null), 'unknown-vni', 'too-long', 'queue-full', 'no-appliance-address',
+    'send-buffer-full', 'send-error', 'stopping'];
   for (const [listener, rows] of byName) {
     const drops = new Map<string, number>(reasons.map((r) => [r, 0]));
     for (const r of rows) for (const [reason, n] of Object.entries(r.counters.drops)) drops.set(reason, (drops.get(reason) ?? 0) + n);
@@ -772,11 +853,28 @@ export function writePumpMetrics(w: MetricsWriter, snapshots: PumpSnapshot[]): v
 
 // ---- Kernel socket drops -----------------------------------------------------------
 
+/** Where a listener is bound (its address as configured; its port as bound). */
+function endpointOf(L: Listener): { family: 4 | 6; address: string; port: number } {
+  if (L.fd >= 0 || !L.socket) return { family: L.family, address: L.settings.host, port: L.boundPort };
+  try {
+    const a = L.socket.address();
+    return { family: L.family, address: a.address, port: a.port };
+  } catch {
+    return { family: L.family, address: L.settings.host, port: -1 }; // closed
+  }
+}
+
+/** Sends node:dgram still holds (views of the arena); the native path holds none. */
+function queuedSends(L: Listener): number {
+  return L.fd >= 0 || !L.socket ? 0 : L.socket.getSendQueueCount();
+}
+
 /**
- * Per socket, the kernel's receive-buffer drop count (the last column of /proc/net/udp
- * and udp6, matched by local address and port); null where it cannot be read.
+ * Per endpoint, the kernel's receive-buffer drop count (the last column of /proc/net/udp
+ * and udp6, matched by local address and port, summed over the sockets that share it:
+ * SO_REUSEPORT); null where it cannot be read.
  */
-export function socketDrops(sockets: Socket[]): (number | null)[] {
+export function socketDrops(endpoints: { family: 4 | 6; address: string; port: number }[]): (number | null)[] {
   const tables: Record<string, string[] | null> = {};
   const table = (file: string) => {
     if (!(file in tables)) {
@@ -784,18 +882,18 @@ export function socketDrops(sockets: Socket[]): (number | null)[] {
     }
     return tables[file];
   };
-  return sockets.map((s) => {
-    let a: { address: string; port: number; family: string };
-    try { a = s.address() as any; } catch { return null; }
-    const v6 = a.family === 'IPv6' || (a.family as any) === 6;
+  return endpoints.map((a) => {
+    if (a.port < 0) return null;
+    const v6 = a.family === 6;
     const rows = table(v6 ? '/proc/net/udp6' : '/proc/net/udp');
     if (!rows) return null;
     const local = `${procAddress(a.address, v6)}:${a.port.toString(16).toUpperCase().padStart(4, '0')}`;
+    let found: number | null = null;
     for (const row of rows) {
       const cols = row.trim().split(/\s+/);
-      if (cols[1] === local) return Number(cols[cols.length - 1]);
+      if (cols[1] === local) found = (found ?? 0) + Number(cols[cols.length - 1]);
     }
-    return null;
+    return found;
   });
 }
 
@@ -826,6 +924,11 @@ function procAddress(address: string, v6: boolean): string {
 export function stage(path: string, maxBatch: number): { text: string; settings: PumpSettings } | { errors: string[] } {
   let text: string;
   try { text = readFileSync(path, 'utf8'); } catch (e: any) { return { errors: [`cannot read ${path}: ${e.code ?? e.message}`] }; }
+  return stageText(text, maxBatch);
+}
+
+/** stage() of a configuration's text. */
+export function stageText(text: string, maxBatch: number): { text: string; settings: PumpSettings } | { errors: string[] } {
   const staging = Core.load();
   try {
     staging.configure(text);
@@ -946,8 +1049,14 @@ export async function pumpCommand(argv: string[], out: NodeJS.WritableStream, er
   process.on('SIGTERM', onTerm);
   process.on('SIGINT', onInt);
 
-  let monitor = new HealthMonitor(core, { log });
-  const pump = new Pump(core, settings, { log });
+  // I/O: the native addon when it loads (batched, zero-copy, several workers), else node:dgram.
+  const { native, reason } = loadNative();
+  const cluster = new PumpCluster(text, settings, core.describe(), { log, native, workers: settings.workers ?? undefined });
+  log('info', 'io', native
+    ? { path: 'native', note: 'recvmmsg/sendmmsg through wasm memory', addon: reason, workers: cluster.count }
+    : { path: 'node:dgram', reason, workers: cluster.count });
+  const probeResults = (target: number, ok: boolean, now: number) => cluster.probe(target, ok, now);
+  let monitor = new HealthMonitor(core, { log, onResult: probeResults });
 
   // Reload: SIGHUP (and, with --watch, a change of the file) re-reads the configuration;
   // a good one is applied while running (tracked flows kept), a bad one is logged and the
@@ -956,7 +1065,10 @@ export async function pumpCommand(argv: string[], out: NodeJS.WritableStream, er
   let reloading: Promise<void> | null = null;
   let reloadAgain = false;
   const reload = (why: string): void => {
-    if (stopRequested || !pumpStarted) return;
+    if (stopRequested || !pumpStarted) {
+      log('warn', 'reload ignored: the pump is not running', { trigger: why });
+      return;
+    }
     if (reloading) { reloadAgain = true; return; }
     reloading = (async () => {
       const next = stage(values.config!, core.maxBatch);
@@ -964,9 +1076,11 @@ export async function pumpCommand(argv: string[], out: NodeJS.WritableStream, er
         log('error', 'configuration rejected; the running one stays', { trigger: why, config: values.config, errors: next.errors });
         return;
       }
-      const report = await pump.reconfigure(next.text, next.settings);
+      // The control's core first (the probes' targets), then every worker's.
+      core.configure(next.text);
+      const report = await cluster.reconfigure(next.text, next.settings, core.describe());
       monitor.stop();
-      monitor = new HealthMonitor(core, { log });
+      monitor = new HealthMonitor(core, { log, onResult: probeResults });
       monitor.start().catch((e) => log('error', 'probes', { error: String(e) }));
       for (const w of core.warnings) log('warn', 'configuration warning', { warning: w });
       log('info', 'reloaded', { trigger: why, config: values.config, ...report, probeTargets: monitor.targets.length });
@@ -983,17 +1097,19 @@ export async function pumpCommand(argv: string[], out: NodeJS.WritableStream, er
   let server: Server | null = null;
   let pumpStarted = false;
   let code = 0;
+  let final: Awaited<ReturnType<PumpCluster['stop']>> = null;
   try {
     log('info', 'starting', {
       config: values.config, probeTargets: monitor.targets.length, batchSize: settings.batchSize,
-      batchTimeoutMicros: settings.batchTimeoutMicros, queuePackets: settings.queuePackets,
+      batchTimeoutMicros: settings.batchTimeoutMicros, queuePackets: settings.queuePackets, workers: cluster.count,
     });
-    // One probe round first: the initial health of every appliance is known before the
-    // first packet is balanced.
+    await cluster.spawn();
+    // One probe round first (its results reach every worker's core): the initial health of
+    // every appliance is known before the first packet is balanced.
     await monitor.start();
     if (!stopRequested) {
       try {
-        await pump.start();
+        await cluster.bind();
         pumpStarted = true;
       } catch (e: any) {
         log('error', 'cannot bind a listener', { error: e.code ?? String(e), message: e.message });
@@ -1002,10 +1118,11 @@ export async function pumpCommand(argv: string[], out: NodeJS.WritableStream, er
     }
     if (pumpStarted && metricsAt && !stopRequested) {
       try {
-        server = await startMetricsServer(metricsAt, () => {
+        server = await startMetricsServer(metricsAt, async () => {
+          const snap = await cluster.snapshot();
           const w = new MetricsWriter();
-          writeCoreMetrics(w, core);
-          pump.writeMetrics(w);
+          writeCoreMetrics(w, snap.core, core.describe());
+          writePumpMetrics(w, snap.pump);
           monitor.writeMetrics(w);
           return w.text();
         });
@@ -1025,26 +1142,26 @@ export async function pumpCommand(argv: string[], out: NodeJS.WritableStream, er
       log('info', 'running', {
         listeners: settings.listeners.map((l) => ({
           name: l.name, protocol: l.protocol, frontend: l.frontend,
-          bind: pump.addresses()[l.name], appliancePort: l.appliancePort, vnis: [...l.vnis], peers: l.peers,
+          bind: cluster.addresses[l.name], appliancePort: l.appliancePort, vnis: [...l.vnis], peers: l.peers,
         })),
+        workers: cluster.count,
+        io: native ? 'native' : 'node:dgram',
         pid: process.pid,
       });
       await new Promise<void>((r) => { wake = r; if (stopRequested) r(); });
     }
-    if (pumpStarted) {
-      if (code === 0) log('info', 'stopping', { signal: stopRequested });
-      await pump.stop();
-    }
+    if (pumpStarted && code === 0) log('info', 'stopping', { signal: stopRequested });
   } finally {
     monitor.stop();
     watcher?.close();
     if (reloading) await reloading;
+    final = await cluster.stop();
     if (server) await new Promise((r) => { server!.closeAllConnections?.(); server!.close(() => r(null)); });
     process.off('SIGTERM', onTerm);
     process.off('SIGINT', onInt);
     process.off('SIGHUP', onHup);
   }
-  if (code === 0) log('info', 'stopped', { signal: stopRequested, ...pump.stats() });
+  if (code === 0) log('info', 'stopped', { signal: stopRequested, ...(final ? finalStats(final, core.describe()) : {}) });
   return code;
 }
 

@@ -3,6 +3,7 @@
 import dgram from 'node:dgram';
 import { Core } from '../../build/host/core.mjs';
 import { Pump, readPumpSettings } from '../../build/host/pump.mjs';
+import { loadNative } from '../../build/host/udpio.mjs';
 import { checksumsValid, concat, ether, packet } from '../lib/packets.mjs';
 
 /** IPv4 + UDP (or TCP) with correct checksums: what arrives in a tunnel. */
@@ -60,6 +61,18 @@ export function baseConfig(appliancesList, pumpSection, ruleExtra = {}) {
   };
 }
 
+/**
+ * The I/O path the pump tests run on: HAPORTS_PUMP_IO=native runs them over the native
+ * addon (recvmmsg/sendmmsg through wasm memory), which must then load; otherwise node:dgram.
+ */
+export const IO = process.env.HAPORTS_PUMP_IO === 'native' ? 'native' : 'js';
+let nativeUdp = null;
+if (IO === 'native') {
+  const { native, reason } = loadNative();
+  if (!native) throw new Error(`HAPORTS_PUMP_IO=native, but the native UDP addon does not load: ${reason}`);
+  nativeUdp = native;
+}
+
 /** A Pump on 127.0.0.1 (ephemeral ports), with its core; `logs` collects its log records. */
 export async function startPump(config, opts = {}) {
   const core = Core.load();
@@ -67,7 +80,7 @@ export async function startPump(config, opts = {}) {
   const { settings, errors } = readPumpSettings(core.describe(), core.maxBatch);
   if (!settings) throw new Error(errors.join('\n'));
   const logs = [];
-  const pump = new Pump(core, settings, { log: (level, msg, fields) => logs.push({ level, msg, ...fields }), ...opts });
+  const pump = new Pump(core, settings, { log: (level, msg, fields) => logs.push({ level, msg, ...fields }), native: nativeUdp, ...opts });
   await pump.start();
   const sender = dgram.createSocket('udp4');
   await new Promise((r) => sender.bind(0, '127.0.0.1', r));

@@ -14,6 +14,7 @@ import { Core } from '../../build/host/core.mjs';
 import { readPumpSettings, PUMP_DEFAULTS } from '../../build/host/pump.mjs';
 import { vxlanHeader, geneveHeader } from '../../build/host/tunnel.mjs';
 import { MetricsWriter, writeCoreMetrics } from '../../build/host/metrics.mjs';
+import { loadNative } from '../../build/host/udpio.mjs';
 import {
   appliances, baseConfig, checksumsValid, concat, ether, ipv4, startPump, waitFor,
 } from './helpers.mjs';
@@ -295,9 +296,34 @@ test('non-floating rule: the inner packet is rewritten (DNAT) in wasm memory and
   }
 });
 
+// The native path reads from the kernel socket buffer in batches and has no queue of its
+// own: its bound is the socket's receive buffer, whose overflow the kernel counts.
+test('native path: beyond the socket buffer the kernel drops, and every datagram is delivered or counted', async () => {
+  const apps = await appliances(1);
+  const { native } = loadNative();
+  assert.ok(native, 'the native UDP addon loads (node scripts/build-native.mjs)');
+  const p = await startPump(baseConfig(apps.list, { listeners: listeners(apps.port), socketBufferBytes: 4096, batchSize: 64 }), { native });
+  try {
+    // One synchronous burst: the pump cannot read before all of it is in the kernel.
+    const burst = 400;
+    const fr = frames(burst);
+    for (let i = 0; i < burst; i++) p.send('vx', concat(vxlanHeader(1), fr[i]));
+    const L = p.pump.listeners[0];
+    const dropped = () => p.pump.snapshot().listeners[0].socketDrops ?? 0;
+    await waitFor(() => apps.list[0].got.length + dropped() === burst, 3000, 'every datagram delivered or dropped by the kernel');
+    assert.ok(dropped() > 0, 'the small buffer overflowed');
+    assert.equal(L.counters.receivedPackets, apps.list[0].got.length);
+    assert.ok(L.counters.batches >= 1);
+  } finally {
+    await p.close();
+    apps.close();
+  }
+});
+
+// The node:dgram path queues datagrams for a batch, bounded by queuePackets.
 test('bounded queue: beyond queuePackets datagrams are dropped as queue-full', async () => {
   const apps = await appliances(1);
-  const p = await startPump(baseConfig(apps.list, { listeners: listeners(apps.port), batchTimeoutMicros: 300000, queuePackets: 4, batchSize: 64 }));
+  const p = await startPump(baseConfig(apps.list, { listeners: listeners(apps.port), batchTimeoutMicros: 300000, queuePackets: 4, batchSize: 64 }), { native: null });
   try {
     for (const fr of frames(10)) p.send('vx', concat(vxlanHeader(1), fr));
     await waitFor(() => p.pump.listeners[0].counters.receivedPackets === 10);
@@ -525,6 +551,96 @@ test('command: SIGHUP reloads a good file keeping tracked flows (one moved by fa
     if (child.exitCode === null) child.kill('SIGKILL');
     sender.close();
     for (const s of probes.servers) s.close();
+    apps.close();
+  }
+});
+
+test('command with 3 workers: every flow, both directions and NAT replies included, meets one worker; metrics and counters add up', async () => {
+  const { native } = loadNative();
+  assert.ok(native, 'several workers need the native UDP addon (node scripts/build-native.mjs)');
+  const apps = await appliances(3);
+  const dir = mkdtempSync(join(tmpdir(), 'haports-pump-'));
+  const file = join(dir, 'c.json');
+  // fe: floating (both directions carry the same addresses); fe2: NAT (replies come from the backend's address).
+  const config = baseConfig(apps.list, { listeners: listeners(apps.port), workers: 3 });
+  config.backendPools.push({ name: 'q', backends: [{ name: 'n0', address: '127.0.0.5' }] });
+  config.rules[1] = { name: 'nat', frontend: 'fe2', backendPool: 'q', protocol: 'all', frontendPort: 0, backendPort: 0, floatingIp: false };
+  const natApp = dgram.createSocket('udp4');
+  const natGot = [];
+  natApp.on('message', (msg) => natGot.push(msg));
+  await new Promise((r) => natApp.bind(apps.port, '127.0.0.5', r));
+  writeFileSync(file, JSON.stringify(config));
+  const child = spawn(process.execPath, [PUMP, '--config', file, '--metrics', '127.0.0.1:0'], { stdio: ['ignore', 'ignore', 'pipe'] });
+  const lines = [];
+  let partial = '';
+  child.stderr.on('data', (d) => {
+    const parts = (partial + d).split('\n');
+    partial = parts.pop();
+    for (const l of parts) if (l.startsWith('{')) lines.push(JSON.parse(l));
+  });
+  const exited = new Promise((r) => child.on('exit', (code) => r(code)));
+  // Tunnel peers on several addresses and ports: without steering, the kernel would spread
+  // their datagrams over the workers by the outer addresses, splitting flows.
+  const senders = [];
+  for (let i = 0; i < 8; i++) {
+    const s = dgram.createSocket('udp4');
+    await new Promise((r) => s.bind(0, `127.0.1.${i + 1}`, r));
+    senders.push(s);
+  }
+  const sender = { send: (d, port, host) => senders[Math.floor(Math.random() * senders.length)].send(d, port, host) };
+  try {
+    const running = await waitFor(() => lines.find((l) => l.msg === 'running'), 5000, 'the pump to run');
+    assert.equal(running.workers, 3);
+    assert.equal(running.io, 'native');
+    const vx = running.listeners.find((l) => l.name === 'vx').bind.port;
+    const gnv = running.listeners.find((l) => l.name === 'gnv').bind.port;
+    // 200 floating flows, each sent A→B then B→A.
+    const flows = 200;
+    for (let i = 0; i < flows; i++) {
+      const a = `192.168.${i >> 8}.${i & 255}`;
+      const b = `172.16.${i >> 8}.${(i * 7) & 255}`;
+      sender.send(concat(vxlanHeader(1), ether(ipv4({ src: a, dst: b, sport: 1000 + i, dport: 53 }))), vx, '127.0.0.1');
+      sender.send(concat(vxlanHeader(1), ether(ipv4({ src: b, dst: a, sport: 53, dport: 1000 + i }))), vx, '127.0.0.1');
+    }
+    await waitFor(() => apps.list.reduce((n, x) => n + x.got.length, 0) === 2 * flows, 5000, 'every floating packet');
+    const where = new Map();
+    for (const [k, x] of apps.list.entries()) {
+      for (const { msg } of x.got) {
+        const inner = msg.subarray(8 + 14);
+        const ends = [inner.subarray(12, 16).join('.'), inner.subarray(16, 20).join('.')].sort().join('|');
+        assert.ok(!where.has(ends) || where.get(ends) === k, `both directions of ${ends} on one appliance`);
+        where.set(ends, k);
+      }
+    }
+    assert.equal(where.size, flows);
+    // NAT: 100 clients to fe2; the backend answers each from its own address. A reply is
+    // translated back only by the worker that holds its flow, so steering must be right.
+    for (let i = 0; i < 100; i++) {
+      sender.send(concat(geneveHeader({ vni: 7 }), ether(ipv4({ src: `10.9.${i >> 8}.${i & 255}`, dst: '10.0.0.101', sport: 2000 + i, dport: 80 }))), gnv, '127.0.0.1');
+    }
+    await waitFor(() => natGot.length === 100, 5000, 'the NAT requests');
+    for (let i = 0; i < 100; i++) {
+      natApp.send(concat(geneveHeader({ vni: 7 }), ether(ipv4({ src: '127.0.0.5', dst: `10.9.${i >> 8}.${i & 255}`, sport: 80, dport: 2000 + i }))), gnv, '127.0.0.1');
+    }
+    await waitFor(() => natGot.length === 200, 5000, 'the NAT replies');
+    const translated = natGot.slice(100).filter((msg) => msg.subarray(8 + 14 + 12, 8 + 14 + 16).join('.') === '10.0.0.101').length;
+    assert.equal(translated, 100, 'every reply translated back to the frontend (its worker holds the flow)');
+    const metrics = await (await fetch(lines.find((l) => l.msg === 'metrics').url)).text();
+    const total = (name) => metrics.split('\n').filter((l) => l.startsWith(name)).reduce((n, l) => n + Number(l.split(' ').pop()), 0);
+    assert.equal(total('haports_pump_received_packets_total'), 2 * flows + 200, 'received, added up over the workers');
+    assert.equal(total('haports_packets_total'), 2 * flows + 200);
+    assert.equal(total('haports_nat_reply_total'), 100);
+    child.kill('SIGTERM');
+    assert.equal(await exited, 0);
+    const stopped = lines.at(-1);
+    assert.equal(stopped.msg, 'stopped');
+    assert.equal(stopped.workers, 3);
+    assert.equal(stopped.listeners.vx.receivedPackets, 2 * flows);
+    assert.equal(stopped.core.natReply, 100);
+  } finally {
+    if (child.exitCode === null) child.kill('SIGKILL');
+    for (const s of senders) s.close();
+    natApp.close();
     apps.close();
   }
 });

@@ -654,9 +654,15 @@ def backpressure(agents, ledger):
     ledger.collect(keys, timeout=0.5)
     arrived = [k for k in keys if k in ledger.arrivals]
     bad = ledger.verify(arrived)
-    waits = metric(ms, "haports_pump_backpressure_waits_total")
-    check(waits and waits > 0, f"the kernel refused sends and the pump waited for its queued sends {int(waits or 0)} times")
-    check(arrived and not bad, f"{len(arrived)} of {n} datagrams delivered, every one intact (no arena reuse under queued sends)"
+    waits = metric(ms, "haports_pump_backpressure_waits_total") or 0
+    refused = metric(ms, "haports_drops_total", stage="pump", listener="vx", reason="send-buffer-full") or 0
+    # node:dgram queues a refused send (holding a view of wasm memory) and the pump waits for
+    # it; the native path drops and counts it (a queued send would hold the slot the next
+    # batch needs). Either way the kernel refused sends, and nothing was corrupted.
+    check(waits > 0 or refused > 0,
+          f"the kernel refused sends: the pump waited for its queued sends {int(waits)} times (node:dgram), "
+          f"dropped and counted {int(refused)} (native)")
+    check(arrived and not bad, f"{len(arrived)} of {n} datagrams delivered, every one intact (no arena reuse under refused sends)"
           + (f": {bad[:3]}" if bad else ""))
     pump.p.send_signal(signal.SIGTERM)
     rc = pump.p.wait(10)
