@@ -644,3 +644,35 @@ test('command with 3 workers: every flow, both directions and NAT replies includ
     apps.close();
   }
 });
+
+test('command: --watch reloads when the file changes; a broken save is rejected and the running configuration stays', async () => {
+  const apps = await appliances(2);
+  const dir = mkdtempSync(join(tmpdir(), 'haports-pump-'));
+  const file = join(dir, 'c.json');
+  const config = baseConfig(apps.list, { listeners: listeners(apps.port).slice(0, 1) });
+  writeFileSync(file, JSON.stringify(config));
+  const child = spawn(process.execPath, [PUMP, '--config', file, '--watch'], { stdio: ['ignore', 'ignore', 'pipe'] });
+  const lines = [];
+  let partial = '';
+  child.stderr.on('data', (d) => {
+    const parts = (partial + d).split('\n');
+    partial = parts.pop();
+    for (const l of parts) if (l.startsWith('{')) lines.push(JSON.parse(l));
+  });
+  const exited = new Promise((r) => child.on('exit', (code) => r(code)));
+  try {
+    await waitFor(() => lines.find((l) => l.msg === 'running'), 5000, 'the pump to run');
+    config.pump.batchSize = 32;
+    writeFileSync(file, JSON.stringify(config));
+    const reloaded = await waitFor(() => lines.find((l) => l.msg === 'reloaded'), 5000, 'a reload on the change');
+    assert.equal(reloaded.trigger, 'watch');
+    writeFileSync(file, '{ not json');
+    const rejected = await waitFor(() => lines.find((l) => l.msg === 'configuration rejected; the running one stays'), 5000, 'the rejection');
+    assert.equal(rejected.trigger, 'watch');
+    child.kill('SIGTERM');
+    assert.equal(await exited, 0);
+  } finally {
+    if (child.exitCode === null) child.kill('SIGKILL');
+    apps.close();
+  }
+});
