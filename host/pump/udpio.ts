@@ -16,6 +16,7 @@
 import { createRequire } from 'node:module';
 import { isIPv4, isIPv6 } from 'node:net';
 import { fileURLToPath } from 'node:url';
+import { formatAddress } from '../lib/core.js';
 
 /** Int32 per received datagram in recv()'s meta. */
 export const META_INTS = 8;
@@ -187,23 +188,11 @@ export function decodeAddress(ints: Int32Array, at: number, family: 4 | 6): stri
   if (!(at >= 0 && at + 4 <= ints.length)) throw new RangeError(`address words ${at}..${at + 3} outside ${ints.length}`);
   const b = new Uint8Array(ints.buffer, ints.byteOffset + at * 4, 16);
   if (family === 4) return `${b[0]}.${b[1]}.${b[2]}.${b[3]}`;
-  const g: number[] = [];
-  for (let i = 0; i < 16; i += 2) g.push((b[i] << 8) | b[i + 1]);
-  if (g[0] === 0 && g[1] === 0 && g[2] === 0 && g[3] === 0 && g[4] === 0 && g[5] === 0xffff) {
+  if (b[0] === 0 && b[1] === 0 && b[2] === 0 && b[3] === 0 && b[4] === 0 && b[5] === 0 && b[6] === 0 && b[7] === 0
+    && b[8] === 0 && b[9] === 0 && b[10] === 0xff && b[11] === 0xff) {
     return `::ffff:${b[12]}.${b[13]}.${b[14]}.${b[15]}`; // IPv4-mapped (RFC 5952 §5)
   }
-  // The longest run of two or more zero groups, the first of equal runs, becomes ::.
-  let bestAt = -1;
-  let bestLen = 1;
-  for (let i = 0; i < 8;) {
-    if (g[i] !== 0) { i++; continue; }
-    let j = i;
-    while (j < 8 && g[j] === 0) j++;
-    if (j - i > bestLen) { bestAt = i; bestLen = j - i; }
-    i = j;
-  }
-  const hex = (from: number, to: number) => g.slice(from, to).map((x) => x.toString(16)).join(':');
-  return bestAt < 0 ? hex(0, 8) : `${hex(0, bestAt)}::${hex(bestAt + bestLen, 8)}`;
+  return formatAddress(b);
 }
 
 /** Datagram i's source in a recv() meta array. */
