@@ -28,3 +28,5 @@ node --test test/pump/
 echo "== the same pump tests over the native I/O path (recvmmsg/sendmmsg through wasm memory)"
 HAPORTS_PUMP_IO=native node --test test/pump/pump.test.mjs test/pump/metrics.test.mjs
 python3 test/pump/test_pump_netns.py
+echo "== the lab: kernel VXLAN endpoints, stateful iptables firewalls, iperf3, curl and ping through the pump (offload on)"
+python3 test/pump/test_pump_lab.py
