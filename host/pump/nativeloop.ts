@@ -7,7 +7,10 @@
 //   readable ─▶ recv(≤ batchSize) ─▶ per datagram: peer, tunnel header, VNI ─▶
 //   descriptors (offset = slot + header) ─▶ processBatch (one per link type present) ─▶
 //   per verdict: forward → one message [slot, whole datagram] to the appliance;
-//   reset → [header] ‖ [RST] to the sender and to the appliance ─▶ send (sendmmsg)
+//   reset → [header] ‖ [RST] to the sender and to the appliance ─▶ messages grouped by
+//   destination (stable: each appliance's datagrams keep their order) ─▶ send (sendmmsg;
+//   with `udpSegmentation`, each run of equal-length datagrams to one appliance is one
+//   UDP GSO message)
 //
 // Degrading, not collapsing: each readable callback does at most `BATCHES_PER_TURN`
 // batches, then returns to the event loop (timers, probes, metrics keep running; the
@@ -41,7 +44,11 @@ export class NativeLoop {
   /** Datagram slot size: the arena split evenly over a batch (a jumbo datagram fits). */
   readonly slot: number;
   private readonly meta: Int32Array;
-  private readonly desc: Int32Array;
+  /** The messages of a batch, and a second array that grouping permutes them into. */
+  private desc: Int32Array;
+  private descSpare: Int32Array;
+  /** Per message: destination key × 4096 + index (grouping's sort). */
+  private readonly order: Int32Array;
   /** Per descriptor of the current core batch: its datagram's slot and tunnel-header length. */
   private readonly slotOf: Int32Array;
   private readonly hdrOf: Int32Array;
@@ -49,12 +56,18 @@ export class NativeLoop {
   private readonly linkOf: Int8Array;
   private readonly hdrLen: Int32Array;
 
-  constructor(readonly native: NativeUdp, readonly host: NativeLoopHost, readonly batchSize: number) {
+  /**
+   * @param segment send runs of datagrams as UDP GSO messages (pump.udpSegmentation);
+   *   the addon falls back to one message per datagram where the kernel refuses it.
+   */
+  constructor(readonly native: NativeUdp, readonly host: NativeLoopHost, readonly batchSize: number, readonly segment = true) {
     const core = host.core;
     this.slot = Math.min(65536, Math.floor(core.arenaSize / batchSize / 64) * 64);
     this.meta = new Int32Array(batchSize * META_INTS);
     // Two messages per datagram at most (a reset's two RSTs).
     this.desc = new Int32Array(2 * batchSize * DESC_INTS);
+    this.descSpare = new Int32Array(2 * batchSize * DESC_INTS);
+    this.order = new Int32Array(2 * batchSize);
     this.slotOf = new Int32Array(batchSize);
     this.hdrOf = new Int32Array(batchSize);
     this.linkOf = new Int8Array(batchSize);
@@ -135,6 +148,7 @@ export class NativeLoop {
     const resets = ex.resetsPtr();
     const port = L.settings.appliancePort;
     const desc = this.desc;
+    const order = this.order;
     let m = 0;
     for (let j = 0; j < n; j++) {
       const v = verdicts + j * VERDICT_BYTES;
@@ -151,14 +165,35 @@ export class NativeLoop {
         const lenA = bytes[r + RESET.lengthA] | (bytes[r + RESET.lengthA + 1] << 8);
         const lenB = bytes[r + RESET.lengthB] | (bytes[r + RESET.lengthB + 1] << 8);
         const mm = i * META_INTS;
+        order[m] = m; // key 0: resets keep their order, ahead of the forwarded datagrams
         message(desc, m++, meta[mm + META.family], meta[mm + META.port], meta, mm + META.address, slot, this.hdrOf[j], r + RESET.a, lenA);
-        if (target) message(desc, m++, meta[mm + META.family], port, target, 0, slot, this.hdrOf[j], r + RESET.b, lenB);
+        if (target) { order[m] = m; message(desc, m++, meta[mm + META.family], port, target, 0, slot, this.hdrOf[j], r + RESET.b, lenB); }
         continue;
       }
       if (!target) { this.host.drop(L, 'no-appliance-address'); continue; }
+      order[m] = (b + 1) * 4096 + m; // key: the appliance (b < 0xffff, m < 2048: below 2^31)
       message(desc, m++, meta[i * META_INTS + META.family], port, target, 0, slot, len, 0, 0);
     }
+    if (m > 1 && this.segment) this.group(m);
     if (m > 0) this.send(L, m);
+  }
+
+  /**
+   * Orders the batch's `m` messages by destination, keeping each destination's order, so
+   * that the addon finds each appliance's datagrams in one run (UDP GSO). Reordering
+   * across appliances changes nothing any receiver sees.
+   */
+  private group(m: number): void {
+    const order = this.order.subarray(0, m);
+    order.sort();
+    const from = this.desc;
+    const to = this.descSpare;
+    for (let k = 0; k < m; k++) {
+      const src = (order[k] & 4095) * DESC_INTS;
+      for (let x = 0; x < DESC_INTS; x++) to[k * DESC_INTS + x] = from[src + x];
+    }
+    this.desc = to;
+    this.descSpare = from;
   }
 
   /** sendmmsg of `count` messages; what the kernel cannot take now is dropped and counted. */
@@ -169,7 +204,7 @@ export class NativeLoop {
     while (sent < count) {
       let k: number;
       try {
-        k = this.native.send(L.fd, memory, this.desc.subarray(sent * DESC_INTS), count - sent);
+        k = this.native.send(L.fd, memory, this.desc.subarray(sent * DESC_INTS), count - sent, this.segment);
       } catch (e: any) {
         // This message failed (e.g. EHOSTUNREACH): count it and go on with the next.
         const code = e?.code ?? 'error';

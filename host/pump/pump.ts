@@ -106,6 +106,8 @@ export interface PumpSettings {
   innerChecksums: InnerChecksums;
   /** Worker threads (cluster.ts); null: one per CPU with the native addon, else one. */
   workers: number | null;
+  /** Native path: runs of equal-length datagrams to one appliance leave as one UDP GSO message. */
+  udpSegmentation: boolean;
 }
 
 export type InnerChecksums = 'complete' | 'count' | 'off';
@@ -115,7 +117,7 @@ export const PUMP_DEFAULTS = {
   batchSize: 256, batchTimeoutMicros: 0, queuePackets: 8192, socketBufferBytes: 4 * 1024 * 1024,
 };
 
-const PUMP_FIELDS = ['listeners', 'batchSize', 'batchTimeoutMicros', 'queuePackets', 'socketBufferBytes', 'innerChecksums', 'workers'];
+const PUMP_FIELDS = ['listeners', 'batchSize', 'batchTimeoutMicros', 'queuePackets', 'socketBufferBytes', 'innerChecksums', 'workers', 'udpSegmentation'];
 const LISTENER_FIELDS = ['name', 'protocol', 'frontend', 'bind', 'appliancePort', 'vnis', 'peers'];
 
 /**
@@ -150,6 +152,12 @@ export function readPumpSettings(described: Described, maxBatch: number): { sett
   if (p.innerChecksums !== undefined) {
     if (!INNER_CHECKSUMS.includes(p.innerChecksums)) errors.push('pump.innerChecksums: must be "complete", "count" or "off"');
     else innerChecksums = p.innerChecksums;
+  }
+
+  let udpSegmentation = true;
+  if (p.udpSegmentation !== undefined) {
+    if (typeof p.udpSegmentation !== 'boolean') errors.push('pump.udpSegmentation: must be true or false');
+    else udpSegmentation = p.udpSegmentation;
   }
 
   const frontends = described.frontends.map((f) => f.name);
@@ -203,7 +211,7 @@ export function readPumpSettings(described: Described, maxBatch: number): { sett
     });
   }
   if (errors.length > 0) return { errors };
-  return { settings: { listeners, batchSize, batchTimeoutMicros, queuePackets, socketBufferBytes, innerChecksums, workers }, errors };
+  return { settings: { listeners, batchSize, batchTimeoutMicros, queuePackets, socketBufferBytes, innerChecksums, workers, udpSegmentation }, errors };
 }
 
 // ---- Logging -----------------------------------------------------------------------
@@ -346,7 +354,7 @@ export class Pump {
     this.clock = opts.clock ?? (() => performance.now());
     this.native = opts.passThrough ? null : opts.native ?? null;
     this.reusePort = !!opts.reusePort;
-    if (this.native) this.nativeLoop = new NativeLoop(this.native, this, settings.batchSize);
+    if (this.native) this.nativeLoop = new NativeLoop(this.native, this, settings.batchSize, settings.udpSegmentation);
     this.listeners = settings.listeners.map((l) => this.listener(l));
     this.configured();
     const n = core.maxBatch;
@@ -421,8 +429,8 @@ export class Pump {
         if (!settings.listeners.some((ls) => ls.name === L.name)) report.removed.push(L.name);
         await this.close(L);
       }
-      if (this.native && settings.batchSize !== this.settings.batchSize) {
-        this.nativeLoop = new NativeLoop(this.native, this, settings.batchSize);
+      if (this.native && (settings.batchSize !== this.settings.batchSize || settings.udpSegmentation !== this.settings.udpSegmentation)) {
+        this.nativeLoop = new NativeLoop(this.native, this, settings.batchSize, settings.udpSegmentation);
       }
       this.settings = settings;
       this.listeners = next;

@@ -101,8 +101,12 @@ export interface NativeUdp {
    * fewer than `count` when a later one would block or failed. Throws when the first one
    * fails (code = errno name), so after a short count, call again with
    * desc.subarray(sent * DESC_INTS): 0 means wait, an exception is that message's error.
+   * With `segment`, each run of consecutive datagrams of one length to one destination
+   * goes as one UDP GSO message (UDP_SEGMENT; up to 64 datagrams, 60,000 bytes), falling
+   * back to one message per datagram where the kernel refuses it; the count is still of
+   * datagrams, and still a prefix.
    */
-  send(fd: number, memory: ArrayBuffer, desc: Int32Array, count: number): number;
+  send(fd: number, memory: ArrayBuffer, desc: Int32Array, count: number, segment?: boolean): number;
   /** Closes a UDP socket, after stopping this thread's watches of it. */
   close(fd: number): void;
   /** MAX_BATCH, as built. */

@@ -43,6 +43,8 @@ test('settings: defaults, and every error as path: reason', () => {
   assert.equal(settings.batchTimeoutMicros, 0);
   assert.equal(settings.queuePackets, 8192);
   assert.equal(settings.innerChecksums, 'complete');
+  assert.equal(settings.udpSegmentation, true);
+  assert.equal(settingsOf({ ...cfg, pump: { ...cfg.pump, udpSegmentation: false } }).settings.udpSegmentation, false);
   const { peerSet, ...listener } = settings.listeners[0];
   assert.deepEqual(listener, {
     name: 'a', protocol: 'vxlan', frontend: 'fe', host: '10.9.0.1', port: 4789, appliancePort: 4789, vnis: new Set([100]),
@@ -65,7 +67,7 @@ test('settings: defaults, and every error as path: reason', () => {
         { name: 'b', protocol: 'vxlan', frontend: 'fe', bind: 'fd00::1:4789' },
         { name: 'b', protocol: 'vxlan', frontend: 'fe', bind: '10.0.0.1:1', vnis: [1 << 24], peers: ['10.0.0.0/33', 'fd00::/8', 'x', 7] },
       ],
-      innerChecksums: 'fix',
+      innerChecksums: 'fix', udpSegmentation: 'on',
       batchSize: maxBatch + 1, queuePackets: 0, health: { damping: false },
       surprise: true,
     },
@@ -86,6 +88,7 @@ test('settings: defaults, and every error as path: reason', () => {
     'pump.listeners[1].peers: required, a non-empty array of source prefixes ("10.9.0.0/24", "fd00::/64", or one address) of the tunnel peers this listener accepts',
     'pump.listeners[2].peers[0]: "10.0.0.0/33": the length must be 0-32',
     'pump.innerChecksums: must be "complete", "count" or "off"',
+    'pump.udpSegmentation: must be true or false',
   ]) assert.ok(bad.includes(e), `missing error ${e}\n got ${bad.join('\n')}`);
   assert.ok(settingsOf({ frontends: [], pump: { listeners: [{ name: 'a', protocol: 'vxlan', frontend: 'x', bind: 'myhost:1' }] } })
     .errors.includes('pump.listeners[0].bind: "myhost" is not an IP address'));

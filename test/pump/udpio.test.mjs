@@ -263,6 +263,103 @@ for (const family of [4, 6]) {
   });
 }
 
+test('send with segment (UDP GSO): runs to one destination arrive as separate datagrams, intact and in order', async () => {
+  addon();
+  const fd = u.open(4, '127.0.0.1', 0, false, 0, 1 << 22);
+  const a = await dgramSocket('udp4');
+  const b = await dgramSocket('udp4');
+  const gotA = collect(a);
+  const gotB = collect(b);
+  try {
+    const memory = new WebAssembly.Memory({ initial: 4 }).buffer;
+    const bytes = new Uint8Array(memory);
+    for (let i = 0; i < bytes.length; i++) bytes[i] = (i * 13 + 5) & 0xff;
+    // Runs that must be cut: a length change, a destination change, more than 64
+    // datagrams, more than 60,000 bytes; two-part and one-part datagrams; an empty one.
+    const plan = [];
+    for (let i = 0; i < 10; i++) plan.push([a, 100]);
+    for (let i = 0; i < 3; i++) plan.push([a, 60]);
+    plan.push([b, 100], [a, 100], [b, 100]);
+    for (let i = 0; i < 70; i++) plan.push([a, 200]);
+    for (let i = 0; i < 50; i++) plan.push([b, 1400]);
+    plan.push([a, 0], [a, 0], [b, 7]);
+    const desc = new Int32Array(plan.length * DESC_INTS);
+    const expected = plan.map(([sock, len], i) => {
+      const off = (i * 1499) % (bytes.length - 2000);
+      setDestination(desc, i, '127.0.0.1', sock.address().port);
+      if (i % 2) setIovs(desc, i, off, Math.min(8, len), off + 600, Math.max(0, len - 8));
+      else setIovs(desc, i, off, len);
+      const d = i % 2 ? Buffer.concat([bytes.subarray(off, off + Math.min(8, len)), bytes.subarray(off + 600, off + 600 + Math.max(0, len - 8))])
+        : Buffer.from(bytes.subarray(off, off + len));
+      return { sock, d };
+    });
+    let sent = 0;
+    while (sent < plan.length) {
+      const k = u.send(fd, memory, desc.subarray(sent * DESC_INTS), plan.length - sent, true);
+      assert.ok(k > 0, 'the kernel takes them (a 4 MiB send buffer)');
+      sent += k;
+    }
+    const wantA = expected.filter((e) => e.sock === a).map((e) => e.d);
+    const wantB = expected.filter((e) => e.sock === b).map((e) => e.d);
+    await until(() => gotA.length === wantA.length && gotB.length === wantB.length, 'every datagram');
+    assert.deepEqual(gotA.map((g) => g.msg), wantA, 'to a: each datagram, in order');
+    assert.deepEqual(gotB.map((g) => g.msg), wantB, 'to b: each datagram, in order');
+    assert.throws(() => u.send(fd, memory, desc, 1, 'yes'), TypeError);
+  } finally {
+    u.close(fd);
+    a.close();
+    b.close();
+  }
+});
+
+test('send with segment: one pass through the stack per run (loopback counts skbs); too big for the MTU falls back', () => {
+  addon();
+  // In a namespace of its own, loopback's transmit counter counts what left the UDP/IP
+  // output path: one packet per GSO message, one per datagram without. With an MTU of
+  // 1500, a run of 3,000-byte datagrams cannot be segmented (EMSGSIZE): they go one by
+  // one and are fragmented, as without segment.
+  const prefix = process.getuid?.() === 0 ? ['unshare', '-n'] : ['unshare', '-rn'];
+  const r = runChild(`
+    import { execFileSync } from 'node:child_process';
+    import dgram from 'node:dgram';
+    import { loadNative, setDestination, setIovs, DESC_INTS } from ${JSON.stringify(UDPIO)};
+    execFileSync('ip', ['link', 'set', 'lo', 'up', 'mtu', '1500']);
+    const txPackets = () => JSON.parse(execFileSync('ip', ['-s', '-j', 'link', 'show', 'lo']))[0].stats64.tx.packets;
+    const { native: u } = loadNative();
+    const rx = dgram.createSocket('udp4');
+    let got = 0, gotBytes = 0;
+    rx.on('message', (m) => { got++; gotBytes += m.length; });
+    await new Promise((r) => rx.bind(0, '127.0.0.1', r));
+    rx.setRecvBufferSize(1 << 22); // 64 fragmented datagrams take room
+    const fd = u.open(4, '127.0.0.1', 0, false, 0, 1 << 22);
+    const memory = new ArrayBuffer(8192);
+    const out = {};
+    for (const [name, len, segment] of [['plain', 500, false], ['segment', 500, true], ['tooBig', 3000, true]]) {
+      const n = 64, desc = new Int32Array(n * DESC_INTS);
+      for (let i = 0; i < n; i++) { setDestination(desc, i, '127.0.0.1', rx.address().port); setIovs(desc, i, 0, len); }
+      got = 0; gotBytes = 0;
+      const before = txPackets();
+      const sent = u.send(fd, memory, desc, n, segment);
+      const deadline = Date.now() + 5000;
+      while (got < n && Date.now() < deadline) await new Promise((r) => setTimeout(r, 5));
+      out[name] = { sent, got, gotBytes, skbs: txPackets() - before };
+    }
+    console.log(JSON.stringify(out));
+    process.exit(0);
+  `, { prefix });
+  if (r.error?.code === 'ENOENT') assert.fail('unshare is not installed (util-linux): this test needs it, and root');
+  assert.equal(r.status, 0, r.stderr);
+  const out = JSON.parse(r.stdout.trim().split('\n').pop());
+  for (const [name, len] of [['plain', 500], ['segment', 500], ['tooBig', 3000]]) {
+    assert.equal(out[name].sent, 64, `${name}: 64 datagrams sent`);
+    assert.equal(out[name].got, 64, `${name}: 64 datagrams received`);
+    assert.equal(out[name].gotBytes, 64 * len, `${name}: every byte`);
+  }
+  assert.equal(out.plain.skbs, 64, 'without segment: one skb per datagram');
+  assert.equal(out.segment.skbs, 1, 'with segment: one GSO skb for the run of 64');
+  assert.ok(out.tooBig.skbs >= 128, `too big: one by one, fragmented (${out.tooBig.skbs} skbs)`);
+});
+
 test('send: a real error of the first message throws with its errno name; a family mismatch too', () => {
   addon();
   const fd = u.open(4, '127.0.0.1', 0, false, 0, 0);

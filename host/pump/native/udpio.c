@@ -5,7 +5,10 @@
 //   - receive up to MAX_BATCH datagrams with one recvmmsg, straight into slots of an
 //     ArrayBuffer (the core's wasm memory), with per-datagram metadata in an Int32Array;
 //   - send up to MAX_BATCH datagrams with one sendmmsg, each gathered from two ranges of
-//     that ArrayBuffer (the tunnel header and the packet as the core left it);
+//     that ArrayBuffer (the tunnel header and the packet as the core left it); with
+//     `segment`, consecutive datagrams of one length to one destination leave as one
+//     UDP GSO message (UDP_SEGMENT, Linux 4.18): one pass through the UDP/IP output path
+//     for up to GSO_SEGMENTS datagrams, cut apart by the NIC or late in the stack;
 //   - open several SO_REUSEPORT sockets on one address (one per worker thread) and attach
 //     a classic BPF program that picks the socket of each datagram (steering.ts);
 //   - learn when a socket is readable, on the calling thread's libuv loop (uv_poll).
@@ -53,6 +56,16 @@
 #define META_INTS 8      // per received datagram: length, truncated, family, port, address[4]
 #define DESC_INTS 10     // per sent datagram: family, port, address[4], off0, len0, off1, len1
 #define MAX_PROGRAM 4096 // BPF_MAXINSNS
+#define GSO_SEGMENTS 64  // UDP_MAX_SEGMENTS of kernels before 6.9 (128 since)
+#define GSO_BYTES 60000  // one GSO message's payload: under IPv4's 65,507 with room to spare
+#define GSO_STRIKES 8    // structural refusals (EIO, EINVAL) after which a thread stops trying
+
+#ifndef UDP_SEGMENT
+#define UDP_SEGMENT 103 // include/uapi/linux/udp.h
+#endif
+#ifndef SOL_UDP
+#define SOL_UDP 17
+#endif
 
 // watch() handles are unique in the process, not only per thread: a handle passed to
 // another thread's unwatch() matches nothing there instead of another watch.
@@ -90,6 +103,15 @@ struct state {
   struct mmsghdr msgs[MAX_BATCH];
   struct iovec iov[2 * MAX_BATCH];
   sockaddr_any addr[MAX_BATCH];
+  // send(…, segment): the same datagrams as GSO messages.
+  struct mmsghdr gmsgs[MAX_BATCH];
+  struct iovec giov[2 * MAX_BATCH];
+  int gsegs[MAX_BATCH]; // datagrams in each
+  union {
+    char buf[CMSG_SPACE(sizeof(uint16_t))];
+    struct cmsghdr align;
+  } gctl[MAX_BATCH];
+  int gso_strikes; // structural refusals so far; at GSO_STRIKES this thread sends plainly
   struct watcher *watchers; // active (not closing) watchers
   struct owned *owned;
   size_t owned_len, owned_cap;
@@ -606,23 +628,96 @@ static napi_value js_recv(napi_env env, napi_callback_info info) {
   return number(env, n);
 }
 
-// ---- send(fd, memory, desc, count) → sent ------------------------------------------
+// ---- send(fd, memory, desc, count[, segment]) → sent --------------------------------
+
+// Ends group g (segment size gso): a group of several datagrams gets its UDP_SEGMENT.
+static void close_group(struct state *s, int g, size_t gso) {
+  if (g < 0 || s->gsegs[g] < 2) return;
+  struct msghdr *h = &s->gmsgs[g].msg_hdr;
+  h->msg_control = s->gctl[g].buf;
+  h->msg_controllen = sizeof s->gctl[g].buf;
+  struct cmsghdr *c = CMSG_FIRSTHDR(h);
+  c->cmsg_level = SOL_UDP;
+  c->cmsg_type = UDP_SEGMENT;
+  c->cmsg_len = CMSG_LEN(sizeof(uint16_t));
+  uint16_t size = (uint16_t)gso;
+  memcpy(CMSG_DATA(c), &size, sizeof size);
+}
+
+// Groups the messages 0..count-1 of s->msgs into s->gmsgs: each run of consecutive
+// datagrams to one destination, all of one non-zero length, becomes one message (at most
+// GSO_SEGMENTS datagrams and GSO_BYTES bytes). Order is kept. Returns the number of groups.
+static int group_messages(struct state *s, int count) {
+  int g = -1, v = 0;
+  size_t gso = 0, bytes = 0;
+  for (int i = 0; i < count; i++) {
+    const struct msghdr *h = &s->msgs[i].msg_hdr;
+    size_t len = 0;
+    for (size_t k = 0; k < h->msg_iovlen; k++) len += h->msg_iov[k].iov_len;
+    const struct msghdr *gh = g >= 0 ? &s->gmsgs[g].msg_hdr : NULL;
+    bool join = gh && len > 0 && len == gso && s->gsegs[g] < GSO_SEGMENTS && bytes + len <= GSO_BYTES &&
+                h->msg_namelen == gh->msg_namelen && memcmp(h->msg_name, gh->msg_name, h->msg_namelen) == 0;
+    if (!join) {
+      close_group(s, g, gso);
+      g++;
+      struct msghdr *n = &s->gmsgs[g].msg_hdr;
+      n->msg_name = h->msg_name;
+      n->msg_namelen = h->msg_namelen;
+      n->msg_iov = &s->giov[v];
+      n->msg_iovlen = 0;
+      n->msg_control = NULL;
+      n->msg_controllen = 0;
+      n->msg_flags = 0;
+      s->gsegs[g] = 0;
+      gso = len;
+      bytes = 0;
+    }
+    struct msghdr *n = &s->gmsgs[g].msg_hdr;
+    for (size_t k = 0; k < h->msg_iovlen; k++) s->giov[v++] = h->msg_iov[k];
+    n->msg_iovlen += h->msg_iovlen;
+    s->gsegs[g]++;
+    bytes += len;
+  }
+  close_group(s, g, gso);
+  return g + 1;
+}
+
+// Sends the groups of group_messages(). Returns the datagrams sent (those of the groups
+// sent: a prefix of the messages), 0 when the socket's buffer is full, or -1 with errno
+// when the first group fails.
+static int send_groups(struct state *s, int fd, int groups) {
+  int n;
+  do n = sendmmsg(fd, s->gmsgs, (unsigned)groups, MSG_DONTWAIT);
+  while (n < 0 && errno == EINTR);
+  if (n < 0) return (errno == EAGAIN || errno == EWOULDBLOCK) ? 0 : -1;
+  int sent = 0;
+  for (int g = 0; g < n; g++) sent += s->gsegs[g];
+  return sent;
+}
 
 static napi_value js_send(napi_env env, napi_callback_info info) {
   static const char fn[] = "send";
-  size_t argc = 4;
-  napi_value argv[4];
+  size_t argc = 5;
+  napi_value argv[5];
   int fd;
   uint8_t *mem;
   size_t mem_len, desc_len;
   void *desc_data;
   int64_t count;
+  bool segment = false;
   napi_get_cb_info(env, info, &argc, argv, NULL, NULL);
-  for (size_t i = argc; i < 4; i++) argv[i] = undefined(env);
+  for (size_t i = argc; i < 5; i++) argv[i] = undefined(env);
   if (!arg_fd(env, argv[0], fn, &fd)) return NULL;
   if (!arg_arraybuffer(env, argv[1], fn, "memory", &mem, &mem_len)) return NULL;
   if (!arg_typedarray(env, argv[2], fn, "desc", napi_int32_array, "an Int32Array", &desc_data, &desc_len)) return NULL;
   if (!arg_int(env, argv[3], fn, "count", 0, MAX_BATCH, &count)) return NULL;
+  napi_valuetype segment_type;
+  napi_typeof(env, argv[4], &segment_type);
+  if (segment_type == napi_boolean) napi_get_value_bool(env, argv[4], &segment);
+  else if (segment_type != napi_undefined) {
+    napi_throw_type_error(env, "ERR_INVALID_ARG_TYPE", "send: segment must be a boolean");
+    return NULL;
+  }
   if ((uint64_t)count * DESC_INTS > desc_len) {
     char detail[160];
     snprintf(detail, sizeof detail, "desc has %zu elements, count × 10 = %lld are needed", desc_len,
@@ -680,6 +775,19 @@ static napi_value js_send(napi_env env, napi_callback_info info) {
       s->iov[2 * i + h->msg_iovlen].iov_base = mem + off;
       s->iov[2 * i + h->msg_iovlen].iov_len = (size_t)len;
       h->msg_iovlen++;
+    }
+  }
+  if (segment && count > 1 && s->gso_strikes < GSO_STRIKES) {
+    int groups = group_messages(s, (int)count);
+    if (groups < (int)count) {
+      int sent = send_groups(s, fd, groups);
+      if (sent >= 0) return number(env, sent);
+      // The first group failed. A kernel or device that cannot segment (EIO, EINVAL,
+      // ENOPROTOOPT: no UDP_SEGMENT), or a segment larger than the path's MTU (EMSGSIZE),
+      // gets the same datagrams one by one below, which may still go (fragmented). Other
+      // errors are the destination's: they come again below and are reported there.
+      int err = errno;
+      if (s->gsegs[0] > 1 && (err == EIO || err == EINVAL || err == ENOPROTOOPT || err == EOPNOTSUPP)) s->gso_strikes++;
     }
   }
   int n;
