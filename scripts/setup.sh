@@ -40,12 +40,12 @@ PY
     $SUDO apt-get update -qq
     DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq wabt gcc >/dev/null
   fi
-  # ip and tc (iproute2): the packet pump's end-to-end test in network namespaces.
-  if ! command -v ip >/dev/null 2>&1 || ! command -v tc >/dev/null 2>&1; then
-    echo "setup: apt-get install iproute2" >&2
+  # ip and tc (iproute2), ethtool: the packet pump's end-to-end test in network namespaces.
+  if ! command -v ip >/dev/null 2>&1 || ! command -v tc >/dev/null 2>&1 || ! command -v ethtool >/dev/null 2>&1; then
+    echo "setup: apt-get install iproute2 ethtool" >&2
     SUDO=""
     [ "$(id -u)" = 0 ] || SUDO="sudo"
     $SUDO apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq iproute2 >/dev/null
+    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq iproute2 ethtool >/dev/null
   fi
 fi

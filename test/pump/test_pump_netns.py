@@ -130,6 +130,11 @@ def create_topology():
         run("ip", "-n", ns, "addr", "add", f"{IP[role]}/24", "dev", "eth0")
         run("ip", "-n", ns, "link", "set", "eth0", "up")
         run("ip", "-n", ns, "link", "set", "lo", "up")
+    # The pump sends runs of datagrams as UDP GSO messages (udpSegmentation). veth would
+    # carry them whole, and the capture on the pump's eth0 would see one frame per run;
+    # without the offload they are cut into datagrams before the device, as a NIC without
+    # UDP segmentation offload does, and the capture sees the wire as it is.
+    run("ip", "netns", "exec", NS["pump"], "ethtool", "-K", "eth0", "tx-udp-segmentation", "off")
 
 
 def destroy_topology():
@@ -684,6 +689,7 @@ def backpressure(agents, ledger):
 TOOLS = {  # command: how to get it
     "ip": "apt-get install iproute2",
     "tc": "apt-get install iproute2",
+    "ethtool": "apt-get install ethtool",
     "dumpcap": "apt-get install tshark (Wireshark's capture tool comes with it)",
     "tshark": "apt-get install tshark",
     "node": "install Node.js >= 20",
