@@ -6,10 +6,10 @@
 // The table doubles when half full and never shrinks, so its size follows the peak
 // number of open connections of the VM (48 bytes a slot; 1024 slots to start).
 //
-//   0        4        5   6       8       10      16               32               48
-//   +--------+--------+---+-------+-------+-------+----------------+----------------+
-//   | ctx u32| family | - | sport | dport |   -   | src (16 bytes) | dst (16 bytes) |
-//   +--------+--------+---+-------+-------+-------+----------------+----------------+
+//   0        4        5   6       8       10        12         16               32               48
+//   +--------+--------+---+-------+-------+---------+----------+----------------+----------------+
+//   | ctx u32| family | - | sport | dport | backend | root u32 | src (16 bytes) | dst (16 bytes) |
+//   +--------+--------+---+-------+-------+---------+----------+----------------+----------------+
 //   ctx 0 = empty slot. Addresses in network order (IPv4 in the first 4 bytes).
 
 const SLOT_BYTES: usize = 48;
@@ -23,6 +23,10 @@ let used: u32 = 0;
 export let recalledFamily: i32 = 0;
 export let recalledSport: u16 = 0;
 export let recalledDport: u16 = 0;
+/** The root context (configuration) the last connection recalled was routed by. */
+export let recalledRoot: u32 = 0;
+/** The backend it was sent to. */
+export let recalledBackend: i32 = 0;
 
 @inline function home(ctx: u32): u32 { return (ctx * 0x9e3779b1) & mask; }
 @inline function slot(i: u32): usize { return table + <usize>i * SLOT_BYTES; }
@@ -50,8 +54,8 @@ function grow(): void {
   heap.free(old);
 }
 
-/** Remembers connection `ctx` (non-zero) with its endpoints. */
-export function remember(ctx: u32, family: i32, sport: u16, dport: u16, src: usize, dst: usize): void {
+/** Remembers connection `ctx` (non-zero) of root context `root`, sent to `backend`, with its endpoints. */
+export function remember(ctx: u32, root: u32, backend: i32, family: i32, sport: u16, dport: u16, src: usize, dst: usize): void {
   if (table == 0) allocate(INITIAL_SLOTS);
   if ((used + 1) << 1 > mask + 1) grow();
   let i = home(ctx);
@@ -66,6 +70,8 @@ export function remember(ctx: u32, family: i32, sport: u16, dport: u16, src: usi
   store<u8>(s, <u8>family, 4);
   store<u16>(s, sport, 6);
   store<u16>(s, dport, 8);
+  store<u16>(s, <u16>backend, 10);
+  store<u32>(s, root, 12);
   memory.copy(s + 16, src, 16);
   memory.copy(s + 32, dst, 16);
 }
@@ -114,6 +120,8 @@ export function recall(ctx: u32, src: usize, dst: usize): bool {
   recalledFamily = <i32>load<u8>(s, 4);
   recalledSport = load<u16>(s, 6);
   recalledDport = load<u16>(s, 8);
+  recalledRoot = load<u32>(s, 12);
+  recalledBackend = <i32>load<u16>(s, 10);
   memory.copy(src, s + 16, 16);
   memory.copy(dst, s + 32, 16);
   remove(<u32>i);

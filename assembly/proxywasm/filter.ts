@@ -41,10 +41,10 @@ import {
 import {
   callForeign, closeDownstream, currentTimeMs, defineCounter, defineMetric, freeResult, getBuffer,
   getHeader, getProperty, httpCall, incrementMetric, lastStatus, log, recordMetric, resultData,
-  resultSize, setTickPeriod,
+  resultSize, setProperty, setTickPeriod,
 } from "./hostcalls";
 import { endpointPort, parseEndpoint } from "./endpoint";
-import { forget, recall, recalledDport, recalledFamily, recalledSport, remember } from "./connections";
+import { forget, recall, recalledBackend, recalledDport, recalledFamily, recalledRoot, recalledSport, remember } from "./connections";
 import {
   KEY_ORIGINAL_DST_ADDRESS, PROBE_TCP, ProbeTarget, readSettings, Settings, UNROUTED_DEFAULT,
   UPSTREAM_CLUSTER,
@@ -79,11 +79,7 @@ const argBuffer: usize = heap.alloc(256);
 
 // ---- State ---------------------------------------------------------------------------------
 
-/** The running settings (null until the first configuration is applied). */
-let active: Settings | null = null;
-/** Settings being applied: held by a global across the core's configure(), which collects garbage. */
-let pending: Settings | null = null;
-
+/** A filter's counters and gauges, named under its settings' statPrefix. */
 class Metrics {
   connections: i64 = -1;       // forwarded to a backend
   noMatch: i64 = -1;           // no rule matched
@@ -91,19 +87,90 @@ class Metrics {
   defaultCluster: i64 = -1;    // sent to filter.defaultCluster
   closed: i64 = -1;            // closed by the filter
   errors: i64 = -1;            // host calls that failed (properties, filter state, probes)
-  probeFailures: i64 = -1;     // probes that failed
-  configApplied: i64 = -1;
+  probeFailures: i64 = -1;     // probes that failed (the backend answered no, or not at all)
+  probeErrors: i64 = -1;       // probes that could not be sent (e.g. no such probe cluster)
+  configApplied: i64 = -1;     // configurations this VM applied (proxy_on_configure)
   configRejected: i64 = -1;
+  configSwitches: i64 = -1;    // the core switched to this configuration for its connections
+  upstreamErrors: i64 = -1;    // connections closed without an upstream host (the cluster could not take them)
   backendConnections: StaticArray<i64> = new StaticArray<i64>(0);
   backendHealthy: StaticArray<i64> = new StaticArray<i64>(0);
+  backendUpstreamErrors: StaticArray<i64> = new StaticArray<i64>(0);
 }
-let metrics = new Metrics();
 
-/** In-flight probe calls: call id → index into active.probes. */
+function defineMetrics(prefix: string, s: Settings | null): Metrics {
+  const m = new Metrics();
+  const p = prefix + ".";
+  m.connections = defineCounter(p + "connections");
+  m.noMatch = defineCounter(p + "no_match");
+  m.noHealthy = defineCounter(p + "no_healthy_backend");
+  m.defaultCluster = defineCounter(p + "default_cluster");
+  m.closed = defineCounter(p + "closed");
+  m.errors = defineCounter(p + "errors");
+  m.probeFailures = defineCounter(p + "probe_failures");
+  m.probeErrors = defineCounter(p + "probe_errors");
+  m.configApplied = defineCounter(p + "config.applied");
+  m.configRejected = defineCounter(p + "config.rejected");
+  m.configSwitches = defineCounter(p + "config.switches");
+  m.upstreamErrors = defineCounter(p + "upstream_errors");
+  if (s != null) {
+    const n = s.backendLabel.length;
+    m.backendConnections = new StaticArray<i64>(n);
+    m.backendHealthy = new StaticArray<i64>(n);
+    m.backendUpstreamErrors = new StaticArray<i64>(n);
+    for (let b = 0; b < n; b++) {
+      m.backendUpstreamErrors[b] = defineCounter(p + "backend." + s.backendLabel[b] + ".upstream_errors");
+      m.backendConnections[b] = defineCounter(p + "backend." + s.backendLabel[b] + ".connections");
+      m.backendHealthy[b] = defineMetric(METRIC_GAUGE, p + "backend." + s.backendLabel[b] + ".healthy");
+    }
+  }
+  return m;
+}
+
+/**
+ * One root context (one filter configuration as Envoy hands it to this VM: a listener's,
+ * or an earlier one Envoy still keeps, e.g. while a listener drains). Each keeps its own
+ * configuration; the core holds one at a time, the `current` root's, and switches to a
+ * connection's own before routing it (envoy/README.md "Configurations and rollbacks").
+ */
+class Root {
+  id: u32 = 0;
+  /** The configuration text as applied (the plugin configuration). */
+  config: ArrayBuffer = new ArrayBuffer(0);
+  settings: Settings = new Settings();
+  metrics: Metrics = new Metrics();
+  /**
+   * Per backend: closes until its next upstream check. 0: check every close (from the
+   * start, and while its connections find no upstream); after one that had an upstream,
+   * UPSTREAM_RECHECK closes go by unchecked (each check is a property read).
+   */
+  untilCheck: StaticArray<i32> = new StaticArray<i32>(0);
+}
+
+/** Closes between two upstream checks of a backend whose cluster works. */
+const UPSTREAM_RECHECK: i32 = 1024;
+
+/** Root contexts with an applied configuration, by id. */
+const rootsById = new Map<u32, Root>();
+/** The root whose configuration the core holds (null until the first is applied). */
+let current: Root | null = null;
+/** Settings and text being applied: held by globals across the core's configure(), which collects garbage. */
+let pending: Settings | null = null;
+let pendingText: ArrayBuffer | null = null;
+/** Counters of configurations that never got a root (rejected ones), under the default prefix. */
+let vmMetrics: Metrics | null = null;
+
+function defaultMetrics(): Metrics {
+  if (vmMetrics == null) vmMetrics = defineMetrics("haports", null);
+  return changetype<Metrics>(vmMetrics);
+}
+
+/** In-flight probe calls: call id → index into the current root's probes. */
 const calls = new Map<u32, i32>();
 let lastNowMs: f64 = 0;
 let ticks: i32 = 0;
 let errorCount: i64 = 0;
+let switchCount: i64 = 0;
 
 /** The host clock in milliseconds, never going back (the core's flow timeouts need that). */
 function nowMs(): f64 {
@@ -112,42 +179,46 @@ function nowMs(): f64 {
   return lastNowMs;
 }
 
-function countError(what: string): void {
+/** Logs every power of two of `count` after the first ERRORS_LOGGED. */
+@inline function logged(count: i64): bool {
+  return count <= ERRORS_LOGGED || (count & (count - 1)) == 0;
+}
+
+function countError(m: Metrics, what: string, level: i32 = LOG_WARN): void {
   errorCount++;
-  incrementMetric(metrics.errors);
-  if (errorCount <= ERRORS_LOGGED || (errorCount & (errorCount - 1)) == 0) {
-    log(LOG_WARN, what + " (error " + errorCount.toString() + ")");
-  }
+  incrementMetric(m.errors);
+  if (logged(errorCount)) log(level, what + " (error " + errorCount.toString() + ")");
 }
 
 // ---- Configuration ---------------------------------------------------------------------------
 
-function rejectWith(lines: Array<string>): bool {
+function rejectWith(lines: Array<string>, prefix: string): bool {
   for (let i = 0; i < lines.length; i++) log(LOG_ERROR, "invalid configuration: " + lines[i]);
-  if (metrics.configRejected < 0) metrics.configRejected = defineCounter("haports.config.rejected");
-  incrementMetric(metrics.configRejected);
+  incrementMetric((prefix == "haports" ? defaultMetrics() : defineMetrics(prefix, null)).configRejected);
   return false;
 }
 
 /**
- * proxy_on_configure: reads the plugin configuration (the core's JSON plus our "filter"
- * section), validates all of it, and only then applies it. Invalid: every error is
- * logged as `path: reason` and false is returned, so Envoy rejects the configuration
- * and keeps the one it had (Envoy checks it in a throwaway VM first).
+ * proxy_on_configure of root context `root`: reads the plugin configuration (the core's
+ * JSON plus our "filter" section), validates all of it, and only then applies it, to the
+ * core and as this root's own configuration. Invalid: every error is logged as `path:
+ * reason` and false is returned, so Envoy rejects the configuration and keeps the one it
+ * had (Envoy checks it in a throwaway VM first). A configuration equal to an earlier one
+ * is applied all the same.
  */
-export function configure(size: i32): bool {
+export function configure(root: u32, size: i32): bool {
   const errors = new Errors();
   if (size <= 0) {
     errors.add("$", "no configuration: give the haports JSON as the Wasm filter's `configuration`");
-    return rejectWith(errors.lines);
+    return rejectWith(errors.lines, "haports");
   }
   if (size > configBufferSize()) {
     errors.add("$", "configuration larger than " + configBufferSize().toString() + " bytes");
-    return rejectWith(errors.lines);
+    return rejectWith(errors.lines, "haports");
   }
   if (!getBuffer(BUFFER_PLUGIN_CONFIGURATION, size)) {
     errors.add("$", "the host gave no plugin configuration");
-    return rejectWith(errors.lines);
+    return rejectWith(errors.lines, "haports");
   }
   const n = min(resultSize, size);
   memory.copy(configBufferPtr(), resultData, <usize>n);
@@ -164,54 +235,85 @@ export function configure(size: i32): bool {
   }
   for (let i = 0; i < errors.warnings.length; i++) log(LOG_WARN, "configuration warning: " + errors.warnings[i]);
   if (errors.count > 0 || pending == null) {
+    const prefix = pending != null ? changetype<Settings>(pending).statPrefix : "haports";
     pending = null;
     if (errors.dropped > 0) errors.lines.push("$: " + errors.dropped.toString() + " more errors not shown");
-    return rejectWith(errors.lines);
+    return rejectWith(errors.lines, prefix);
   }
+  const text = new ArrayBuffer(n);
+  memory.copy(changetype<usize>(text), configBufferPtr(), <usize>n);
+  pendingText = text;
 
   // Apply. The core collects garbage inside configure(): from here on only globals are used.
   if (coreConfigure(n) != 0) {
     // Cannot happen (the same reader accepted it above); reported all the same.
-    const text = String.UTF8.decodeUnsafe(errorBufferPtr(), <usize>errorLength());
+    const message = String.UTF8.decodeUnsafe(errorBufferPtr(), <usize>errorLength());
+    const prefix = changetype<Settings>(pending).statPrefix;
     pending = null;
-    return rejectWith(text.split("\n"));
+    pendingText = null;
+    return rejectWith(message.split("\n"), prefix);
   }
-  active = pending;
+  const r = new Root();
+  r.id = root;
+  r.config = changetype<ArrayBuffer>(pendingText);
+  r.settings = changetype<Settings>(pending);
+  r.metrics = defineMetrics(r.settings.statPrefix, r.settings);
+  r.untilCheck = new StaticArray<i32>(r.settings.backendLabel.length);
   pending = null;
-  startSettings(changetype<Settings>(active));
+  pendingText = null;
+  rootsById.set(root, r);
+  current = r;
+  startSettings(r);
   return true;
 }
 
-/** Defines the metrics of the new settings and aligns probe state with the core's health. */
-function startSettings(s: Settings): void {
-  const m = metrics;
-  if (m.connections < 0) {
-    m.connections = defineCounter("haports.connections");
-    m.noMatch = defineCounter("haports.no_match");
-    m.noHealthy = defineCounter("haports.no_healthy_backend");
-    m.defaultCluster = defineCounter("haports.default_cluster");
-    m.closed = defineCounter("haports.closed");
-    m.errors = defineCounter("haports.errors");
-    m.probeFailures = defineCounter("haports.probe_failures");
-    m.configApplied = defineCounter("haports.config.applied");
-    if (m.configRejected < 0) m.configRejected = defineCounter("haports.config.rejected");
-  }
-  const n = s.backendLabel.length;
-  m.backendConnections = new StaticArray<i64>(n);
-  m.backendHealthy = new StaticArray<i64>(n);
-  for (let b = 0; b < n; b++) {
-    m.backendConnections[b] = defineCounter("haports.backend." + s.backendLabel[b] + ".connections");
-    m.backendHealthy[b] = defineMetric(METRIC_GAUGE, "haports.backend." + s.backendLabel[b] + ".healthy");
-  }
-  incrementMetric(m.configApplied);
-
-  // Probe state carries over in the core (by probe name and address); probes start at the next tick.
-  calls.clear();
-  for (let b = 0; b < n; b++) recordMetric(m.backendHealthy[b], backendState(b) == BACKEND_DOWN ? 0 : 1);
-  setTickPeriod(TICK_MS); // this root context's tick (index.ts runs the active root's)
-  log(LOG_INFO, "configuration applied: " + n.toString() + " backends, "
+/** Counts the new configuration, aligns probe state and gauges with the core's health. */
+function startSettings(r: Root): void {
+  const s = r.settings;
+  incrementMetric(r.metrics.configApplied);
+  resetProbes(r);
+  setTickPeriod(TICK_MS); // this root context's tick (the current root's runs the probes)
+  log(LOG_INFO, "configuration applied: " + s.backendLabel.length.toString() + " backends, "
     + s.probes.length.toString() + " probe targets, upstream "
-    + (s.upstream == UPSTREAM_CLUSTER ? "cluster" : "originalDst"));
+    + (s.upstream == UPSTREAM_CLUSTER ? "cluster" : "originalDst") + ", stats " + s.statPrefix + ".*");
+}
+
+/** Probe bookkeeping after the core took root r's configuration (its health carries over by probe and address). */
+function resetProbes(r: Root): void {
+  calls.clear();
+  const probes = r.settings.probes;
+  for (let i = 0; i < probes.length; i++) unchecked(probes[i]).inflight = false;
+  const m = r.metrics;
+  for (let b = 0; b < m.backendHealthy.length; b++) recordMetric(m.backendHealthy[b], backendState(b) == BACKEND_DOWN ? 0 : 1);
+}
+
+/**
+ * Gives the core root r's configuration (another root's was current). Flows and the
+ * health of probe targets carry over, as in any reconfiguration. False when the core
+ * refuses it (it accepted the same text before: never expected).
+ */
+function switchTo(r: Root): bool {
+  const n = r.config.byteLength;
+  memory.copy(configBufferPtr(), changetype<usize>(r.config), <usize>n);
+  if (coreConfigure(n) != 0) {
+    countError(r.metrics, "the core refused the configuration of root context " + r.id.toString() + " it had accepted", LOG_ERROR);
+    return false;
+  }
+  current = r;
+  resetProbes(r);
+  incrementMetric(r.metrics.configSwitches);
+  switchCount++;
+  if (logged(switchCount)) {
+    log(LOG_INFO, "switched to the configuration of root context " + r.id.toString() + " (" + r.settings.statPrefix
+      + ") for its connections (switch " + switchCount.toString() + "; several configurations share this VM: see envoy/README.md)");
+  }
+  return true;
+}
+
+/** proxy_on_delete of root context `root`: its configuration is forgotten (the core keeps
+ *  holding it if it is current, until another root's connection or tick needs the core). */
+export function rootDeleted(root: u32): void {
+  if (rootsById.has(root)) rootsById.delete(root);
 }
 
 // ---- Connections -------------------------------------------------------------------------------
@@ -322,18 +424,51 @@ function selectUpstream(s: Settings, b: i32, rule: i32): i32 {
 }
 
 /** Connections that no backend takes: the filter's setting, counted. */
-function unrouted(s: Settings, how: i32): i32 {
+function unrouted(r: Root, how: i32, outcome: ArrayBuffer, rule: i32): i32 {
+  const s = r.settings;
   if (how == UNROUTED_DEFAULT) {
     const status = setFilterState(ptr(s.defaultClusterArg), len(s.defaultClusterArg));
     if (status == STATUS_OK) {
-      incrementMetric(metrics.defaultCluster);
+      incrementMetric(r.metrics.defaultCluster);
+      if (s.accessLog) accessLog(r, rule, NONE_BACKEND, outcome);
       return ACTION_CONTINUE;
     }
-    countError("set_envoy_filter_state(envoy.tcp_proxy.cluster) for the default cluster failed with status " + status.toString());
+    countError(r.metrics, "set_envoy_filter_state(envoy.tcp_proxy.cluster) for the default cluster failed with status " + status.toString());
   }
-  incrementMetric(metrics.closed);
+  if (s.accessLog) accessLog(r, rule, NONE_BACKEND, outcome);
+  incrementMetric(r.metrics.closed);
   closeDownstream();
   return ACTION_PAUSE;
+}
+
+const NONE_BACKEND: i32 = -1;
+const PROPERTY_HAPORTS = bytes("haports");
+const OUTCOME_FORWARDED = bytes("forwarded");
+const OUTCOME_NO_MATCH = bytes("no_match");
+const OUTCOME_NO_HEALTHY = bytes("no_healthy_backend");
+const OUTCOME_DROPPED = bytes("dropped");
+const DASH = bytes("-");
+
+function put(at: usize, b: ArrayBuffer): usize {
+  memory.copy(at, ptr(b), <usize>len(b));
+  return at + <usize>len(b);
+}
+
+/**
+ * filter.accessLog: the connection's property `haports` = "rule backend outcome" (a "-"
+ * for none), which Envoy keeps as filter state `wasm.haports`; an access log prints it
+ * with %FILTER_STATE(wasm.haports:PLAIN)%. Written from pre-encoded names: no allocation.
+ */
+function accessLog(r: Root, rule: i32, backend: i32, outcome: ArrayBuffer): void {
+  const s = r.settings;
+  let q = argBuffer;
+  q = put(q, rule >= 0 && rule < s.ruleName.length ? unchecked(s.ruleName[rule]) : DASH);
+  store<u8>(q++, 0x20);
+  q = put(q, backend >= 0 && backend < s.backendName.length ? unchecked(s.backendName[backend]) : DASH);
+  store<u8>(q++, 0x20);
+  q = put(q, outcome);
+  const status = setProperty(ptr(PROPERTY_HAPORTS), len(PROPERTY_HAPORTS), argBuffer, <i32>(q - argBuffer));
+  if (status != STATUS_OK) countError(r.metrics, "set_property(haports) for the access log failed with status " + status.toString());
 }
 
 /**
@@ -343,58 +478,107 @@ function unrouted(s: Settings, how: i32): i32 {
  */
 const BENCH_FLOOR: bool = isDefined(HAPORTS_BENCH_FLOOR);
 
-/** proxy_on_new_connection: choose the upstream of connection `context`. */
-export function newConnection(context: u32): i32 {
-  const s = active;
-  if (s == null) {
-    countError("connection before any configuration was applied: closed");
+/** proxy_on_new_connection: choose the upstream of connection `context` of root context `root`. */
+export function newConnection(context: u32, root: u32): i32 {
+  // The connection's own root (its listener's configuration), else the current one.
+  let r = current;
+  if (rootsById.has(root)) r = rootsById.get(root);
+  if (r == null) {
+    countError(defaultMetrics(), "connection before any configuration was applied: closed");
     closeDownstream();
     return ACTION_PAUSE;
   }
+  if (r !== current && !switchTo(r)) {
+    incrementMetric(r.metrics.closed);
+    closeDownstream();
+    return ACTION_PAUSE;
+  }
+  const s = r.settings;
+  const m = r.metrics;
   if (BENCH_FLOOR) {
     setFilterState(ptr(unchecked(s.backendArg[0])), len(unchecked(s.backendArg[0])));
     return ACTION_CONTINUE;
   }
   const family = readConnection();
   if (family == 0) {
-    countError("could not read the connection's source.address / destination.address as IP endpoints: closed");
-    incrementMetric(metrics.closed);
+    countError(m, "could not read the connection's source.address / destination.address as IP endpoints: closed");
+    incrementMetric(m.closed);
     closeDownstream();
     return ACTION_PAUSE;
   }
   runSegment(s, family, connSport, connDport, TCP_SYN);
   const v = verdictsPtr();
   const action = load<u8>(v + V_ACTION);
+  const rule = <i32>load<u16>(v + V_RULE);
   if (action == ACTION_FORWARD) {
     const b = <i32>load<u16>(v + V_BACKEND);
-    const rule = <i32>load<u16>(v + V_RULE);
     const status = selectUpstream(s, b, rule);
     if (status != STATUS_OK) {
-      countError("set_envoy_filter_state failed with status " + status.toString() + " (Envoy >= 1.28 is needed): closed");
-      incrementMetric(metrics.closed);
+      countError(m, "set_envoy_filter_state failed with status " + status.toString() + " (Envoy >= 1.28 is needed): closed");
+      incrementMetric(m.closed);
       closeDownstream();
       return ACTION_PAUSE;
     }
-    remember(context, family, connSport, connDport, srcAddr, dstAddr);
-    incrementMetric(metrics.connections);
-    incrementMetric(unchecked(metrics.backendConnections[b]));
+    remember(context, r.id, b, family, connSport, connDport, srcAddr, dstAddr);
+    incrementMetric(m.connections);
+    incrementMetric(unchecked(m.backendConnections[b]));
+    if (s.accessLog) accessLog(r, rule, b, OUTCOME_FORWARDED);
     return ACTION_CONTINUE;
   }
   if (action == ACTION_NOMATCH) {
-    incrementMetric(metrics.noMatch);
-    return unrouted(s, s.noMatch);
+    incrementMetric(m.noMatch);
+    return unrouted(r, s.noMatch, OUTCOME_NO_MATCH, NONE_BACKEND);
   }
   // Drop: every backend of the rule is down (or, never for these segments, a parse error).
-  if (load<u8>(v + V_REASON) == REASON_NO_HEALTHY_BACKEND) incrementMetric(metrics.noHealthy);
-  else countError("the core dropped the connection's SYN (reason " + load<u8>(v + V_REASON).toString() + ")");
-  return unrouted(s, s.noHealthy);
+  if (load<u8>(v + V_REASON) == REASON_NO_HEALTHY_BACKEND) {
+    incrementMetric(m.noHealthy);
+    return unrouted(r, s.noHealthy, OUTCOME_NO_HEALTHY, rule);
+  }
+  countError(m, "the core dropped the connection's SYN (reason " + load<u8>(v + V_REASON).toString() + ")");
+  return unrouted(r, s.noHealthy, OUTCOME_DROPPED, rule);
 }
 
-/** proxy_on_downstream_connection_close: a FIN of the 5-tuple ends its flow entry soon. */
+/**
+ * proxy_on_downstream_connection_close: a FIN of the 5-tuple ends its flow entry soon,
+ * when the core still holds the configuration the connection was routed by (else the
+ * entry ends by its idle timeout).
+ */
 export function connectionClosed(context: u32): void {
-  const s = active;
-  if (s == null || !recall(context, srcAddr, dstAddr)) return;
-  runSegment(s, recalledFamily, recalledSport, recalledDport, TCP_FIN_ACK);
+  if (!recall(context, srcAddr, dstAddr)) return;
+  if (rootsById.has(recalledRoot)) checkUpstream(rootsById.get(recalledRoot), recalledBackend);
+  const r = current;
+  if (r == null || recalledRoot != r.id) return;
+  runSegment(r.settings, recalledFamily, recalledSport, recalledDport, TCP_FIN_ACK);
+}
+
+const PATH_UPSTREAM = bytes("upstream\0address");
+
+/**
+ * Whether the connection just closed, sent to backend b, ever had an upstream host:
+ * tcp_proxy picks one from the cluster the filter named, so none means the cluster
+ * does not exist or has no host to give (a backend that refuses the connection still
+ * had a host). Such a connection is an error of its backend, counted and logged; the
+ * check runs on every close until the backend's cluster has carried one, then on one
+ * close in UPSTREAM_RECHECK.
+ */
+function checkUpstream(r: Root, b: i32): void {
+  if (b < 0 || b >= r.untilCheck.length) return;
+  const left = unchecked(r.untilCheck[b]);
+  if (left > 0) {
+    unchecked(r.untilCheck[b] = left - 1);
+    return;
+  }
+  if (getProperty(ptr(PATH_UPSTREAM), len(PATH_UPSTREAM))) {
+    freeResult();
+    unchecked(r.untilCheck[b] = UPSTREAM_RECHECK);
+    return;
+  }
+  incrementMetric(r.metrics.upstreamErrors);
+  incrementMetric(unchecked(r.metrics.backendUpstreamErrors[b]));
+  const s = r.settings;
+  countError(r.metrics, "a connection sent to backend " + s.backendLabel[b]
+    + (s.upstream == UPSTREAM_CLUSTER ? " (cluster \"" + s.backendCluster[b] + "\")" : "")
+    + " closed without an upstream host: does the cluster exist and have a host?", LOG_ERROR);
 }
 
 /** proxy_on_delete of a stream context. */
@@ -404,11 +588,20 @@ export function connectionDeleted(context: u32): void {
 
 // ---- Health probes ------------------------------------------------------------------------------
 
-/** proxy_on_tick: sends the probes that are due; collects garbage now and then. */
-export function tick(): void {
+/**
+ * proxy_on_tick of root context `root`: the current root's tick sends the probes that are
+ * due (the core's health is the current configuration's); collects garbage now and then.
+ * When the current root is gone (its listener drained), the next root to tick takes the core.
+ */
+export function tick(root: u32): void {
   if (++ticks % COLLECT_EVERY_TICKS == 0) __collect(); // no managed local is live here
-  const s = active;
-  if (s == null) return;
+  let r = current;
+  if (r == null || !rootsById.has(r.id)) {
+    if (!rootsById.has(root) || !switchTo(rootsById.get(root))) return;
+    r = current;
+  }
+  if (r == null || r.id != root) return;
+  const s = r.settings;
   const now = nowMs();
   const probes = s.probes;
   for (let i = 0; i < probes.length; i++) {
@@ -417,10 +610,12 @@ export function tick(): void {
     t.nextDueMs = t.nextDueMs == 0 || t.nextDueMs + t.intervalMs <= now ? now + t.intervalMs : t.nextDueMs + t.intervalMs;
     const id = httpCall(ptr(t.cluster), len(t.cluster), ptr(t.headers), len(t.headers), t.timeoutMs);
     if (id < 0) {
-      countError("probe " + t.probeName + " of " + t.address + ": http call through cluster \""
+      // Not the backend's failure but the configuration's (no such cluster): an error,
+      // never a "down" result, which would take every backend out with clean counters.
+      incrementMetric(r.metrics.probeErrors);
+      countError(r.metrics, "probe " + t.probeName + " of " + t.address + " not sent: http call through cluster \""
         + String.UTF8.decode(t.cluster) + "\" failed with status " + lastStatus.toString()
-        + " (is the probe cluster defined?)");
-      probeResult(s, t, false);
+        + " (is the probe cluster defined?); the backend's health stays as it is", LOG_ERROR);
       continue;
     }
     t.inflight = true;
@@ -439,9 +634,9 @@ export function httpCallResponse(id: u32, headers: i32, bodySize: i32): void {
   if (!calls.has(id)) return;
   const i = calls.get(id);
   calls.delete(id);
-  const s = active;
-  if (s == null || i >= s.probes.length) return;
-  const t = s.probes[i];
+  const r = current;
+  if (r == null || i >= r.settings.probes.length) return;
+  const t = r.settings.probes[i];
   t.inflight = false;
   let ok = false;
   if (headers > 0 && getHeader(MAP_HTTP_CALL_RESPONSE_HEADERS, ptr(KEY_STATUS), len(KEY_STATUS))) {
@@ -451,7 +646,7 @@ export function httpCallResponse(id: u32, headers: i32, bodySize: i32): void {
     if (t.protocol == PROBE_TCP) ok = status != 503 || !connectFailed(bodySize);
     else ok = status >= 200 && status < 300;
   }
-  probeResult(s, t, ok);
+  probeResult(r, t, ok);
 }
 
 /** Whether Envoy's local reply body (of a TCP probe) says the connect itself failed. */
@@ -479,7 +674,9 @@ const TRANSITION_NAMES = ["none", "up", "down", "initially up", "initially down"
  * Hands one result to the core, which applies the health policy and the backends'
  * health; logs the target's transition and each backend whose state changed.
  */
-function probeResult(s: Settings, t: ProbeTarget, ok: bool): void {
+function probeResult(r: Root, t: ProbeTarget, ok: bool): void {
+  const s = r.settings;
+  const metrics = r.metrics;
   if (!ok) incrementMetric(metrics.probeFailures);
   const backends = t.backends;
   const wasDown = new StaticArray<bool>(backends.length);

@@ -7,7 +7,7 @@ import {
   METRIC_COUNTER, proxy_call_foreign_function, proxy_close_stream, proxy_define_metric,
   proxy_get_buffer_bytes, proxy_get_current_time_nanoseconds, proxy_get_header_map_value,
   proxy_get_property, proxy_http_call, proxy_increment_metric, proxy_log, proxy_record_metric,
-  proxy_set_tick_period_milliseconds, STATUS_OK, STREAM_DOWNSTREAM,
+  proxy_set_property, proxy_set_tick_period_milliseconds, STATUS_OK, STREAM_DOWNSTREAM,
 } from "./imports";
 
 /** Return slots the host writes through: [0] data pointer, [4] size, [8] u64 (time, ids). */
@@ -115,4 +115,11 @@ export function incrementMetric(id: i64, by: i64 = 1): void {
 
 export function recordMetric(id: i64, value: u64): void {
   if (id >= 0) proxy_record_metric(<u32>id, value);
+}
+
+// ---- Properties set ------------------------------------------------------------------------------
+
+/** Sets a property of the current context (Envoy: filter state "wasm.<path>"); the status. */
+export function setProperty(path: usize, pathSize: i32, value: usize, valueSize: i32): i32 {
+  return proxy_set_property(path, <usize>pathSize, value, <usize>valueSize);
 }

@@ -102,3 +102,6 @@ export declare function proxy_increment_metric(metricId: u32, offset: i64): i32;
 
 @external("env", "proxy_record_metric")
 export declare function proxy_record_metric(metricId: u32, value: u64): i32;
+
+@external("env", "proxy_set_property")
+export declare function proxy_set_property(pathData: usize, pathSize: usize, valueData: usize, valueSize: usize): i32;

@@ -5,16 +5,19 @@
 // Envoy skips the others (no call per data chunk).
 //
 // Contexts: a root (plugin) context per filter configuration on each worker's VM, and a
-// stream context per connection whose parent is a root. The core is one per VM, so the
-// most recently configured root is the active one: its tick runs the probes; if it goes
-// away, the next root to tick takes over. (An LDS update creates a new root beside the
-// draining old one; give haports filters with different configurations different vm_ids.)
+// stream context per connection whose parent is a root. Each root keeps its own
+// configuration (filter.ts); the core is one per VM and holds one configuration at a
+// time, so a connection of another root switches the core to that root's configuration
+// first. The current root's tick runs the probes; if it goes away, the next root to tick
+// takes over. Envoy calls proxy_on_context_create and then proxy_on_new_connection for a
+// connection, one after the other (Context::onNewConnection): the parent recorded by the
+// first is the root of the second.
 
 import {
   closeDownstream,
 } from "./hostcalls";
 import {
-  configure, connectionClosed, connectionDeleted, httpCallResponse, newConnection, tick,
+  configure, connectionClosed, connectionDeleted, httpCallResponse, newConnection, rootDeleted, tick,
 } from "./filter";
 import { ACTION_PAUSE } from "./imports";
 import "./abort"; // the abort handler (asc --use abort=...)
@@ -22,7 +25,9 @@ import "./abort"; // the abort handler (asc --use abort=...)
 /** The root contexts (a few); every other context id is a connection's. Connections
  *  are not recorded here, so that a connection costs no allocation. */
 const roots = new Array<u32>();
-let activeRoot: u32 = 0;
+/** The last stream context created, and its root. */
+let createdContext: u32 = 0;
+let createdParent: u32 = 0;
 
 // ---- Integration and memory ---------------------------------------------------------------
 
@@ -39,7 +44,12 @@ export function malloc(size: usize): usize { return heap.alloc(size); }
 // ---- Context lifecycle ------------------------------------------------------------------------
 
 export function proxy_on_context_create(context: u32, parent: u32): void {
-  if (parent == 0 && !roots.includes(context)) roots.push(context);
+  if (parent == 0) {
+    if (!roots.includes(context)) roots.push(context);
+    return;
+  }
+  createdContext = context;
+  createdParent = parent;
 }
 
 export function proxy_on_vm_start(root: u32, vmConfigurationSize: u32): bool {
@@ -47,9 +57,7 @@ export function proxy_on_vm_start(root: u32, vmConfigurationSize: u32): bool {
 }
 
 export function proxy_on_configure(root: u32, pluginConfigurationSize: u32): bool {
-  const ok = configure(<i32>pluginConfigurationSize);
-  if (ok) activeRoot = root;
-  return ok;
+  return configure(root, <i32>pluginConfigurationSize);
 }
 
 export function proxy_on_done(context: u32): bool {
@@ -63,14 +71,13 @@ export function proxy_on_delete(context: u32): void {
     return;
   }
   roots.splice(i, 1);
-  if (context == activeRoot) activeRoot = 0;
+  rootDeleted(context);
 }
 
 // ---- Root context: timer and HTTP calls --------------------------------------------------------
 
 export function proxy_on_tick(root: u32): void {
-  if (activeRoot == 0 && roots.includes(root)) activeRoot = root;
-  if (root == activeRoot) tick();
+  tick(root);
 }
 
 export function proxy_on_http_call_response(
@@ -86,7 +93,7 @@ export function proxy_on_new_connection(context: u32): i32 {
     closeDownstream();
     return ACTION_PAUSE;
   }
-  return newConnection(context);
+  return newConnection(context, context == createdContext ? createdParent : 0);
 }
 
 export function proxy_on_downstream_connection_close(context: u32, peerType: u32): void {

@@ -16,7 +16,10 @@
 //     "noHealthyBackend": "close",    every backend down (noHealthyBackends "drop"): same
 //     "defaultCluster": "",           the tcp_proxy cluster for "defaultCluster"
 //     "probeCluster": "haports_probe",        ORIGINAL_DST cluster (use_http_header) for probes;
-//     "probeTlsCluster": "haports_probe_tls"  the same with TLS, for "https" probes; "" = no probes
+//     "probeTlsCluster": "haports_probe_tls", the same with TLS, for "https" probes; "" = no probes
+//     "statPrefix": "haports",        the filter's stats: <statPrefix>.connections, … (per listener)
+//     "accessLog": false              true: each connection's "rule backend outcome" in the
+//                                     property `haports` (filter state wasm.haports)
 //   }
 //
 // The rest of the configuration is the core's, validated by the core's own reader
@@ -25,7 +28,7 @@
 
 import { NONE } from "../consts";
 import { ConfigModel, Errors, probeTargetsOf } from "../config";
-import { JsonKind, JsonObject, JsonString, JsonValue } from "../json";
+import { JsonBool, JsonKind, JsonObject, JsonString, JsonValue } from "../json";
 
 export const UPSTREAM_CLUSTER: i32 = 0;     // envoy.tcp_proxy.cluster
 export const UPSTREAM_ORIGINAL_DST: i32 = 1; // envoy.network.transport_socket.original_dst_address
@@ -42,7 +45,7 @@ export const KEY_ORIGINAL_DST_ADDRESS = "envoy.network.transport_socket.original
 
 const FILTER_FIELDS = [
   "ingressFrontend", "upstream", "clusterName", "noMatch", "noHealthyBackend", "defaultCluster",
-  "probeCluster", "probeTlsCluster",
+  "probeCluster", "probeTlsCluster", "statPrefix", "accessLog",
 ];
 const UPSTREAMS = ["cluster", "originalDst"];
 const UNROUTED = ["close", "defaultCluster"];
@@ -76,6 +79,13 @@ export class Settings {
   defaultClusterArg: ArrayBuffer = new ArrayBuffer(0);
   probeCluster: string = "haports_probe";
   probeTlsCluster: string = "haports_probe_tls";
+  statPrefix: string = "haports";
+  /** Set the property `haports` of every connection ("rule backend outcome") for access logs. */
+  accessLog: bool = false;
+  /** Per rule: its name, UTF-8 (the access-log property). */
+  ruleName: StaticArray<ArrayBuffer> = new StaticArray<ArrayBuffer>(0);
+  /** Per backend: "pool.backend", UTF-8 (the access-log property). */
+  backendName: StaticArray<ArrayBuffer> = new StaticArray<ArrayBuffer>(0);
   /** Per backend (the core's numbering: pools in order, backends in order). */
   backendLabel: StaticArray<string> = new StaticArray<string>(0); // "pool.backend", for metrics
   backendCluster: StaticArray<string> = new StaticArray<string>(0);
@@ -112,6 +122,20 @@ function oneOf(v: JsonValue | null, path: string, errors: Errors, options: Array
     return def;
   }
   return i;
+}
+
+/** A stat name prefix: dot-separated words of letters, digits, '_' and '-'. */
+function validStatPrefix(p: string): bool {
+  if (p.length == 0 || p.length > 64) return false;
+  let last = 0x2e; // '.': a word must start here
+  for (let i = 0; i < p.length; i++) {
+    const c = p.charCodeAt(i);
+    const word = (c >= 0x30 && c <= 0x39) || (c >= 0x41 && c <= 0x5a) || (c >= 0x61 && c <= 0x7a) || c == 0x5f || c == 0x2d;
+    if (c == 0x2e) { if (last == 0x2e) return false; }
+    else if (!word) return false;
+    last = c;
+  }
+  return last != 0x2e;
 }
 
 // ---- Serialization ------------------------------------------------------------------------------
@@ -229,6 +253,15 @@ export function readSettings(section: JsonValue | null, model: ConfigModel | nul
     s.defaultCluster = str(f.get("defaultCluster"), "filter.defaultCluster", errors, "");
     s.probeCluster = str(f.get("probeCluster"), "filter.probeCluster", errors, s.probeCluster);
     s.probeTlsCluster = str(f.get("probeTlsCluster"), "filter.probeTlsCluster", errors, s.probeTlsCluster);
+    s.statPrefix = str(f.get("statPrefix"), "filter.statPrefix", errors, s.statPrefix);
+    if (!validStatPrefix(s.statPrefix)) {
+      errors.add("filter.statPrefix", "must be letters, digits, '_', '-' and '.' between them, got \"" + s.statPrefix + "\"");
+    }
+    const al = f.get("accessLog");
+    if (al != null) {
+      if (al.kind != JsonKind.Bool) errors.add("filter.accessLog", "expected true or false, got " + al.kindName());
+      else s.accessLog = changetype<JsonBool>(al).value;
+    }
   }
   if (s.defaultCluster.length == 0) {
     if (s.noMatch == UNROUTED_DEFAULT) errors.add("filter.defaultCluster", "required when filter.noMatch is \"defaultCluster\"");
@@ -245,6 +278,7 @@ export function readSettings(section: JsonValue | null, model: ConfigModel | nul
   let n = 0;
   for (let p = 0; p < model.pools.length; p++) n += model.pools[p].backends.length;
   s.backendLabel = new StaticArray<string>(n);
+  s.backendName = new StaticArray<ArrayBuffer>(n);
   s.backendCluster = new StaticArray<string>(n);
   s.backendArg = new StaticArray<ArrayBuffer>(n);
   const backendPath = new Array<string>();
@@ -255,6 +289,7 @@ export function readSettings(section: JsonValue | null, model: ConfigModel | nul
     for (let j = 0; j < pool.backends.length; j++, b++) {
       const be = pool.backends[j];
       s.backendLabel[b] = pool.name + "." + be.name;
+      s.backendName[b] = String.UTF8.encode(s.backendLabel[b]);
       backendPath.push("backendPools[" + p.toString() + "].backends[" + j.toString() + "]");
       if (s.upstream == UPSTREAM_CLUSTER) {
         const name = replaceAll(replaceAll(clusterTemplate, "{pool}", pool.name), "{backend}", be.name);
@@ -274,7 +309,11 @@ export function readSettings(section: JsonValue | null, model: ConfigModel | nul
   }
 
   s.ruleBackendPort = new StaticArray<i32>(model.rules.length);
-  for (let r = 0; r < model.rules.length; r++) s.ruleBackendPort[r] = model.rules[r].backendPort;
+  s.ruleName = new StaticArray<ArrayBuffer>(model.rules.length);
+  for (let r = 0; r < model.rules.length; r++) {
+    s.ruleBackendPort[r] = model.rules[r].backendPort;
+    s.ruleName[r] = String.UTF8.encode(model.rules[r].name);
+  }
 
   readProbes(model, s, errors);
   return errors.count > 0 ? null : s;

@@ -386,3 +386,142 @@ test('a connection\'s close reaches the core as a FIN of its 5-tuple: its flow e
     }
   }
 });
+
+// ---- Several configurations in one VM, stats per listener, access logs, probe errors ----------
+
+/** Configuration S: the example with another hash key and without nva-2 (routes differently from A). */
+function otherConfig() {
+  const c = clusterConfig();
+  c.hashKey = '0x0123456789abcdef0123456789abcdef';
+  c.backendPools[0].backends = c.backendPools[0].backends.slice(0, 2);
+  return c;
+}
+
+/** Connects every tuple through `root` and checks each lands where `predictor` says; returns the mismatches. */
+function routeThrough(host, root, list, predictor) {
+  let wrong = 0;
+  for (const t of list) {
+    const c = host.connect(endpoint(t.src, t.sport), endpoint(t.dst, t.dport), root);
+    if (c.filterState[KEY_CLUSTER] !== predictor.predict(t.src, t.sport, t.dst, t.dport).backend) wrong++;
+    host.close(c);
+  }
+  return wrong;
+}
+
+test('several configurations in one VM (two listeners; A→S→A within the drain window): each connection is routed by its own', () => {
+  const A = clusterConfig();
+  const S = otherConfig();
+  const host = new ProxyWasmHost();
+  const rootA = host.rootId;
+  assert.ok(host.configure(A, rootA));
+  const rootS = host.addRoot();
+  assert.ok(host.configure(S, rootS)); // the core now holds S
+  const pa = new Predictor(A);
+  const ps = new Predictor(S);
+  const list = tuples(900, 77);
+  // The two predictions differ for most tuples, so a connection routed by the wrong configuration shows.
+  const differ = list.filter((t) => pa.predict(t.src, t.sport, t.dst, t.dport).backend !== ps.predict(t.src, t.sport, t.dst, t.dport).backend).length;
+  assert.ok(differ > 300, `A and S differ for ${differ} of 900`);
+  // Rollback to A: Envoy reuses A's root context without configuring it again.
+  assert.equal(routeThrough(host, rootA, list.slice(0, 300), pa), 0, 'A after S: routed by A');
+  // Two listeners alternating: each by its own.
+  let wrong = 0;
+  list.slice(300).forEach((t, i) => { wrong += routeThrough(host, i % 2 ? rootS : rootA, [t], i % 2 ? ps : pa); });
+  assert.equal(wrong, 0, 'alternating roots: each connection by its own root\'s configuration');
+  assert.ok(host.stat('haports.config.switches') >= 300, `switches counted: ${host.stat('haports.config.switches')}`);
+  assert.equal(host.stat('haports.config.applied'), 2);
+  assert.deepEqual(host.errors(), []);
+  // The root that holds the core goes (its listener drained): the other root's tick takes the
+  // core back, and its probes run.
+  host.deleteRoot(rootS); // the last connection was rootS's: it holds the core
+  host.calls.clear();
+  host.advance(1100);
+  assert.ok([...host.calls.values()].some((c) => c.root === rootA), 'the remaining root probes');
+  assert.equal(routeThrough(host, rootA, tuples(100, 78), pa), 0);
+});
+
+test('a configuration equal to the running one is applied again when Envoy hands it over', () => {
+  const host = new ProxyWasmHost();
+  const A = clusterConfig();
+  assert.ok(host.configure(A));
+  const root2 = host.addRoot();
+  assert.ok(host.configure(A, root2));
+  assert.equal(host.stat('haports.config.applied'), 2);
+  assert.equal(routeThrough(host, root2, tuples(50, 79), new Predictor(A)), 0);
+});
+
+test('filter.statPrefix names the stats of each listener apart; filter.accessLog gives each connection "rule backend outcome"', () => {
+  const host = new ProxyWasmHost();
+  const A = clusterConfig();
+  A.filter.statPrefix = 'edge.a';
+  A.filter.accessLog = true;
+  const B = otherConfig();
+  B.filter.statPrefix = 'edge.b';
+  assert.ok(host.configure(A), JSON.stringify(host.logs));
+  const rootB = host.addRoot();
+  assert.ok(host.configure(B, rootB));
+  const pa = new Predictor(A);
+  const list = tuples(60, 80);
+  for (const t of list) {
+    const c = connect(host, t);
+    const want = pa.predict(t.src, t.sport, t.dst, t.dport);
+    assert.equal(c.properties.haports, `ha nvas.${want.backend} forwarded`);
+    host.close(c);
+  }
+  const cb = host.connect('10.1.1.1:1000', '127.0.0.10:10000', rootB);
+  assert.equal(cb.properties.haports, undefined, 'B has no access-log property');
+  assert.equal(host.stat('edge.a.connections'), 60);
+  assert.equal(host.stat('edge.b.connections'), 1);
+  assert.equal(host.stat('haports.connections'), undefined, 'no stats under the default prefix');
+  assert.equal(host.stat('edge.a.config.applied'), 1);
+  // No rule matches a connection to another address: "- - no_match".
+  A.filter.ingressFrontend = undefined;
+  delete A.filter.ingressFrontend;
+  assert.ok(host.configure(A));
+  const nm = host.connect('10.1.1.1:1001', '127.0.0.99:10000');
+  assert.equal(nm.properties.haports, '- - no_match');
+  assert.equal(nm.closed, true);
+  // Prefixes are checked.
+  for (const bad of ['', 'a..b', '.a', 'a.', 'a b', 'x'.repeat(65)]) {
+    const c = clusterConfig();
+    c.filter.statPrefix = bad;
+    const from = host.logs.length;
+    assert.equal(host.configure(c), false, JSON.stringify(bad));
+    assert.ok(host.errors(from).some((e) => e.includes('filter.statPrefix')), host.errors(from).join('\n'));
+  }
+  const c = clusterConfig();
+  c.filter.accessLog = 'yes';
+  assert.equal(host.configure(c), false);
+});
+
+test('a probe cluster Envoy does not know is an error, logged and counted, never "backend down"', () => {
+  const host = new ProxyWasmHost();
+  host.knownClusters = new Set(['nva-0', 'nva-1', 'nva-2']); // no haports_probe
+  const config = clusterConfig();
+  assert.ok(host.configure(config));
+  host.advance(10_000);
+  assert.ok(host.stat('haports.probe_errors') >= 20, `probe errors counted: ${host.stat('haports.probe_errors')}`);
+  assert.equal(host.stat('haports.probe_failures'), 0, 'not counted as failed probes');
+  assert.ok(host.errors().some((e) => /probe healthz of 127\.0\.0\.11 not sent: .*haports_probe.*is the probe cluster defined/.test(e)), host.errors().join('\n'));
+  for (const b of ['nva-0', 'nva-1', 'nva-2']) assert.equal(host.stat(`haports.backend.nvas.${b}.healthy`), 1, `${b} stays up`);
+  const p = new Predictor(config);
+  assert.equal(routeThrough(host, host.rootId, tuples(100, 81), p), 0, 'connections still forwarded as predicted');
+});
+
+test('a connection whose cluster gives no upstream (no such cluster) is an error of its backend, counted and logged', () => {
+  const host = new ProxyWasmHost();
+  host.knownClusters = new Set(['nva-0', 'nva-2', 'haports_probe']); // nva-1's cluster is missing
+  const config = clusterConfig();
+  assert.ok(host.configure(config));
+  const p = new Predictor(config);
+  const want = {};
+  for (const t of tuples(300, 82)) {
+    const b = p.predict(t.src, t.sport, t.dst, t.dport).backend;
+    want[b] = (want[b] ?? 0) + 1;
+    host.close(connect(host, t));
+  }
+  assert.equal(host.stat('haports.backend.nvas.nva-1.upstream_errors'), want['nva-1']);
+  assert.equal(host.stat('haports.backend.nvas.nva-0.upstream_errors'), 0);
+  assert.equal(host.stat('haports.upstream_errors'), want['nva-1']);
+  assert.ok(host.errors().some((e) => /backend nvas\.nva-1 \(cluster "nva-1"\) closed without an upstream host/.test(e)), host.errors().join('\n'));
+});

@@ -99,7 +99,10 @@ export class ProxyWasmHost {
     this.stats = new Map();    // name → { type, value }
     this.metricIds = [];       // id → name
     this.nextContext = 2;
-    this.rootId = 1;
+    this.rootId = 1;           // the default root context (configure/connect without a root)
+    this.roots = [1];          // every root context, in creation order
+    this.tickRoots = new Map(); // root → { periodMs, nextMs }
+    this.configuring = 0;      // the root whose callback runs (tick period, http calls)
     this.connections = new Map(); // id → connection
     this.current = null;       // the connection whose callback runs
     this.response = null;      // the HTTP call response being delivered
@@ -144,8 +147,18 @@ export class ProxyWasmHost {
         return OK;
       },
       proxy_set_tick_period_milliseconds(ms) {
-        host.tickPeriodMs = ms;
-        host.nextTickMs = host.nowMs + ms;
+        const root = host.configuring || host.rootId;
+        host.tickRoots.set(root, { periodMs: ms, nextMs: host.nowMs + ms });
+        if (root === host.rootId) {
+          host.tickPeriodMs = ms;
+          host.nextTickMs = host.nowMs + ms;
+        }
+        return OK;
+      },
+      proxy_set_property(pathPtr, pathLen, valuePtr, valueLen) {
+        const path = host.readString(pathPtr, pathLen).split('\0').join('.');
+        if (!host.current) return NOT_FOUND;
+        (host.current.properties ??= {})[path] = host.readString(valuePtr, valueLen);
         return OK;
       },
       proxy_get_buffer_bytes(type, start, max, retPtr, retSize) {
@@ -159,7 +172,16 @@ export class ProxyWasmHost {
         const path = host.readString(pathPtr, pathLen).split('\0').join('.');
         const c = host.current;
         if (!c) return NOT_FOUND;
-        const value = path === 'source.address' ? c.source : path === 'destination.address' ? c.destination : null;
+        // upstream.address: tcp_proxy's host, when the cluster the filter named exists (knownClusters) and has one.
+        const upstream = () => {
+          const cluster = c.filterState['envoy.tcp_proxy.cluster'];
+          const dst = c.filterState['envoy.network.transport_socket.original_dst_address'];
+          if (dst) return dst;
+          if (cluster == null || c.closed || (host.knownClusters && !host.knownClusters.has(cluster))) return null;
+          return '192.0.2.1:10000';
+        };
+        const value = path === 'source.address' ? c.source : path === 'destination.address' ? c.destination
+          : path === 'upstream.address' ? upstream() : null;
         if (value == null) return NOT_FOUND;
         return host.give(encode(value), retPtr, retSize);
       },
@@ -186,7 +208,7 @@ export class ProxyWasmHost {
         const headers = new Map(decodeHeaderMap(host.read(hPtr, hLen)));
         for (const h of [':method', ':path', ':authority']) if (!headers.has(h)) return BAD_ARGUMENT;
         const id = host.nextCallId++;
-        host.calls.set(id, { id, upstream, headers, timeoutMs: timeout });
+        host.calls.set(id, { id, upstream, headers, timeoutMs: timeout, root: host.configuring || host.rootId });
         host.view.setUint32(retId, id, true);
         return OK;
       },
@@ -222,10 +244,31 @@ export class ProxyWasmHost {
     };
   }
 
-  /** proxy_on_configure with the given configuration (object or JSON text). */
-  configure(config) {
+  /** A new root context (another filter configuration in this VM, as for a second listener); its id. */
+  addRoot() {
+    const id = this.nextContext++;
+    this.roots.push(id);
+    this.exports.proxy_on_context_create(id, 0);
+    return id;
+  }
+
+  /** The root context goes (its listener drained): done, delete. */
+  deleteRoot(root) {
+    this.exports.proxy_on_done(root);
+    this.exports.proxy_on_delete(root);
+    this.roots = this.roots.filter((r) => r !== root);
+    this.tickRoots.delete(root);
+  }
+
+  /** proxy_on_configure of root context `root` with the given configuration (object or JSON text). */
+  configure(config, root = this.rootId) {
     this.pluginConfig = encode(typeof config === 'string' ? config : JSON.stringify(config));
-    return !!this.exports.proxy_on_configure(this.rootId, this.pluginConfig.length);
+    this.configuring = root;
+    try {
+      return !!this.exports.proxy_on_configure(root, this.pluginConfig.length);
+    } finally {
+      this.configuring = 0;
+    }
   }
 
   /** Errors logged (level ≥ error) since `from`. */
@@ -237,12 +280,12 @@ export class ProxyWasmHost {
    * A new downstream connection from `source` to `destination` ("ip:port" / "[ip]:port").
    * Returns { id, action: 'continue' | 'pause', closed, filterState }.
    */
-  connect(source, destination) {
-    const c = { id: this.nextContext++, source, destination, closed: false, filterState: {} };
+  connect(source, destination, root = this.rootId) {
+    const c = { id: this.nextContext++, source, destination, closed: false, filterState: {}, properties: {} };
     this.connections.set(c.id, c);
     this.current = c;
     try {
-      this.exports.proxy_on_context_create(c.id, this.rootId);
+      this.exports.proxy_on_context_create(c.id, root);
       c.action = this.exports.proxy_on_new_connection(c.id) === 0 ? 'continue' : 'pause';
     } finally {
       this.current = null;
@@ -266,10 +309,24 @@ export class ProxyWasmHost {
   /** Advances the clock by `ms`, running every tick that falls due. */
   advance(ms) {
     const end = this.nowMs + ms;
-    while (this.tickPeriodMs > 0 && this.nextTickMs <= end) {
-      this.nowMs = this.nextTickMs;
-      this.nextTickMs += this.tickPeriodMs;
-      this.exports.proxy_on_tick(this.rootId);
+    for (;;) {
+      // The next tick due of any root (ties: in creation order).
+      let next = null;
+      for (const root of this.roots) {
+        const t = this.tickRoots.get(root);
+        if (t && t.periodMs > 0 && t.nextMs <= end && (!next || t.nextMs < next[1].nextMs)) next = [root, t];
+      }
+      if (!next) break;
+      const [root, t] = next;
+      this.nowMs = t.nextMs;
+      t.nextMs += t.periodMs;
+      if (root === this.rootId) this.nextTickMs = t.nextMs;
+      this.configuring = root;
+      try {
+        this.exports.proxy_on_tick(root);
+      } finally {
+        this.configuring = 0;
+      }
     }
     this.nowMs = end;
   }
@@ -281,13 +338,13 @@ export class ProxyWasmHost {
     this.calls.delete(id);
     if (answer == null) {
       this.response = null;
-      this.exports.proxy_on_http_call_response(this.rootId, id, 0, 0, 0);
+      this.exports.proxy_on_http_call_response(call.root, id, 0, 0, 0);
       return;
     }
     const body = encode(answer.body ?? '');
     this.response = { headers: new Map([[':status', String(answer.status)]]), body };
     try {
-      this.exports.proxy_on_http_call_response(this.rootId, id, 1, body.length, 0);
+      this.exports.proxy_on_http_call_response(call.root, id, 1, body.length, 0);
     } finally {
       this.response = null;
     }
