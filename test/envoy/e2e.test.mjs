@@ -259,6 +259,118 @@ test('recipe 1: an invalid configuration pushed through LDS is rejected; Envoy k
   }
 });
 
+/** LDS counters of envoyA. */
+async function ldsA() {
+  const s = await envoyA.stats('listener_manager.lds');
+  return { rejected: s.get('listener_manager.lds.update_rejected') ?? 0, success: s.get('listener_manager.lds.update_success') ?? 0 };
+}
+
+/** Pushes a listener file to envoyA and waits until LDS applied it. */
+async function pushA(text, what) {
+  const now = await ldsA();
+  envoyA.push(text);
+  await waitFor(async () => (await ldsA()).success > now.success, 15000, `the LDS update (${what}) to be applied`);
+  await sleep(300);
+}
+
+/** Configuration S: the example with another hash key, without nva-2, stats under haports_s. */
+function configS(config) {
+  const s = structuredClone(config);
+  s.hashKey = '0x0123456789abcdef0123456789abcdef';
+  s.backendPools[0].backends = s.backendPools[0].backends.slice(0, 2);
+  s.filter.statPrefix = 'haports_s';
+  return s;
+}
+
+/** Tuples of `results` on which two predictors disagree. */
+function disagreements(results, p, q, dst4, dst6) {
+  return results.filter((r) => {
+    const [addr, port] = r.local.includes(':') ? dst6 : dst4;
+    return p.predict(r.local, r.localPort, addr, port).backend !== q.predict(r.local, r.localPort, addr, port).backend;
+  }).length;
+}
+
+test('recipe 1: a rollback A→S→A within the drain window routes by A; two listeners with their own configurations each route by their own', async () => {
+  const original = recipeFile('cluster-per-backend');
+  const A = listenerConfig(original).json;
+  const S = configS(A);
+  const pa = new Predictor(A);
+  const ps = new Predictor(S);
+  try {
+    // A → S → A, well within the listener drain time (600 s): Envoy hands the old root
+    // context of A back without configuring it again.
+    await pushA(withListenerConfig(original, S), 'S');
+    const onS = await pool(connectionJobs(['127.0.0.10', 10000], ['::1', 10000], 270, 30, 7), CONCURRENCY);
+    checkPredicted(onS, ps, ['127.0.0.10', 10000], ['::1', 10000], 'on S');
+    await pushA(original, 'back to A');
+    const onA = await pool(connectionJobs(['127.0.0.10', 10000], ['::1', 10000], 270, 30, 8), CONCURRENCY);
+    const differ = disagreements(onA, pa, ps, ['127.0.0.10', 10000], ['::1', 10000]);
+    checkPredicted(onA, pa, ['127.0.0.10', 10000], ['::1', 10000], 'A after S (rollback)');
+    assert.ok(differ > 100, `S would have routed ${differ} of ${onA.length} elsewhere: the test tells the two apart`);
+
+    // Two listeners in one VM (same vm_id), A on :10000 and S on :10002, connections interleaved.
+    const second = original.slice(original.indexOf('- "@type"'))
+      .replace(/\n {2}name: haports\n/, '\n  name: haports-s\n')
+      .replaceAll('port_value: 10000', 'port_value: 10002');
+    await pushA(original + withListenerConfig(second, S), 'two listeners');
+    const before = await envoyA.stats('haports');
+    const jobs = [];
+    for (let i = 0; i < 600; i++) {
+      const port = i % 2 ? 10002 : 10000;
+      jobs.push(() => openConnection('127.0.0.10', port, `127.0.9.${1 + (i % 250)}`).then((r) => ({ ...r, port })));
+    }
+    const both = await pool(jobs, CONCURRENCY);
+    const onPortA = both.filter((r) => r.port === 10000);
+    const onPortS = both.filter((r) => r.port === 10002);
+    checkPredicted(onPortA, pa, ['127.0.0.10', 10000], ['::1', 10000], 'listener A');
+    checkPredicted(onPortS, ps, ['127.0.0.10', 10002], ['::1', 10002], 'listener S');
+    const after = await envoyA.stats('haports');
+    const d = metricDeltas(before, after, ['wasmcustom.haports.connections', 'wasmcustom.haports_s.connections', 'wasmcustom.haports.config.switches', 'wasmcustom.haports_s.config.switches']);
+    assert.equal(d['wasmcustom.haports.connections'], onPortA.length, 'listener A\'s own stats');
+    assert.equal(d['wasmcustom.haports_s.connections'], onPortS.length, 'listener S\'s own stats');
+    console.log(`rollback A→S→A: ${onA.length} connections after the rollback, all by A (S would have sent ${differ} elsewhere); `
+      + `two listeners: ${onPortA.length} + ${onPortS.length} connections interleaved, each by its own configuration `
+      + `(${d['wasmcustom.haports.config.switches'] + d['wasmcustom.haports_s.config.switches']} switches of the core)`);
+  } finally {
+    await pushA(original, 'back to the example');
+  }
+});
+
+test('recipe 1: an unknown probe cluster or upstream cluster is counted and logged as an error, never an all-down outage', async () => {
+  const original = recipeFile('cluster-per-backend');
+  const A = listenerConfig(original).json;
+  try {
+    const noProbe = structuredClone(A);
+    noProbe.filter.probeCluster = 'nope';
+    noProbe.filter.statPrefix = 'haports_np';
+    await pushA(withListenerConfig(original, noProbe), 'probeCluster nope');
+    await sleep(2500); // interval × threshold and more
+    const st = await envoyA.stats('haports_np');
+    assert.ok((st.get('wasmcustom.haports_np.probe_errors') ?? 0) >= 3, `probe errors: ${st.get('wasmcustom.haports_np.probe_errors')}`);
+    for (const b of ['nva-0', 'nva-1', 'nva-2']) assert.equal(st.get(`wasmcustom.haports_np.backend.nvas.${b}.healthy`), 1, `${b} stays up`);
+    assert.match(envoyA.log(), /probe healthz of 127\.0\.0\.1[123] not sent: http call through cluster "nope" failed/);
+    const served = await pool(connectionJobs(['127.0.0.10', 10000], ['::1', 10000], 180, 20, 10), CONCURRENCY);
+    checkPredicted(served, new Predictor(noProbe), ['127.0.0.10', 10000], ['::1', 10000], 'with an unknown probe cluster');
+
+    const noCluster = structuredClone(A);
+    noCluster.filter.clusterName = 'be-{backend}';
+    noCluster.filter.statPrefix = 'haports_nc';
+    await pushA(withListenerConfig(original, noCluster), 'clusterName be-{backend}');
+    const failed = await pool(Array.from({ length: 60 }, (_, i) => () => openConnection('127.0.0.10', 10000, `127.0.11.${1 + i}`)), 16);
+    assert.equal(failed.filter((r) => !r.error).length, 0, 'no cluster, no connection');
+    await waitFor(async () => ((await envoyA.stats('haports_nc')).get('wasmcustom.haports_nc.upstream_errors') ?? 0) >= 60, 5000,
+      'every failed connection counted as an upstream error');
+    const nc = await envoyA.stats('haports_nc');
+    const perBackend = ['nva-0', 'nva-1', 'nva-2'].map((b) => nc.get(`wasmcustom.haports_nc.backend.nvas.${b}.upstream_errors`) ?? 0);
+    assert.equal(perBackend.reduce((x, y) => x + y, 0), 60);
+    assert.match(envoyA.log(), /backend nvas\.nva-[012] \(cluster "be-nva-[012]"\) closed without an upstream host/);
+    console.log(`misconfiguration: unknown probe cluster → ${st.get('wasmcustom.haports_np.probe_errors')} probe errors, every backend still up, `
+      + `${served.length} connections served; unknown clusters → 60 of 60 connections counted as upstream errors ${JSON.stringify(perBackend)}`);
+  } finally {
+    await pushA(original, 'back to the example');
+  }
+});
+
 test('recipe 2 (ORIGINAL_DST): every connection goes to "backend:its own destination port" as predicted', async () => {
   const config = listenerConfig(recipeFile('original-dst')).json;
   const predictor = new Predictor(config);
