@@ -244,6 +244,26 @@ export function probeResult(t: i32, ok: i32, nowMs: f64): i32 {
   return transition;
 }
 
+/**
+ * The host wrote the probe target records (probeTargetsPtr) from another instance of the
+ * same configuration, which runs the probes and decides (Envoy: one VM probes for all
+ * workers): every backend's probe health follows the records. Returns how many backends
+ * changed state.
+ */
+export function syncProbeTargets(): i32 {
+  const plan = current;
+  let changed = 0;
+  for (let b = 0; b < plan.backendNames.length; b++) {
+    const health = probeHealthOf(plan, b);
+    if (health == plan.backendProbeHealth[b]) continue;
+    const before = plan.backendState[b];
+    plan.backendProbeHealth[b] = health;
+    applyState(b);
+    if (plan.backendState[b] != before) changed++;
+  }
+  return changed;
+}
+
 /** Target `t`'s flap-damping penalty at `nowMs` (0 without damping; -1 for a bad index). */
 export function probePenalty(t: i32, nowMs: f64): f64 {
   return t >= 0 && t < current.targetProbe.length ? penaltyAt(current, t, nowMs) : -1;

@@ -16,8 +16,9 @@ import net from 'node:net';
 import http from 'node:http';
 
 /**
- * Starts `count` backends. Returns { backends: [{ name, address, connections, healthy }],
- * setHealthy(name, up), close() }. `connections` counts accepted service connections.
+ * Starts `count` backends. Returns { backends: [{ name, address, connections, probes, healthy }],
+ * setHealthy(name, up), close() }. `connections` counts accepted service connections,
+ * `probes` the requests to the health endpoint.
  */
 export async function startBackends({
   count = 3, first = '127.0.0.11', ports = [10000, 10001], healthPort = 8080, echo = true,
@@ -27,7 +28,7 @@ export async function startBackends({
   const servers = [];
   for (let i = 0; i < count; i++) {
     const address = `${base[0]}.${base[1]}.${base[2]}.${base[3] + i}`;
-    const b = { name: `nva-${i}`, address, connections: 0, healthy: true };
+    const b = { name: `nva-${i}`, address, connections: 0, probes: 0, healthy: true };
     backends.push(b);
     for (const port of ports) {
       const server = net.createServer((socket) => {
@@ -47,6 +48,7 @@ export async function startBackends({
         res.end(`${b.name} ${b.healthy ? 'up' : 'down'}\n`);
         return;
       }
+      b.probes++;
       res.statusCode = b.healthy ? 200 : 503;
       res.end(b.healthy ? 'ok\n' : 'down\n');
     });

@@ -31,17 +31,18 @@ import { Errors, readModel } from "../config";
 import { JsonValue } from "../json";
 import {
   backendState, configBufferPtr, configBufferSize, configure as coreConfigure, descriptorsPtr,
-  errorBufferPtr, errorLength, probeHoldSeconds, probeResult as coreProbeResult, processBatch, rxArenaPtr,
-  verdictsPtr,
+  errorBufferPtr, errorLength, probeHoldSeconds, probeResult as coreProbeResult, probeTargetCount, probeTargetsPtr,
+  processBatch, rxArenaPtr, setBackendHealth, syncProbeTargets, verdictsPtr,
 } from "../index";
+import { PROBE_TARGET_BYTES, PT_STATE, TARGET_UNKNOWN } from "../abi";
 import {
   ACTION_CONTINUE, ACTION_PAUSE, BUFFER_HTTP_CALL_RESPONSE_BODY, BUFFER_PLUGIN_CONFIGURATION, LOG_ERROR, LOG_INFO, LOG_WARN,
-  MAP_HTTP_CALL_RESPONSE_HEADERS, METRIC_GAUGE, STATUS_OK,
+  MAP_HTTP_CALL_RESPONSE_HEADERS, METRIC_GAUGE, STATUS_NOT_FOUND, STATUS_OK,
 } from "./imports";
 import {
   callForeign, closeDownstream, currentTimeMs, defineCounter, defineMetric, freeResult, getBuffer,
-  getHeader, getProperty, httpCall, incrementMetric, lastStatus, log, recordMetric, resultData,
-  resultSize, setProperty, setTickPeriod,
+  getHeader, getProperty, getSharedData, httpCall, incrementMetric, lastStatus, log, recordMetric, resultData,
+  resultSize, setProperty, setSharedData, setTickPeriod, sharedCas,
 } from "./hostcalls";
 import { endpointPort, parseEndpoint } from "./endpoint";
 import { forget, recall, recalledBackend, recalledDport, recalledFamily, recalledRoot, recalledSport, remember } from "./connections";
@@ -145,6 +146,31 @@ class Root {
    * UPSTREAM_RECHECK closes go by unchecked (each check is a property read).
    */
   untilCheck: StaticArray<i32> = new StaticArray<i32>(0);
+  // One view of health for every VM (every Envoy worker) of this configuration: shared
+  // data keyed by a hash of the configuration text. One VM holds the lease and probes;
+  // it publishes the probe target records after each result; the others copy them.
+  leaseKey: ArrayBuffer = new ArrayBuffer(0);
+  healthKey: ArrayBuffer = new ArrayBuffer(0);
+  leader: bool = false;
+  leaseCas: u32 = 0;
+  healthCas: u32 = 0;
+  /** Scratch per backend (tick path): state before a change; "has a target without a result". */
+  stateBefore: StaticArray<i32> = new StaticArray<i32>(0);
+  unknown: StaticArray<bool> = new StaticArray<bool>(0);
+  /** What the prober publishes: the probe target records, then one byte per target: its probe could not be sent. */
+  published: ArrayBuffer = new ArrayBuffer(0);
+}
+
+/** The probing VM's lease lasts this long without renewal (it renews every tick). */
+const LEASE_MS: f64 = 500;
+
+/** 64-bit FNV-1a of n bytes at p, as 16 hex digits. */
+function hashText(p: usize, n: i32): string {
+  let h: u64 = 0xcbf29ce484222325;
+  for (let i = 0; i < n; i++) h = (h ^ <u64>load<u8>(p + <usize>i)) * 0x100000001b3;
+  let out = "";
+  for (let i = 60; i >= 0; i -= 4) out += "0123456789abcdef".charAt(<i32>((h >> <u64>i) & 0xf));
+  return out;
 }
 
 /** Closes between two upstream checks of a backend whose cluster works. */
@@ -259,6 +285,12 @@ export function configure(root: u32, size: i32): bool {
   r.settings = changetype<Settings>(pending);
   r.metrics = defineMetrics(r.settings.statPrefix, r.settings);
   r.untilCheck = new StaticArray<i32>(r.settings.backendLabel.length);
+  r.stateBefore = new StaticArray<i32>(r.settings.backendLabel.length);
+  r.unknown = new StaticArray<bool>(r.settings.backendLabel.length);
+  r.published = new ArrayBuffer(r.settings.probes.length * (PROBE_TARGET_BYTES + 1));
+  const hash = hashText(changetype<usize>(r.config), r.config.byteLength);
+  r.leaseKey = String.UTF8.encode("haports.lease." + hash);
+  r.healthKey = String.UTF8.encode("haports.health." + hash);
   pending = null;
   pendingText = null;
   rootsById.set(root, r);
@@ -281,10 +313,139 @@ function startSettings(r: Root): void {
 /** Probe bookkeeping after the core took root r's configuration (its health carries over by probe and address). */
 function resetProbes(r: Root): void {
   calls.clear();
+  r.leader = false;
+  r.healthCas = 0;
   const probes = r.settings.probes;
   for (let i = 0; i < probes.length; i++) unchecked(probes[i]).inflight = false;
+  adoptShared(r);
+  applyUnknown(r);
+  recordHealth(r);
+}
+
+/**
+ * Targets without a result here (new to this VM, or lost while the core held another
+ * configuration) take the prober's record of them, if there is one: a VM that starts,
+ * or switches back, knows at once what the others know.
+ */
+function adoptShared(r: Root): void {
+  const key = r.healthKey;
+  const status = getSharedData(ptr(key), len(key));
+  const n = probeTargetCount();
+  const size = n * PROBE_TARGET_BYTES;
+  if (status != STATUS_OK || resultSize != size + n) {
+    freeResult();
+    return;
+  }
+  const records = probeTargetsPtr();
+  const probes = r.settings.probes;
+  for (let i = 0; i < probes.length; i++) {
+    const t = unchecked(probes[i]);
+    const at = <usize>t.index * <usize>PROBE_TARGET_BYTES;
+    if (load<u8>(records + at + PT_STATE) != TARGET_UNKNOWN) continue;
+    memory.copy(records + at, resultData + at, <usize>PROBE_TARGET_BYTES);
+    t.sendFailed = load<u8>(resultData + <usize>(size + t.index)) != 0;
+  }
+  freeResult();
+  syncProbeTargets();
+}
+
+function recordHealth(r: Root): void {
   const m = r.metrics;
   for (let b = 0; b < m.backendHealthy.length; b++) recordMetric(m.backendHealthy[b], backendState(b) == BACKEND_DOWN ? 0 : 1);
+}
+
+/**
+ * filter.initialHealth "down": a backend with a probe target that has no result yet is
+ * down (host health), so that after a start or a hot restart no connection reaches a
+ * backend before a probe said it is up; noHealthyBackend governs those first moments.
+ */
+function applyUnknown(r: Root): void {
+  const s = r.settings;
+  const unknown = r.unknown;
+  for (let b = 0; b < unknown.length; b++) unchecked(unknown[b] = false);
+  if (s.unknownIsDown) {
+    const records = probeTargetsPtr();
+    for (let i = 0; i < s.probes.length; i++) {
+      const t = unchecked(s.probes[i]);
+      if (t.sendFailed || load<u8>(records + <usize>t.index * <usize>PROBE_TARGET_BYTES + PT_STATE) != TARGET_UNKNOWN) continue;
+      for (let k = 0; k < t.backends.length; k++) unchecked(unknown[t.backends[k]] = true);
+    }
+  }
+  for (let b = 0; b < unknown.length; b++) setBackendHealth(b, unchecked(unknown[b]) ? 0 : 1);
+}
+
+/**
+ * The lease of the probing VM (shared data, compare-and-swap): taken when free or
+ * expired, renewed every tick by its holder. Two VMs may both hold it for one tick at
+ * most (both then probe once); the next renewal leaves one.
+ */
+function leadership(r: Root, now: f64): void {
+  const key = r.leaseKey;
+  const status = getSharedData(ptr(key), len(key));
+  let heartbeat: f64 = 0;
+  if (status == STATUS_OK && resultSize == 8) heartbeat = load<f64>(resultData);
+  const cas = sharedCas;
+  freeResult();
+  const mine = r.leader && status == STATUS_OK && cas == r.leaseCas;
+  if (!mine && status == STATUS_OK && now - heartbeat < LEASE_MS) {
+    r.leader = false;
+    return;
+  }
+  store<f64>(argBuffer, now);
+  if (setSharedData(ptr(key), len(key), argBuffer, 8, status == STATUS_OK ? cas : 0) != STATUS_OK) {
+    r.leader = false;
+    return;
+  }
+  getSharedData(ptr(key), len(key));
+  freeResult();
+  if (!r.leader) log(LOG_INFO, "this VM probes for every worker (" + r.settings.statPrefix + ")");
+  r.leader = true;
+  r.leaseCas = sharedCas;
+}
+
+/** The prober: every probe target's record, for the other VMs. */
+function publish(r: Root): void {
+  const key = r.healthKey;
+  const n = probeTargetCount();
+  const out = changetype<usize>(r.published);
+  if (r.published.byteLength != n * (PROBE_TARGET_BYTES + 1)) return; // never: the same configuration
+  memory.copy(out, probeTargetsPtr(), <usize>(n * PROBE_TARGET_BYTES));
+  const probes = r.settings.probes;
+  for (let i = 0; i < probes.length; i++) {
+    const t = unchecked(probes[i]);
+    store<u8>(out + <usize>(n * PROBE_TARGET_BYTES + t.index), t.sendFailed ? 1 : 0);
+  }
+  setSharedData(ptr(key), len(key), out, r.published.byteLength, 0);
+}
+
+/** The others: the prober's records, when they changed; logs the backends that changed. */
+function follow(r: Root): void {
+  const key = r.healthKey;
+  const status = getSharedData(ptr(key), len(key));
+  const n = probeTargetCount();
+  const size = n * PROBE_TARGET_BYTES;
+  if (status != STATUS_OK || sharedCas == r.healthCas || resultSize != size + n) {
+    freeResult();
+    return;
+  }
+  r.healthCas = sharedCas;
+  const before = r.stateBefore;
+  for (let b = 0; b < before.length; b++) unchecked(before[b] = backendState(b));
+  memory.copy(probeTargetsPtr(), resultData, <usize>size);
+  const probes = r.settings.probes;
+  for (let i = 0; i < probes.length; i++) {
+    const t = unchecked(probes[i]);
+    t.sendFailed = load<u8>(resultData + <usize>(size + t.index)) != 0;
+  }
+  freeResult();
+  syncProbeTargets();
+  applyUnknown(r);
+  recordHealth(r);
+  for (let b = 0; b < before.length; b++) {
+    const isDown = backendState(b) == BACKEND_DOWN;
+    if (isDown == (unchecked(before[b]) == BACKEND_DOWN)) continue;
+    log(isDown ? LOG_WARN : LOG_INFO, "backend " + r.settings.backendLabel[b] + " is " + (isDown ? "down" : "up") + " (as the probing VM found)");
+  }
 }
 
 /**
@@ -604,6 +765,13 @@ export function tick(root: u32): void {
   const s = r.settings;
   const now = nowMs();
   const probes = s.probes;
+  if (probes.length == 0) return;
+  leadership(r, now);
+  if (!r.leader) {
+    follow(r);
+    return;
+  }
+  let sendFailures = 0; // targets whose probe could, or could no longer, be sent
   for (let i = 0; i < probes.length; i++) {
     const t = unchecked(probes[i]);
     if (t.inflight || now < t.nextDueMs) continue;
@@ -611,15 +779,29 @@ export function tick(root: u32): void {
     const id = httpCall(ptr(t.cluster), len(t.cluster), ptr(t.headers), len(t.headers), t.timeoutMs);
     if (id < 0) {
       // Not the backend's failure but the configuration's (no such cluster): an error,
-      // never a "down" result, which would take every backend out with clean counters.
+      // never a "down" result, which would take every backend out with clean counters;
+      // nor does the target hold its backends down as one without a result yet.
+      if (!t.sendFailed) {
+        t.sendFailed = true;
+        sendFailures++;
+      }
       incrementMetric(r.metrics.probeErrors);
       countError(r.metrics, "probe " + t.probeName + " of " + t.address + " not sent: http call through cluster \""
         + String.UTF8.decode(t.cluster) + "\" failed with status " + lastStatus.toString()
         + " (is the probe cluster defined?); the backend's health stays as it is", LOG_ERROR);
       continue;
     }
+    if (t.sendFailed) {
+      t.sendFailed = false;
+      sendFailures++;
+    }
     t.inflight = true;
     calls.set(<u32>id, i);
+  }
+  if (sendFailures > 0) {
+    applyUnknown(r);
+    recordHealth(r);
+    publish(r);
   }
 }
 
@@ -683,7 +865,9 @@ function probeResult(r: Root, t: ProbeTarget, ok: bool): void {
   for (let i = 0; i < backends.length; i++) wasDown[i] = backendState(backends[i]) == BACKEND_DOWN;
   const now = nowMs();
   const transition = coreProbeResult(t.index, ok ? 1 : 0, now);
+  if (r.leader) publish(r);
   if (transition == TRANSITION_NONE || transition < 0) return;
+  applyUnknown(r);
   const down = transition == TRANSITION_DOWN || transition == TRANSITION_INITIALLY_DOWN || transition == TRANSITION_HELD;
   let what = "probe " + t.probeName + " of " + t.address + ": " + TRANSITION_NAMES[transition];
   if (transition == TRANSITION_HELD) {

@@ -7,7 +7,8 @@ import {
   METRIC_COUNTER, proxy_call_foreign_function, proxy_close_stream, proxy_define_metric,
   proxy_get_buffer_bytes, proxy_get_current_time_nanoseconds, proxy_get_header_map_value,
   proxy_get_property, proxy_http_call, proxy_increment_metric, proxy_log, proxy_record_metric,
-  proxy_set_property, proxy_set_tick_period_milliseconds, STATUS_OK, STREAM_DOWNSTREAM,
+  proxy_get_shared_data, proxy_set_property, proxy_set_shared_data, proxy_set_tick_period_milliseconds, STATUS_OK,
+  STREAM_DOWNSTREAM,
 } from "./imports";
 
 /** Return slots the host writes through: [0] data pointer, [4] size, [8] u64 (time, ids). */
@@ -122,4 +123,22 @@ export function recordMetric(id: i64, value: u64): void {
 /** Sets a property of the current context (Envoy: filter state "wasm.<path>"); the status. */
 export function setProperty(path: usize, pathSize: i32, value: usize, valueSize: i32): i32 {
   return proxy_set_property(path, <usize>pathSize, value, <usize>valueSize);
+}
+
+// ---- Shared data (one store for every VM of the vm_id in the process) ----------------------------
+
+/** The compare-and-swap token of the last getSharedData. */
+export let sharedCas: u32 = 0;
+
+/** Reads shared value `key` into resultData / resultSize (and sharedCas); the status. */
+export function getSharedData(key: usize, keySize: i32): i32 {
+  const status = proxy_get_shared_data(key, <usize>keySize, slots, slots + 4, slots + 8);
+  sharedCas = status == STATUS_OK ? load<u32>(slots, 8) : 0;
+  takeResult(status);
+  return status;
+}
+
+/** Sets shared value `key` if its token is still `cas` (0: whatever it is); the status (CAS_MISMATCH when not). */
+export function setSharedData(key: usize, keySize: i32, value: usize, valueSize: i32, cas: u32): i32 {
+  return proxy_set_shared_data(key, <usize>keySize, value, <usize>valueSize, cas);
 }

@@ -103,5 +103,13 @@ export declare function proxy_increment_metric(metricId: u32, offset: i64): i32;
 @external("env", "proxy_record_metric")
 export declare function proxy_record_metric(metricId: u32, value: u64): i32;
 
+@external("env", "proxy_get_shared_data")
+export declare function proxy_get_shared_data(
+  keyData: usize, keySize: usize, returnValueData: usize, returnValueSize: usize, returnCas: usize,
+): i32;
+
+@external("env", "proxy_set_shared_data")
+export declare function proxy_set_shared_data(keyData: usize, keySize: usize, valueData: usize, valueSize: usize, cas: u32): i32;
+
 @external("env", "proxy_set_property")
 export declare function proxy_set_property(pathData: usize, pathSize: usize, valueData: usize, valueSize: usize): i32;

@@ -18,8 +18,10 @@
 //     "probeCluster": "haports_probe",        ORIGINAL_DST cluster (use_http_header) for probes;
 //     "probeTlsCluster": "haports_probe_tls", the same with TLS, for "https" probes; "" = no probes
 //     "statPrefix": "haports",        the filter's stats: <statPrefix>.connections, … (per listener)
-//     "accessLog": false              true: each connection's "rule backend outcome" in the
+//     "accessLog": false,             true: each connection's "rule backend outcome" in the
 //                                     property `haports` (filter state wasm.haports)
+//     "initialHealth": "down"         a backend whose probe targets have no result yet (after a
+//                                     start, restart or hot restart): "down" | "up"
 //   }
 //
 // The rest of the configuration is the core's, validated by the core's own reader
@@ -45,8 +47,9 @@ export const KEY_ORIGINAL_DST_ADDRESS = "envoy.network.transport_socket.original
 
 const FILTER_FIELDS = [
   "ingressFrontend", "upstream", "clusterName", "noMatch", "noHealthyBackend", "defaultCluster",
-  "probeCluster", "probeTlsCluster", "statPrefix", "accessLog",
+  "probeCluster", "probeTlsCluster", "statPrefix", "accessLog", "initialHealth",
 ];
+const INITIAL_HEALTH = ["down", "up"];
 const UPSTREAMS = ["cluster", "originalDst"];
 const UNROUTED = ["close", "defaultCluster"];
 
@@ -67,6 +70,8 @@ export class ProbeTarget {
   // Scheduling, driven by the tick.
   nextDueMs: f64 = 0;
   inflight: bool = false;
+  /** Its last probe could not be sent (no such cluster): no result will come; it does not hold its backends down. */
+  sendFailed: bool = false;
 }
 
 export class Settings {
@@ -82,6 +87,8 @@ export class Settings {
   statPrefix: string = "haports";
   /** Set the property `haports` of every connection ("rule backend outcome") for access logs. */
   accessLog: bool = false;
+  /** A backend with a probe target that has no result yet counts as down (else up, the core's default). */
+  unknownIsDown: bool = true;
   /** Per rule: its name, UTF-8 (the access-log property). */
   ruleName: StaticArray<ArrayBuffer> = new StaticArray<ArrayBuffer>(0);
   /** Per backend: "pool.backend", UTF-8 (the access-log property). */
@@ -257,6 +264,7 @@ export function readSettings(section: JsonValue | null, model: ConfigModel | nul
     if (!validStatPrefix(s.statPrefix)) {
       errors.add("filter.statPrefix", "must be letters, digits, '_', '-' and '.' between them, got \"" + s.statPrefix + "\"");
     }
+    s.unknownIsDown = oneOf(f.get("initialHealth"), "filter.initialHealth", errors, INITIAL_HEALTH, 0) == 0;
     const al = f.get("accessLog");
     if (al != null) {
       if (al.kind != JsonKind.Bool) errors.add("filter.accessLog", "expected true or false, got " + al.kindName());

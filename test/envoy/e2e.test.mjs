@@ -16,7 +16,7 @@
 import test, { after, before } from 'node:test';
 import assert from 'node:assert/strict';
 import net from 'node:net';
-import { readFileSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { startBackends } from '../../envoy/backends.mjs';
 import { ROOT, sleep, startEnvoy, waitFor } from './envoy-process.mjs';
@@ -366,6 +366,37 @@ test('recipe 1: an unknown probe cluster or upstream cluster is counted and logg
     assert.match(envoyA.log(), /backend nvas\.nva-[012] \(cluster "be-nva-[012]"\) closed without an upstream host/);
     console.log(`misconfiguration: unknown probe cluster → ${st.get('wasmcustom.haports_np.probe_errors')} probe errors, every backend still up, `
       + `${served.length} connections served; unknown clusters → 60 of 60 connections counted as upstream errors ${JSON.stringify(perBackend)}`);
+  } finally {
+    await pushA(original, 'back to the example');
+  }
+});
+
+test('recipe 1: filter.accessLog puts "rule backend outcome" in every access-log line (%FILTER_STATE(wasm.haports:PLAIN)%)', async () => {
+  const original = recipeFile('cluster-per-backend');
+  const config = listenerConfig(original).json;
+  config.filter.accessLog = true;
+  const logPath = join(envoyA.dir, 'access.log');
+  const withLog = withListenerConfig(original, config).replace('        cluster: haports_unselected', `        cluster: haports_unselected
+        access_log:
+        - name: envoy.access_loggers.file
+          typed_config:
+            "@type": type.googleapis.com/envoy.extensions.access_loggers.file.v3.FileAccessLog
+            path: ${logPath}
+            log_format:
+              text_format_source:
+                inline_string: "%DOWNSTREAM_REMOTE_ADDRESS% %UPSTREAM_CLUSTER% %FILTER_STATE(wasm.haports:PLAIN)%\\n"`);
+  try {
+    await pushA(withLog, 'access log');
+    const results = await pool(connectionJobs(['127.0.0.10', 10000], ['::1', 10000], 90, 10, 12), 16);
+    checkPredicted(results, new Predictor(config), ['127.0.0.10', 10000], ['::1', 10000], 'with the access log');
+    const lines = () => (existsSync(logPath) ? readFileSync(logPath, 'utf8').trim().split('\n').filter(Boolean) : []);
+    await waitFor(async () => lines().length >= results.length, 5000, 'the access log to be flushed');
+    const byPeer = new Map(lines().map((l) => { const [peer, cluster, ...rest] = l.split(' '); return [peer, { cluster, state: rest.join(' ') }]; }));
+    for (const r of results) {
+      const peer = r.local.includes(':') ? `[${r.local}]:${r.localPort}` : `${r.local}:${r.localPort}`;
+      assert.deepEqual(byPeer.get(peer), { cluster: r.backend, state: `ha nvas.${r.backend} forwarded` }, peer);
+    }
+    console.log(`access log: ${results.length} lines like "${lines()[0]}"`);
   } finally {
     await pushA(original, 'back to the example');
   }

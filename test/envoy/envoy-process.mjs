@@ -66,7 +66,9 @@ export async function waitFor(check, timeoutMs, what, every = 50) {
  * Starts Envoy with envoy/<recipe>/envoy.yaml and listeners.yaml (copied to a work
  * directory). Options: concurrency, logLevel, cpus (taskset list), listenersText (a
  * replacement listener file), extraClusters (YAML appended to
- * static_resources.clusters), extraListeners (YAML appended to the LDS resources). Returns a handle:
+ * static_resources.clusters), extraListeners (YAML appended to the LDS resources), hotRestart
+ * ({ baseId, epoch }), waitHealthy (default true: wait until every backend is reported
+ * healthy). Returns a handle:
  *   { admin, dir, listenersPath, log(), stats(filter), push(text), stop() }.
  */
 export async function startEnvoy(recipe, opts = {}) {
@@ -86,8 +88,15 @@ export async function startEnvoy(recipe, opts = {}) {
   const adminMatch = bootstrap.match(/admin:\s*\n\s*address:\s*\n\s*socket_address: \{ address: ([\d.]+), port_value: (\d+) \}/);
   const admin = { host: adminMatch[1], port: Number(adminMatch[2]) };
   const logPath = join(dir, 'envoy.log');
+  // opts.hotRestart: { baseId, epoch }: Envoy's hot restart (a second process with epoch
+  // 1 takes the listeners of the first); short drain and shutdown times.
+  const restart = opts.hotRestart
+    ? ['--base-id', String(opts.hotRestart.baseId), '--restart-epoch', String(opts.hotRestart.epoch),
+      '--drain-time-s', '2', '--parent-shutdown-time-s', '4']
+    : ['--disable-hot-restart'];
+  // Files (access logs) flushed every 250 ms rather than every 10 s.
   const args = ['-c', join(dir, 'envoy.yaml'), '--concurrency', String(opts.concurrency ?? 2), '-l', opts.logLevel ?? 'info',
-    '--disable-hot-restart'];
+    '--file-flush-interval-msec', '250', ...restart];
   // opts.cpus: pin Envoy to these CPUs (taskset execs Envoy: the pid stays Envoy's).
   const proc = opts.cpus
     ? spawn('taskset', ['-c', opts.cpus, envoy, ...args], { cwd: ROOT, stdio: ['ignore', 'ignore', 'pipe'] })
@@ -130,6 +139,14 @@ export async function startEnvoy(recipe, opts = {}) {
     }, 30000, 'Envoy to be ready');
     // The example's listener (LDS) is up (asked without opening a connection through it).
     await waitFor(async () => (await adminGet(admin, '/listeners')).body.includes('haports::'), 10000, 'the listener');
+    // Backends take connections once a probe has said they are up (filter.initialHealth
+    // "down"): wait for the first results, as an operator's readiness check would.
+    if (opts.waitHealthy !== false) {
+      await waitFor(async () => {
+        const g = [...(await stats(admin, '\\.healthy$')).entries()].filter(([k]) => k.includes('custom.'));
+        return g.length > 0 && g.every(([, v]) => v === 1);
+      }, 10000, 'every backend to be reported healthy');
+    }
   } catch (e) {
     await handle.stop();
     throw e;

@@ -8,7 +8,7 @@ import test from 'node:test';
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
-import { DEFAULT_WASM, ProxyWasmHost } from './proxywasm-host.mjs';
+import { DEFAULT_WASM, ProxyWasmHost, SharedData } from './proxywasm-host.mjs';
 import { Predictor, readListenerConfig } from './predict.mjs';
 
 const example = (recipe) => readListenerConfig(fileURLToPath(new URL(`../../envoy/${recipe}/listeners.yaml`, import.meta.url)));
@@ -49,6 +49,15 @@ function tuples(n, seed, dst4 = ['127.0.0.10', 10000], dst6 = ['::1', 10000]) {
 const endpoint = (addr, port) => (addr.includes(':') ? `[${addr}]:${port}` : `${addr}:${port}`);
 const connect = (host, t) => host.connect(endpoint(t.src, t.sport), endpoint(t.dst, t.dport));
 
+/**
+ * The first tick's probes, all answered 200: with filter.initialHealth "down" (the
+ * default) a backend takes connections only once a probe has said it is up.
+ */
+function ready(host) {
+  host.advance(60);
+  answerProbes(host, () => true);
+}
+
 /** Answers every pending probe: `up(address)` decides 200 or 503. */
 function answerProbes(host, up) {
   host.respondAll((call) => {
@@ -77,6 +86,7 @@ test('every connection gets the cluster of the backend the Node library predicts
   const config = clusterConfig();
   const vms = [new ProxyWasmHost(), new ProxyWasmHost(), new ProxyWasmHost()];
   for (const vm of vms) assert.ok(vm.configure(config), JSON.stringify(vm.logs));
+  for (const vm of vms) ready(vm);
   const predictor = new Predictor(config);
   const counts = {};
   const all = tuples(6000, 1);
@@ -108,6 +118,7 @@ test('originalDst: "address:port" with the connection\'s own port, or the rule\'
   config.rules.push({ name: 'https', frontend: 'fe', backendPool: 'web', protocol: 'tcp', frontendPort: 443, backendPort: 8443 });
   const host = new ProxyWasmHost();
   assert.ok(host.configure(config), JSON.stringify(host.logs));
+  ready(host);
   const predictor = new Predictor(config);
   for (const t of tuples(500, 2, ['10.9.8.7', 22], ['fd00::7', 22])) {
     const want = predictor.predict(t.src, t.sport, t.dst, t.dport);
@@ -131,6 +142,7 @@ test('originalDst: "address:port" with the connection\'s own port, or the rule\'
   };
   const h6 = new ProxyWasmHost();
   assert.ok(h6.configure(v6), JSON.stringify(h6.logs));
+  ready(h6);
   const p6 = new Predictor(v6);
   for (const t of tuples(200, 4, ['10.0.0.1', 80], ['2001:db8::80', 8080])) {
     const want = p6.predict(t.src, t.sport, t.dst, t.dport);
@@ -143,6 +155,7 @@ test('an IPv4-mapped IPv6 client (dual-stack listener) is hashed as its IPv4 add
   const config = clusterConfig();
   const host = new ProxyWasmHost();
   assert.ok(host.configure(config));
+  ready(host);
   const predictor = new Predictor(config);
   for (const t of tuples(300, 5).filter((x) => !x.src.includes(':'))) {
     const c = host.connect(`[::ffff:${t.src}]:${t.sport}`, `[::ffff:${t.dst}]:${t.dport}`);
@@ -155,6 +168,7 @@ test('a connection no rule matches is closed, or sent to the default cluster; bo
   delete config.filter.ingressFrontend; // match frontends by destination address
   const host = new ProxyWasmHost();
   assert.ok(host.configure(config));
+  ready(host);
   const hit = host.connect('10.0.0.1:5000', '127.0.0.10:10000');
   assert.equal(hit.action, 'continue');
   const miss = host.connect('10.0.0.1:5001', '127.0.0.99:10000');
@@ -167,6 +181,7 @@ test('a connection no rule matches is closed, or sent to the default cluster; bo
   config.filter.noMatch = 'defaultCluster';
   config.filter.defaultCluster = 'passthrough';
   assert.ok(host.configure(config));
+  ready(host);
   const d = host.connect('10.0.0.1:5002', '127.0.0.99:10000');
   assert.equal(d.action, 'continue');
   assert.equal(d.filterState[KEY_CLUSTER], 'passthrough');
@@ -282,6 +297,7 @@ test('an invalid configuration is rejected with every error as `path: reason`; t
   const config = clusterConfig();
   const host = new ProxyWasmHost();
   assert.ok(host.configure(config));
+  ready(host);
   const predictor = new Predictor(config);
 
   const bad = clusterConfig();
@@ -328,6 +344,7 @@ test('an invalid configuration is rejected with every error as `path: reason`; t
   // {pool} tells pools apart.
   bad2.filter = { ingressFrontend: 'fe', clusterName: '{pool}-{backend}' };
   assert.ok(host.configure(bad2), host.errors().join('\n'));
+  ready(host);
   const c = host.connect('10.0.0.1:80', '127.0.0.10:80');
   assert.match(c.filterState[KEY_CLUSTER], /^more-nva-0$/);
 });
@@ -335,6 +352,7 @@ test('an invalid configuration is rejected with every error as `path: reason`; t
 test('connections allocate nothing: memory does not grow over 300,000 connections', () => {
   const host = new ProxyWasmHost();
   assert.ok(host.configure(clusterConfig()));
+  ready(host);
   const run = (n, seed) => {
     const r = prng(seed);
     for (let i = 0; i < n; i++) {
@@ -357,6 +375,7 @@ test('a connection\'s close reaches the core as a FIN of its 5-tuple: its flow e
   const config = clusterConfig();
   const host = new ProxyWasmHost();
   assert.ok(host.configure(config));
+  ready(host);
   // 5000 connections open at once (the table of open connections grows from 1024 slots).
   const all = tuples(5000, 11).map((t) => ({ t, c: connect(host, t) }));
   const onNva1 = all.filter((x) => x.c.filterState[KEY_CLUSTER] === 'nva-1');
@@ -373,6 +392,7 @@ test('a connection\'s close reaches the core as a FIN of its 5-tuple: its flow e
   const draining = clusterConfig();
   for (const pool of draining.backendPools) for (const b of pool.backends) if (b.name === 'nva-1') b.adminState = 'draining';
   assert.ok(host.configure(draining));
+  ready(host);
   const predictor = new Predictor(draining);
   // The same 5-tuples again: the closed ones are hashed anew, away from nva-1; the open
   // ones (their flows still tracked) stay on it.
@@ -414,8 +434,10 @@ test('several configurations in one VM (two listeners; A→S→A within the drai
   const host = new ProxyWasmHost();
   const rootA = host.rootId;
   assert.ok(host.configure(A, rootA));
+  ready(host);
   const rootS = host.addRoot();
   assert.ok(host.configure(S, rootS)); // the core now holds S
+  ready(host);
   const pa = new Predictor(A);
   const ps = new Predictor(S);
   const list = tuples(900, 77);
@@ -444,8 +466,10 @@ test('a configuration equal to the running one is applied again when Envoy hands
   const host = new ProxyWasmHost();
   const A = clusterConfig();
   assert.ok(host.configure(A));
+  ready(host);
   const root2 = host.addRoot();
   assert.ok(host.configure(A, root2));
+  ready(host);
   assert.equal(host.stat('haports.config.applied'), 2);
   assert.equal(routeThrough(host, root2, tuples(50, 79), new Predictor(A)), 0);
 });
@@ -458,8 +482,10 @@ test('filter.statPrefix names the stats of each listener apart; filter.accessLog
   const B = otherConfig();
   B.filter.statPrefix = 'edge.b';
   assert.ok(host.configure(A), JSON.stringify(host.logs));
+  ready(host);
   const rootB = host.addRoot();
   assert.ok(host.configure(B, rootB));
+  ready(host);
   const pa = new Predictor(A);
   const list = tuples(60, 80);
   for (const t of list) {
@@ -478,6 +504,7 @@ test('filter.statPrefix names the stats of each listener apart; filter.accessLog
   A.filter.ingressFrontend = undefined;
   delete A.filter.ingressFrontend;
   assert.ok(host.configure(A));
+  ready(host);
   const nm = host.connect('10.1.1.1:1001', '127.0.0.99:10000');
   assert.equal(nm.properties.haports, '- - no_match');
   assert.equal(nm.closed, true);
@@ -513,6 +540,7 @@ test('a connection whose cluster gives no upstream (no such cluster) is an error
   host.knownClusters = new Set(['nva-0', 'nva-2', 'haports_probe']); // nva-1's cluster is missing
   const config = clusterConfig();
   assert.ok(host.configure(config));
+  ready(host);
   const p = new Predictor(config);
   const want = {};
   for (const t of tuples(300, 82)) {
@@ -524,4 +552,81 @@ test('a connection whose cluster gives no upstream (no such cluster) is an error
   assert.equal(host.stat('haports.backend.nvas.nva-0.upstream_errors'), 0);
   assert.equal(host.stat('haports.upstream_errors'), want['nva-1']);
   assert.ok(host.errors().some((e) => /backend nvas\.nva-1 \(cluster "nva-1"\) closed without an upstream host/.test(e)), host.errors().join('\n'));
+});
+
+// ---- One view of health for every worker; the state before the first result ------------------
+
+test('one VM probes for every worker (shared data); all switch within one tick of its decision', () => {
+  const shared = new SharedData();
+  const config = clusterConfig();
+  const vms = [0, 1, 2].map(() => new ProxyWasmHost({ shared }));
+  for (const vm of vms) assert.ok(vm.configure(config));
+  let sent = [0, 0, 0];
+  const count = () => vms.forEach((vm, i) => { sent[i] += vm.calls.size; });
+  // 10 intervals (1 s) with every backend up.
+  for (let t = 0; t < 10_000; t += 50) {
+    for (const vm of vms) vm.advance(50);
+    count();
+    for (const vm of vms) answerProbes(vm, () => true);
+  }
+  assert.equal(sent.filter((n) => n > 0).length, 1, `one VM probes: ${JSON.stringify(sent)}`);
+  assert.ok(sent.reduce((a, b) => a + b) <= 3 * 10 + 3, `probes = targets × intervals: ${JSON.stringify(sent)}`);
+  const prober = sent.findIndex((n) => n > 0);
+  const p = new Predictor(config);
+  for (const vm of vms) assert.equal(routeThrough(vm, vm.rootId, tuples(60, 90), p), 0, 'every worker routes with every backend up');
+
+  // nva-1 fails its probes: the prober decides after `threshold` failures; every other VM
+  // follows at its next tick.
+  const down = (a) => a !== '127.0.0.12';
+  let decidedAt = -1;
+  for (let step = 0; step < 60 && decidedAt < 0; step++) {
+    vms[prober].advance(50);
+    answerProbes(vms[prober], down);
+    if (vms[prober].stat('haports.backend.nvas.nva-1.healthy') === 0) decidedAt = step;
+    for (const [i, vm] of vms.entries()) if (i !== prober) vm.advance(50);
+  }
+  assert.ok(decidedAt >= 0, 'the prober took nva-1 out');
+  for (const vm of vms) vm.advance(50); // one tick
+  for (const vm of vms) assert.equal(vm.stat('haports.backend.nvas.nva-1.healthy'), 0, 'every VM within one tick');
+  const pd = new Predictor(config);
+  pd.setHealth('nva-1', false);
+  for (const vm of vms) assert.equal(routeThrough(vm, vm.rootId, tuples(60, 91), pd), 0, 'every worker routes around nva-1');
+  assert.ok(vms.some((vm, i) => i !== prober && vm.logs.some((l) => /backend nvas\.nva-1 is down \(as the probing VM found\)/.test(l.message))));
+
+  // The prober's VM stops ticking (its worker is gone): another takes the lease and probes.
+  const rest = vms.filter((_, i) => i !== prober);
+  for (const vm of rest) vm.calls.clear();
+  let taken = false;
+  for (let t = 0; t < 2000 && !taken; t += 50) {
+    for (const vm of rest) vm.advance(50);
+    taken = rest.some((vm) => vm.calls.size > 0);
+    for (const vm of rest) answerProbes(vm, down);
+  }
+  assert.ok(taken, 'another VM probes once the lease expires');
+});
+
+test('filter.initialHealth: "down" (default) — no connection reaches a backend before a probe said it is up; "up" — at once', () => {
+  const config = clusterConfig();
+  const host = new ProxyWasmHost();
+  assert.ok(host.configure(config));
+  for (const b of ['nva-0', 'nva-1', 'nva-2']) assert.equal(host.stat(`haports.backend.nvas.${b}.healthy`), 0);
+  const early = connect(host, tuples(1, 92)[0]);
+  assert.equal(early.closed, true, 'before any probe result: closed (noHealthyBackend "close")');
+  assert.equal(host.stat('haports.no_healthy_backend'), 1);
+  // The first results come one tick later (probes are sent at once); nva-1 is down.
+  host.advance(60);
+  answerProbes(host, (a) => a !== '127.0.0.12');
+  const pd = new Predictor(config);
+  pd.setHealth('nva-1', false);
+  assert.equal(routeThrough(host, host.rootId, tuples(100, 93), pd), 0, 'nva-1 never gets a connection');
+
+  const upConfig = clusterConfig();
+  upConfig.filter.initialHealth = 'up';
+  const h2 = new ProxyWasmHost();
+  assert.ok(h2.configure(upConfig));
+  assert.equal(routeThrough(h2, h2.rootId, tuples(50, 94), new Predictor(upConfig)), 0, 'initialHealth "up": forwarded at once');
+  const bad = clusterConfig();
+  bad.filter.initialHealth = 'maybe';
+  assert.equal(h2.configure(bad), false);
+  assert.ok(h2.errors().some((e) => e.includes('filter.initialHealth')));
 });

@@ -23,6 +23,7 @@ export const DEFAULT_WASM = process.env.HAPORTS_PROXYWASM ?? fileURLToPath(new U
 const OK = 0;
 const NOT_FOUND = 1;
 const BAD_ARGUMENT = 2;
+const CAS_MISMATCH = 8;
 
 /** Filter-state keys Envoy has object factories for (those set_envoy_filter_state accepts). */
 const KNOWN_FILTER_STATE = new Set([
@@ -85,9 +86,21 @@ export function decodeHeaderMap(bytes) {
   return pairs;
 }
 
+/** Envoy's shared data: key → { value, cas }, one store for the VMs of a process; set with cas 0 or on a new key always succeeds. */
+export class SharedData {
+  constructor() {
+    this.map = new Map();
+    this.nextCas = 0;
+  }
+}
+
 export class ProxyWasmHost {
-  /** @param {{ wasm?: string | Uint8Array, rootId?: string }} opts */
+  /**
+   * @param {{ wasm?: string | Uint8Array, shared?: SharedData }} opts  shared: the process-wide
+   *   shared data of several VMs (Envoy's workers); by default each host has its own.
+   */
   constructor(opts = {}) {
+    this.shared = opts.shared ?? new SharedData();
     const bytes = typeof opts.wasm === 'object' ? opts.wasm : readFileSync(opts.wasm ?? DEFAULT_WASM);
     this.module = new WebAssembly.Module(bytes);
     this.logs = [];            // { level, message }
@@ -153,6 +166,19 @@ export class ProxyWasmHost {
           host.tickPeriodMs = ms;
           host.nextTickMs = host.nowMs + ms;
         }
+        return OK;
+      },
+      proxy_get_shared_data(kPtr, kLen, retPtr, retSize, retCas) {
+        const e = host.shared.map.get(host.readString(kPtr, kLen));
+        if (!e) return NOT_FOUND;
+        host.view.setUint32(retCas, e.cas, true);
+        return host.give(e.value, retPtr, retSize);
+      },
+      proxy_set_shared_data(kPtr, kLen, vPtr, vLen, cas) {
+        const key = host.readString(kPtr, kLen);
+        const e = host.shared.map.get(key);
+        if (e && cas !== 0 && cas !== e.cas) return CAS_MISMATCH;
+        host.shared.map.set(key, { value: host.read(vPtr, vLen), cas: ++host.shared.nextCas });
         return OK;
       },
       proxy_set_property(pathPtr, pathLen, valuePtr, valueLen) {
