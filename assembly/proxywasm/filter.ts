@@ -97,6 +97,36 @@ class Metrics {
   backendConnections: StaticArray<i64> = new StaticArray<i64>(0);
   backendHealthy: StaticArray<i64> = new StaticArray<i64>(0);
   backendUpstreamErrors: StaticArray<i64> = new StaticArray<i64>(0);
+  /**
+   * The connection path's counters, batched: counts since the last flush, per slot
+   * (SLOT_*, then SLOT_BACKEND + backend), and the metric each slot goes to. A tick
+   * flushes them (one host call per counter that moved, instead of two per connection).
+   */
+  pending: StaticArray<i64> = new StaticArray<i64>(SLOT_BACKEND);
+  pendingId: StaticArray<i64> = new StaticArray<i64>(SLOT_BACKEND);
+}
+
+const SLOT_CONNECTIONS: i32 = 0;
+const SLOT_NO_MATCH: i32 = 1;
+const SLOT_NO_HEALTHY: i32 = 2;
+const SLOT_DEFAULT_CLUSTER: i32 = 3;
+const SLOT_CLOSED: i32 = 4;
+const SLOT_BACKEND: i32 = 5;
+
+/** Counts one in a batched counter (no host call). */
+@inline function count(m: Metrics, slot: i32): void {
+  unchecked(m.pending[slot] = unchecked(m.pending[slot]) + 1);
+}
+
+/** Hands the batched counts to the host. */
+function flushMetrics(m: Metrics): void {
+  const pending = m.pending;
+  for (let i = 0; i < pending.length; i++) {
+    const n = unchecked(pending[i]);
+    if (n == 0) continue;
+    incrementMetric(unchecked(m.pendingId[i]), n);
+    unchecked(pending[i] = 0);
+  }
 }
 
 function defineMetrics(prefix: string, s: Settings | null): Metrics {
@@ -114,6 +144,14 @@ function defineMetrics(prefix: string, s: Settings | null): Metrics {
   m.configRejected = defineCounter(p + "config.rejected");
   m.configSwitches = defineCounter(p + "config.switches");
   m.upstreamErrors = defineCounter(p + "upstream_errors");
+  const nb = s != null ? s.backendLabel.length : 0;
+  m.pending = new StaticArray<i64>(SLOT_BACKEND + nb);
+  m.pendingId = new StaticArray<i64>(SLOT_BACKEND + nb);
+  m.pendingId[SLOT_CONNECTIONS] = m.connections;
+  m.pendingId[SLOT_NO_MATCH] = m.noMatch;
+  m.pendingId[SLOT_NO_HEALTHY] = m.noHealthy;
+  m.pendingId[SLOT_DEFAULT_CLUSTER] = m.defaultCluster;
+  m.pendingId[SLOT_CLOSED] = m.closed;
   if (s != null) {
     const n = s.backendLabel.length;
     m.backendConnections = new StaticArray<i64>(n);
@@ -122,6 +160,7 @@ function defineMetrics(prefix: string, s: Settings | null): Metrics {
     for (let b = 0; b < n; b++) {
       m.backendUpstreamErrors[b] = defineCounter(p + "backend." + s.backendLabel[b] + ".upstream_errors");
       m.backendConnections[b] = defineCounter(p + "backend." + s.backendLabel[b] + ".connections");
+      m.pendingId[SLOT_BACKEND + b] = m.backendConnections[b];
       m.backendHealthy[b] = defineMetric(METRIC_GAUGE, p + "backend." + s.backendLabel[b] + ".healthy");
     }
   }
@@ -203,6 +242,16 @@ function nowMs(): f64 {
   const t = currentTimeMs();
   if (t > lastNowMs) lastNowMs = t;
   return lastNowMs;
+}
+
+/**
+ * The connection path's clock: the time of the last tick (every 50 ms) or configuration,
+ * read without a host call. Flow timeouts are seconds; a flow's time may be up to one
+ * tick early, never later, and never goes back.
+ */
+let tickClockMs: f64 = 0;
+@inline function connectionClock(): f64 {
+  return tickClockMs > 0 ? tickClockMs : nowMs();
 }
 
 /** Logs every power of two of `count` after the first ERRORS_LOGGED. */
@@ -295,6 +344,7 @@ export function configure(root: u32, size: i32): bool {
   pendingText = null;
   rootsById.set(root, r);
   current = r;
+  tickClockMs = nowMs();
   startSettings(r);
   return true;
 }
@@ -474,7 +524,9 @@ function switchTo(r: Root): bool {
 /** proxy_on_delete of root context `root`: its configuration is forgotten (the core keeps
  *  holding it if it is current, until another root's connection or tick needs the core). */
 export function rootDeleted(root: u32): void {
-  if (rootsById.has(root)) rootsById.delete(root);
+  if (!rootsById.has(root)) return;
+  flushMetrics(rootsById.get(root).metrics);
+  rootsById.delete(root);
 }
 
 // ---- Connections -------------------------------------------------------------------------------
@@ -551,7 +603,7 @@ function readConnection(): i32 {
 /** Runs one segment of the endpoints in srcAddr / dstAddr through the core. */
 function runSegment(s: Settings, family: i32, sport: u16, dport: u16, flags: u8): void {
   writeSegment(family, sport, dport, flags);
-  processBatch(1, nowMs(), s.ingress, LINK_RAW_IP);
+  processBatch(1, connectionClock(), s.ingress, LINK_RAW_IP);
 }
 
 function setFilterState(arg: usize, argLen: i32): i32 {
@@ -590,14 +642,14 @@ function unrouted(r: Root, how: i32, outcome: ArrayBuffer, rule: i32): i32 {
   if (how == UNROUTED_DEFAULT) {
     const status = setFilterState(ptr(s.defaultClusterArg), len(s.defaultClusterArg));
     if (status == STATUS_OK) {
-      incrementMetric(r.metrics.defaultCluster);
+      count(r.metrics, SLOT_DEFAULT_CLUSTER);
       if (s.accessLog) accessLog(r, rule, NONE_BACKEND, outcome);
       return ACTION_CONTINUE;
     }
     countError(r.metrics, "set_envoy_filter_state(envoy.tcp_proxy.cluster) for the default cluster failed with status " + status.toString());
   }
   if (s.accessLog) accessLog(r, rule, NONE_BACKEND, outcome);
-  incrementMetric(r.metrics.closed);
+  count(r.metrics, SLOT_CLOSED);
   closeDownstream();
   return ACTION_PAUSE;
 }
@@ -650,7 +702,7 @@ export function newConnection(context: u32, root: u32): i32 {
     return ACTION_PAUSE;
   }
   if (r !== current && !switchTo(r)) {
-    incrementMetric(r.metrics.closed);
+    count(r.metrics, SLOT_CLOSED);
     closeDownstream();
     return ACTION_PAUSE;
   }
@@ -663,7 +715,7 @@ export function newConnection(context: u32, root: u32): i32 {
   const family = readConnection();
   if (family == 0) {
     countError(m, "could not read the connection's source.address / destination.address as IP endpoints: closed");
-    incrementMetric(m.closed);
+    count(m, SLOT_CLOSED);
     closeDownstream();
     return ACTION_PAUSE;
   }
@@ -676,23 +728,23 @@ export function newConnection(context: u32, root: u32): i32 {
     const status = selectUpstream(s, b, rule);
     if (status != STATUS_OK) {
       countError(m, "set_envoy_filter_state failed with status " + status.toString() + " (Envoy >= 1.28 is needed): closed");
-      incrementMetric(m.closed);
+      count(m, SLOT_CLOSED);
       closeDownstream();
       return ACTION_PAUSE;
     }
     remember(context, r.id, b, family, connSport, connDport, srcAddr, dstAddr);
-    incrementMetric(m.connections);
-    incrementMetric(unchecked(m.backendConnections[b]));
+    count(m, SLOT_CONNECTIONS);
+    count(m, SLOT_BACKEND + b);
     if (s.accessLog) accessLog(r, rule, b, OUTCOME_FORWARDED);
     return ACTION_CONTINUE;
   }
   if (action == ACTION_NOMATCH) {
-    incrementMetric(m.noMatch);
+    count(m, SLOT_NO_MATCH);
     return unrouted(r, s.noMatch, OUTCOME_NO_MATCH, NONE_BACKEND);
   }
   // Drop: every backend of the rule is down (or, never for these segments, a parse error).
   if (load<u8>(v + V_REASON) == REASON_NO_HEALTHY_BACKEND) {
-    incrementMetric(m.noHealthy);
+    count(m, SLOT_NO_HEALTHY);
     return unrouted(r, s.noHealthy, OUTCOME_NO_HEALTHY, rule);
   }
   countError(m, "the core dropped the connection's SYN (reason " + load<u8>(v + V_REASON).toString() + ")");
@@ -756,6 +808,8 @@ export function connectionDeleted(context: u32): void {
  */
 export function tick(root: u32): void {
   if (++ticks % COLLECT_EVERY_TICKS == 0) __collect(); // no managed local is live here
+  tickClockMs = nowMs();
+  if (rootsById.has(root)) flushMetrics(rootsById.get(root).metrics);
   let r = current;
   if (r == null || !rootsById.has(r.id)) {
     if (!rootsById.has(root) || !switchTo(rootsById.get(root))) return;

@@ -26,6 +26,7 @@ const CONNECTIONS_V4 = Number(process.env.HAPORTS_E2E_CONNECTIONS ?? 5400);
 const CONNECTIONS_V6 = Math.round(CONNECTIONS_V4 / 9);
 const CONCURRENCY = 64;
 const FAILOVER_SLACK_MS = 400; // one 50 ms tick + the probe's round trip + timer lag on a busy 2-core machine
+const COUNTER_FLUSH_MS = 150; // the filter hands its connection counters to Envoy at every tick (50 ms)
 
 const recipeFile = (recipe) => readFileSync(join(ROOT, 'envoy', recipe, 'listeners.yaml'), 'utf8');
 
@@ -142,6 +143,7 @@ test('recipe 1 (cluster per backend): every connection lands where the Node libr
     assert.ok(Math.abs(counts[name] - mean) <= 0.1 * mean, `spread ${JSON.stringify(counts)} not within ±10% of ${mean.toFixed(0)}`);
   }
   // Envoy's /stats agree.
+  await sleep(COUNTER_FLUSH_MS);
   const afterStats = await envoyA.stats('haports');
   const names = ['nva-0', 'nva-1', 'nva-2'].map((b) => `wasmcustom.haports.backend.nvas.${b}.connections`);
   const d = metricDeltas(before, afterStats, [...names, 'wasmcustom.haports.connections', 'wasmcustom.haports.errors', 'wasmcustom.haports.closed']);
@@ -324,6 +326,7 @@ test('recipe 1: a rollback A→S→A within the drain window routes by A; two li
     const onPortS = both.filter((r) => r.port === 10002);
     checkPredicted(onPortA, pa, ['127.0.0.10', 10000], ['::1', 10000], 'listener A');
     checkPredicted(onPortS, ps, ['127.0.0.10', 10002], ['::1', 10002], 'listener S');
+    await sleep(COUNTER_FLUSH_MS);
     const after = await envoyA.stats('haports');
     const d = metricDeltas(before, after, ['wasmcustom.haports.connections', 'wasmcustom.haports_s.connections', 'wasmcustom.haports.config.switches', 'wasmcustom.haports_s.config.switches']);
     assert.equal(d['wasmcustom.haports.connections'], onPortA.length, 'listener A\'s own stats');
@@ -414,6 +417,7 @@ test('recipe 2 (ORIGINAL_DST): every connection goes to "backend:its own destina
   }
   const mean = results.length / 3;
   for (const c of Object.values(counts)) assert.ok(Math.abs(c - mean) <= 0.1 * mean, JSON.stringify(counts));
+  await sleep(COUNTER_FLUSH_MS);
   const afterStats = await envoyB.stats('haports');
   assert.equal(metricDeltas(before, afterStats, ['wasmcustom.haports.connections'])['wasmcustom.haports.connections'], results.length);
   console.log(`recipe 2: ${results.length} connections, all to the predicted backend at the connection's own port; ${JSON.stringify(counts)}`);

@@ -15,6 +15,7 @@ const example = (recipe) => readListenerConfig(fileURLToPath(new URL(`../../envo
 const clusterConfig = () => structuredClone(example('cluster-per-backend'));
 const originalDstConfig = () => structuredClone(example('original-dst'));
 const KEY_CLUSTER = 'envoy.tcp_proxy.cluster';
+const TICK = 50; // the filter's tick (ms): batched counters reach Envoy at each
 const KEY_DST = 'envoy.network.transport_socket.original_dst_address';
 
 /** A small deterministic PRNG (mulberry32). */
@@ -104,6 +105,7 @@ test('every connection gets the cluster of the backend the Node library predicts
     vms[(i + 1) % 3].close(other);
     counts[want.backend] = (counts[want.backend] ?? 0) + 1;
   });
+  for (const vm of vms) vm.advance(TICK); // counters reach Envoy at the next tick
   let total = 0;
   for (const name of ['nva-0', 'nva-1', 'nva-2']) {
     total += vms.reduce((s, vm) => s + vm.stat(`haports.backend.nvas.${name}.connections`), 0);
@@ -175,6 +177,7 @@ test('a connection no rule matches is closed, or sent to the default cluster; bo
   assert.equal(miss.action, 'pause');
   assert.ok(miss.closed);
   assert.deepEqual(miss.filterState, {});
+  host.advance(TICK); // counters reach Envoy at the next tick
   assert.equal(host.stat('haports.no_match'), 1);
   assert.equal(host.stat('haports.closed'), 1);
 
@@ -185,6 +188,7 @@ test('a connection no rule matches is closed, or sent to the default cluster; bo
   const d = host.connect('10.0.0.1:5002', '127.0.0.99:10000');
   assert.equal(d.action, 'continue');
   assert.equal(d.filterState[KEY_CLUSTER], 'passthrough');
+  host.advance(TICK);
   assert.equal(host.stat('haports.no_match'), 2);
   assert.equal(host.stat('haports.default_cluster'), 1);
 });
@@ -281,6 +285,7 @@ test('every backend down: noHealthyBackend closes, or sends to the default clust
   const c = host.connect('10.0.0.1:4000', '127.0.0.10:10000');
   assert.equal(c.action, 'pause');
   assert.ok(c.closed);
+  host.advance(TICK);
   assert.equal(host.stat('haports.no_healthy_backend'), 1);
 
   config.filter.noHealthyBackend = 'defaultCluster';
@@ -289,6 +294,7 @@ test('every backend down: noHealthyBackend closes, or sends to the default clust
   // Health carries over a reconfiguration: still all down.
   const d = host.connect('10.0.0.1:4001', '127.0.0.10:10000');
   assert.equal(d.filterState[KEY_CLUSTER], 'sorry');
+  host.advance(TICK);
   assert.equal(host.stat('haports.no_healthy_backend'), 2);
   assert.equal(host.stat('haports.default_cluster'), 1);
 });
@@ -496,6 +502,7 @@ test('filter.statPrefix names the stats of each listener apart; filter.accessLog
   }
   const cb = host.connect('10.1.1.1:1000', '127.0.0.10:10000', rootB);
   assert.equal(cb.properties.haports, undefined, 'B has no access-log property');
+  host.advance(TICK);
   assert.equal(host.stat('edge.a.connections'), 60);
   assert.equal(host.stat('edge.b.connections'), 1);
   assert.equal(host.stat('haports.connections'), undefined, 'no stats under the default prefix');
@@ -612,9 +619,11 @@ test('filter.initialHealth: "down" (default) — no connection reaches a backend
   for (const b of ['nva-0', 'nva-1', 'nva-2']) assert.equal(host.stat(`haports.backend.nvas.${b}.healthy`), 0);
   const early = connect(host, tuples(1, 92)[0]);
   assert.equal(early.closed, true, 'before any probe result: closed (noHealthyBackend "close")');
+  host.advance(10); // before the first tick: the probes are not sent yet
+  assert.equal(host.calls.size, 0);
+  host.advance(TICK - 10); // the first tick: the probes go out at once, the counters are flushed
   assert.equal(host.stat('haports.no_healthy_backend'), 1);
-  // The first results come one tick later (probes are sent at once); nva-1 is down.
-  host.advance(60);
+  // The first results (nva-1 is down).
   answerProbes(host, (a) => a !== '127.0.0.12');
   const pd = new Predictor(config);
   pd.setHealth('nva-1', false);
