@@ -93,6 +93,7 @@ class Metrics {
   configApplied: i64 = -1;     // configurations this VM applied (proxy_on_configure)
   configRejected: i64 = -1;
   configSwitches: i64 = -1;    // the core switched to this configuration for its connections
+  configHash: i64 = -1;        // gauge: the configuration's 32-bit FNV-1a hash (which one runs)
   upstreamErrors: i64 = -1;    // connections closed without an upstream host (the cluster could not take them)
   backendConnections: StaticArray<i64> = new StaticArray<i64>(0);
   backendHealthy: StaticArray<i64> = new StaticArray<i64>(0);
@@ -143,6 +144,7 @@ function defineMetrics(prefix: string, s: Settings | null): Metrics {
   m.configApplied = defineCounter(p + "config.applied");
   m.configRejected = defineCounter(p + "config.rejected");
   m.configSwitches = defineCounter(p + "config.switches");
+  m.configHash = defineMetric(METRIC_GAUGE, p + "config.hash");
   m.upstreamErrors = defineCounter(p + "upstream_errors");
   const nb = s != null ? s.backendLabel.length : 0;
   m.pending = new StaticArray<i64>(SLOT_BACKEND + nb);
@@ -202,6 +204,13 @@ class Root {
 
 /** The probing VM's lease lasts this long without renewal (it renews every tick). */
 const LEASE_MS: f64 = 500;
+
+/** 32-bit FNV-1a of n bytes at p. */
+function fnv32(p: usize, n: i32): u32 {
+  let h: u32 = 0x811c9dc5;
+  for (let i = 0; i < n; i++) h = (h ^ <u32>load<u8>(p + <usize>i)) * 0x01000193;
+  return h;
+}
 
 /** 64-bit FNV-1a of n bytes at p, as 16 hex digits. */
 function hashText(p: usize, n: i32): string {
@@ -353,6 +362,7 @@ export function configure(root: u32, size: i32): bool {
 function startSettings(r: Root): void {
   const s = r.settings;
   incrementMetric(r.metrics.configApplied);
+  recordMetric(r.metrics.configHash, fnv32(changetype<usize>(r.config), r.config.byteLength));
   resetProbes(r);
   setTickPeriod(TICK_MS); // this root context's tick (the current root's runs the probes)
   log(LOG_INFO, "configuration applied: " + s.backendLabel.length.toString() + " backends, "

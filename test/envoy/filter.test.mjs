@@ -468,6 +468,25 @@ test('several configurations in one VM (two listeners; A→S→A within the drai
   assert.equal(routeThrough(host, rootA, tuples(100, 78), pa), 0);
 });
 
+/** 32-bit FNV-1a of a string's UTF-8 bytes (the filter's config.hash gauge). */
+function fnv32(text) {
+  let h = 0x811c9dc5;
+  for (const byte of new TextEncoder().encode(text)) h = Math.imul(h ^ byte, 0x01000193) >>> 0;
+  return h;
+}
+
+test('config.hash tells which configuration runs, the same in every VM', () => {
+  const shared = new SharedData();
+  const vms = [new ProxyWasmHost({ shared }), new ProxyWasmHost({ shared })];
+  const A = clusterConfig();
+  for (const vm of vms) assert.ok(vm.configure(A));
+  const text = JSON.stringify(A);
+  for (const vm of vms) assert.equal(vm.stat('haports.config.hash'), fnv32(text));
+  const S = otherConfig();
+  assert.ok(vms[0].configure(S));
+  assert.equal(vms[0].stat('haports.config.hash'), fnv32(JSON.stringify(S)), 'the last configuration applied');
+});
+
 test('a configuration equal to the running one is applied again when Envoy hands it over', () => {
   const host = new ProxyWasmHost();
   const A = clusterConfig();
