@@ -46,6 +46,8 @@ export interface Verdict {
 }
 
 export class ConfigError extends Error {
+  /** Stable, for programs: 'HAPORTS_INVALID_CONFIG'. */
+  readonly code = 'HAPORTS_INVALID_CONFIG';
   constructor(public readonly errors: string[], public readonly warnings: string[] = []) {
     super(`invalid configuration:\n  ${errors.join('\n  ')}`);
     this.name = 'ConfigError';

@@ -75,11 +75,57 @@ const LINKS: Record<Link, number> = { ip: LINK_RAW_IP, ethernet: LINK_ETHERNET }
 
 let sharedModule: WebAssembly.Module | undefined;
 
+/** Error codes of the library (`err.code`), stable across releases. */
+export const ERROR_CODES = {
+  invalidConfig: 'HAPORTS_INVALID_CONFIG', // ConfigError
+  outOfRange: 'ERR_OUT_OF_RANGE',          // RangeError: an index, count, name or size outside what exists
+  invalidArgType: 'ERR_INVALID_ARG_TYPE',  // TypeError: an argument of the wrong type
+  closed: 'HAPORTS_CLOSED',                // Error: the dataplane was closed
+} as const;
+
+function rangeError(message: string): RangeError {
+  return Object.assign(new RangeError(message), { code: ERROR_CODES.outOfRange });
+}
+
+function typeError(message: string): TypeError {
+  return Object.assign(new TypeError(message), { code: ERROR_CODES.invalidArgType });
+}
+
+function closedError(): Error {
+  return Object.assign(new Error('this Dataplane was closed'), { code: ERROR_CODES.closed });
+}
+
+const addCounters = (a: ObjectCounters, b: ObjectCounters | undefined): ObjectCounters =>
+  (b ? { packets: a.packets + b.packets, bytes: a.bytes + b.bytes, newFlows: a.newFlows + b.newFlows } : a);
+
 export class Dataplane {
-  private readonly core: Core;
+  private instance: Core | null;
+  /** Packets of the last run (decision, packet, resets and tuple take indices below it). */
+  private lastRun = -1;
+  /**
+   * Counters of backends and rules from before the last reconfigurations, by name: the core
+   * starts them at zero with every configuration; counters() adds these, so a backend or
+   * rule that stays keeps counting.
+   */
+  private carried: { backends: Record<string, ObjectCounters>; rules: Record<string, ObjectCounters> } = { backends: {}, rules: {} };
 
   private constructor(core: Core) {
-    this.core = core;
+    this.instance = core;
+  }
+
+  private get core(): Core {
+    if (this.instance === null) throw closedError();
+    return this.instance;
+  }
+
+  /** Releases the instance (its memory goes with the last reference); every later call throws (code HAPORTS_CLOSED). */
+  close(): void {
+    this.instance = null;
+  }
+
+  /** Whether close() was called. */
+  get closed(): boolean {
+    return this.instance === null;
   }
 
   /**
@@ -114,18 +160,33 @@ export class Dataplane {
    * their backend. On error (ConfigError) the running configuration stays.
    */
   reconfigure(config: Config | string): void {
-    this.core.configure(config);
+    const before = this.counters();
+    this.core.configure(config); // throws, changing nothing, when invalid
+    this.carried = { backends: before.backends, rules: before.rules };
+    this.lastRun = -1;
   }
 
   /** Runs packets (at most maxBatch per call) and returns a decision per packet. */
   process(packets: Uint8Array[], options: RunOptions = {}): Decision[] {
-    if (!Array.isArray(packets)) throw new TypeError('process(packets): packets must be an array of Uint8Array');
+    const maxBatch = this.maxBatch; // (throws when closed)
+    if (!Array.isArray(packets)) throw typeError('process(packets): packets must be an array of Uint8Array');
     const out: Decision[] = [];
-    for (let start = 0; start < packets.length; start += this.maxBatch) {
-      const batch = packets.slice(start, start + this.maxBatch);
+    for (let start = 0; start < packets.length; start += maxBatch) {
+      const batch = packets.slice(start, start + maxBatch);
       batch.forEach((p, i) => {
-        if (!(p instanceof Uint8Array)) throw new TypeError(`process(packets): packets[${start + i}] is not a Uint8Array`);
+        if (!(p instanceof Uint8Array)) throw typeError(`process(packets): packets[${start + i}] is not a Uint8Array`);
+        if (p.length > this.core.arenaSize) {
+          throw rangeError(`process(packets): packets[${start + i}] has ${p.length} bytes, more than the ${this.core.arenaSize}-byte arena`);
+        }
       });
+      const bytes = batch.reduce((n, p) => n + p.length, 0);
+      if (bytes > this.core.arenaSize) {
+        // Cut the batch where the arena is full (the core's batches are bounded by bytes too).
+        let fit = 0;
+        for (let used = 0; fit < batch.length && used + batch[fit].length <= this.core.arenaSize; fit++) used += batch[fit].length;
+        batch.length = fit;
+        start -= maxBatch - fit; // the next batch starts after the ones that fit
+      }
       this.core.load(batch);
       this.run(batch.length, options);
       for (let i = 0; i < batch.length; i++) out.push(this.decision(i));
@@ -140,9 +201,9 @@ export class Dataplane {
 
   /** Describes packet i of the next run: `length` bytes at `offset` in the arena. */
   setPacket(i: number, offset: number, length: number): void {
-    if (!Number.isInteger(i) || i < 0 || i >= this.maxBatch) throw new RangeError(`setPacket: index ${i} outside 0..${this.maxBatch - 1}`);
+    if (!Number.isInteger(i) || i < 0 || i >= this.maxBatch) throw rangeError(`setPacket: index ${i} outside 0..${this.maxBatch - 1}`);
     if (!Number.isInteger(offset) || !Number.isInteger(length) || offset < 0 || length < 0 || offset + length > this.core.arenaSize) {
-      throw new RangeError(`setPacket: ${length} bytes at ${offset} do not fit the ${this.core.arenaSize}-byte arena`);
+      throw rangeError(`setPacket: ${length} bytes at ${offset} do not fit the ${this.core.arenaSize}-byte arena`);
     }
     this.core.setDescriptor(i, offset, length);
   }
@@ -150,22 +211,35 @@ export class Dataplane {
   /** Runs packets [0, count) as described by setPacket. Returns how many were forwarded. */
   run(count: number, options: RunOptions = {}): number {
     if (!Number.isInteger(count) || count < 0 || count > this.maxBatch) {
-      throw new RangeError(`run: count ${count} outside 0..${this.maxBatch}`);
+      throw rangeError(`run: count ${count} outside 0..${this.maxBatch}`);
     }
     const link = LINKS[options.link ?? 'ip'];
-    if (link === undefined) throw new TypeError(`run: link must be "ip" or "ethernet", got ${JSON.stringify(options.link)}`);
+    if (link === undefined) throw typeError(`run: link must be "ip" or "ethernet", got ${JSON.stringify(options.link)}`);
     let ingress = NONE;
     if (options.ingress !== undefined) {
       ingress = this.core.names.frontends.indexOf(options.ingress);
-      if (ingress < 0) throw new RangeError(`run: no frontend named ${JSON.stringify(options.ingress)}`);
+      if (ingress < 0) throw rangeError(`run: no frontend named ${JSON.stringify(options.ingress)}`);
     }
     const now = options.now ?? Date.now();
-    if (!Number.isFinite(now)) throw new TypeError('run: now must be a finite number of milliseconds');
-    return this.core.process(count, now, ingress, link);
+    if (!Number.isFinite(now)) throw typeError('run: now must be a finite number of milliseconds');
+    const forwarded = this.core.process(count, now, ingress, link);
+    this.lastRun = count;
+    return forwarded;
+  }
+
+  /** Checks that i is a packet of the last run. */
+  private ran(what: string, i: number): void {
+    if (this.instance === null) throw closedError();
+    if (this.lastRun < 0) throw rangeError(`${what}(${i}): no run since the dataplane was created or reconfigured`);
+    if (!Number.isInteger(i) || i < 0 || i >= this.lastRun) {
+      throw rangeError(`${what}(${i}): the last run had ${this.lastRun} packet${this.lastRun === 1 ? '' : 's'}: index 0..${this.lastRun - 1}`
+        + ' (process() returns the decisions of all its packets; this reads those of its last batch)');
+    }
   }
 
   /** The decision for packet i of the last run. */
   decision(i: number): Decision {
+    this.ran('decision', i);
     const v = this.core.verdict(i);
     const n = this.core.names;
     return {
@@ -190,16 +264,19 @@ export class Dataplane {
    * as a forwarded packet would go. Null for other decisions.
    */
   resets(i: number): { toSender: Uint8Array; toBackend: Uint8Array } | null {
+    this.ran('resets', i);
     return this.core.resets(i);
   }
 
   /** Packet i's bytes after the last run (rewritten in place when translated). */
   packet(i: number): Uint8Array {
+    this.ran('packet', i);
     return this.core.packet(i);
   }
 
   /** Packet i's own header fields as parsed; null when it has no IP header. */
   tuple(i: number): Tuple | null {
+    this.ran('tuple', i);
     return this.core.tuple(i);
   }
 
@@ -207,7 +284,7 @@ export class Dataplane {
     const n = this.core.names;
     const found = n.backends.flatMap((b, i) => (b === name && (pool === undefined || n.pools[n.backendPool[i]] === pool) ? [i] : []));
     if (found.length === 0) {
-      throw new RangeError(`${what}: no backend named ${JSON.stringify(name)}${pool === undefined ? '' : ` in pool ${JSON.stringify(pool)}`}`);
+      throw rangeError(`${what}: no backend named ${JSON.stringify(name)}${pool === undefined ? '' : ` in pool ${JSON.stringify(pool)}`}`);
     }
     return found;
   }
@@ -228,7 +305,7 @@ export class Dataplane {
    * 'none', 'up', 'down', 'initially up', 'initially down' or 'held'.
    */
   probeResult(target: number, ok: boolean, now: number = performance.now()): ReturnType<Core['probeResult']> {
-    if (!Number.isFinite(now)) throw new TypeError('probeResult: now must be a finite number of milliseconds');
+    if (!Number.isFinite(now)) throw typeError('probeResult: now must be a finite number of milliseconds');
     return this.core.probeResult(target, ok, now);
   }
 
@@ -243,13 +320,13 @@ export class Dataplane {
    * target of it says down. New flows avoid a down backend.
    */
   setHealth(backend: string, health: BackendHealth, pool?: string): void {
-    if (health !== 'up' && health !== 'down') throw new TypeError(`setHealth: health must be "up" or "down", got ${JSON.stringify(health)}`);
+    if (health !== 'up' && health !== 'down') throw typeError(`setHealth: health must be "up" or "down", got ${JSON.stringify(health)}`);
     for (const b of this.backendIndices(backend, pool, 'setHealth')) this.core.setBackendHealth(b, health === 'up');
   }
 
   /** The operator's state for a backend: "draining" takes no new flows and keeps existing ones. */
   setAdminState(backend: string, state: AdminState, pool?: string): void {
-    if (state !== 'up' && state !== 'draining') throw new TypeError(`setAdminState: state must be "up" or "draining", got ${JSON.stringify(state)}`);
+    if (state !== 'up' && state !== 'draining') throw typeError(`setAdminState: state must be "up" or "draining", got ${JSON.stringify(state)}`);
     for (const b of this.backendIndices(backend, pool, 'setAdminState')) this.core.setBackendAdmin(b, state);
   }
 
@@ -267,9 +344,12 @@ export class Dataplane {
       if (k.startsWith('reason.')) reasons[k.slice(7)] = v;
       else totals[k] = v;
     }
-    const byName = (list: ObjectCounters[], names: string[]) => {
+    const byName = (list: ObjectCounters[], names: string[], carried: Record<string, ObjectCounters>) => {
       const out: Record<string, ObjectCounters> = {};
-      names.forEach((name, i) => { out[out[name] ? `${name}#${i}` : name] = list[i]; });
+      names.forEach((name, i) => {
+        const key = out[name] ? `${name}#${i}` : name;
+        out[key] = addCounters(list[i], carried[key]);
+      });
       return out;
     };
     const n = this.core.names;
@@ -277,9 +357,13 @@ export class Dataplane {
     return {
       totals,
       reasons,
-      backends: byName(this.core.backendCounters(), backendNames),
-      rules: byName(this.core.ruleCounters(), n.rules),
+      backends: byName(this.core.backendCounters(), backendNames, this.carried.backends),
+      rules: byName(this.core.ruleCounters(), n.rules, this.carried.rules),
       flowTable: { used: this.core.exports.flowTableUsed(), capacity: this.core.exports.flowTableCapacity() },
     };
   }
 }
+
+// `using dp = Dataplane.create(…)` (explicit resource management) closes it at the end of the block.
+const dispose = (Symbol as { dispose?: symbol }).dispose;
+if (dispose) (Dataplane.prototype as unknown as Record<symbol, () => void>)[dispose] = function (this: Dataplane) { this.close(); };

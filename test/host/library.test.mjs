@@ -157,3 +157,79 @@ test('health through the library: probe targets from configuration(), results to
   assert.throws(() => dp.probeResult(99, true), RangeError);
   assert.throws(() => dp.probeResult(target.index, true, NaN), TypeError);
 });
+
+test('indices are checked: decision, packet, resets and tuple take the packets of the last run only (RangeError, ERR_OUT_OF_RANGE)', () => {
+  const dp = Dataplane.create(floating());
+  const outOfRange = (fn, message) => assert.throws(fn, (e) => e instanceof RangeError && e.code === 'ERR_OUT_OF_RANGE' && message.test(e.message));
+  outOfRange(() => dp.decision(0), /decision\(0\): no run since/);
+  const flows = Array.from({ length: 2000 }, (_, i) => packet({ src: `10.9.${i >> 8}.${i & 255}`, dst: FE4, sport: 1000 + i }));
+  const all = dp.process(flows, { now: 1 });
+  // Every decision process() returned is this packet's (compare with one packet at a time).
+  const one = Dataplane.create(floating());
+  for (const i of [0, 1023, 1024, 1500, 1999]) assert.deepEqual(all[i], one.process([flows[i]], { now: 1 })[0], `packet ${i}`);
+  const last = 2000 - dp.maxBatch; // the last batch had 976 packets
+  assert.equal(dp.decision(last - 1).verdict, 'forward');
+  for (const [fn, name] of [[(i) => dp.decision(i), 'decision'], [(i) => dp.packet(i), 'packet'], [(i) => dp.resets(i), 'resets'], [(i) => dp.tuple(i), 'tuple']]) {
+    outOfRange(() => fn(last), new RegExp(`${name}\\(${last}\\): the last run had ${last} packets: index 0..${last - 1}`));
+    outOfRange(() => fn(-1), new RegExp(`${name}\\(-1\\)`));
+    outOfRange(() => fn(5000), new RegExp(`${name}\\(5000\\)`));
+    outOfRange(() => fn(1.5), new RegExp(`${name}\\(1.5\\)`));
+  }
+  dp.reconfigure(floating());
+  outOfRange(() => dp.decision(0), /no run since the dataplane was created or reconfigured/);
+});
+
+test('process(): batches are cut by the arena\'s bytes as well as by count; a packet larger than the arena is a RangeError', () => {
+  const dp = Dataplane.create(floating());
+  const big = Array.from({ length: 200 }, (_, i) => packet({ src: `10.8.0.${i}`, dst: FE4, sport: 2000 + i, payload: 60000 }));
+  const total = big.reduce((n, p) => n + p.length, 0);
+  assert.ok(total > dp.arena.length, `the test needs more bytes (${total}) than the arena (${dp.arena.length})`);
+  const d = dp.process(big, { now: 1 });
+  assert.equal(d.length, 200);
+  assert.ok(d.every((x) => x.verdict === 'forward'));
+  assert.equal(dp.counters().totals.packets, 200);
+  assert.throws(() => dp.process([new Uint8Array(dp.arena.length + 1)]), (e) => e instanceof RangeError && e.code === 'ERR_OUT_OF_RANGE');
+});
+
+test('counters of backends and rules survive a reconfiguration by name; those that go are gone', () => {
+  const dp = Dataplane.create(floating());
+  const flows = Array.from({ length: 300 }, (_, i) => packet({ src: `10.7.${i >> 8}.${i & 255}`, dst: FE4, sport: 3000 + i }));
+  dp.process(flows, { now: 1 });
+  const before = dp.counters();
+  dp.reconfigure(floating()); // identical
+  assert.deepEqual(dp.counters().backends, before.backends);
+  assert.deepEqual(dp.counters().rules, before.rules);
+  dp.process(flows, { now: 2 });
+  const after = dp.counters();
+  for (const [name, c] of Object.entries(after.backends)) assert.ok(c.packets >= before.backends[name].packets, name);
+  assert.equal(Object.values(after.backends).reduce((n, c) => n + c.packets, 0), 600, 'per-backend packets add up to the totals');
+  assert.equal(after.totals.packets, 600);
+  const fewer = floating();
+  const gone = fewer.backendPools[0].backends.pop().name;
+  dp.reconfigure(fewer);
+  assert.equal(dp.counters().backends[`nvas/${gone}`], undefined, 'a backend that went is not listed');
+  const kept = Object.keys(dp.counters().backends)[0];
+  assert.deepEqual(dp.counters().backends[kept], after.backends[kept]);
+  assert.throws(() => dp.reconfigure('{'), (e) => e instanceof ConfigError && e.code === 'HAPORTS_INVALID_CONFIG');
+  assert.deepEqual(dp.counters().backends[kept], after.backends[kept], 'a rejected configuration changes nothing');
+});
+
+test('close() releases the dataplane; later calls throw HAPORTS_CLOSED; `using` closes it (Symbol.dispose)', () => {
+  const dp = Dataplane.create(floating());
+  assert.equal(dp.closed, false);
+  dp.close();
+  assert.equal(dp.closed, true);
+  for (const call of [() => dp.process([]), () => dp.counters(), () => dp.arena, () => dp.reconfigure(floating()), () => dp.decision(0)]) {
+    assert.throws(call, (e) => e.code === 'HAPORTS_CLOSED' && /closed/.test(e.message));
+  }
+  dp.close(); // twice is fine
+  if (Symbol.dispose) {
+    const dp2 = Dataplane.create(floating());
+    dp2[Symbol.dispose]();
+    assert.equal(dp2.closed, true);
+  }
+  // Errors carry codes.
+  const dp3 = Dataplane.create(floating());
+  assert.throws(() => dp3.process('x'), (e) => e.code === 'ERR_INVALID_ARG_TYPE');
+  assert.throws(() => dp3.setHealth('nope', 'down'), (e) => e.code === 'ERR_OUT_OF_RANGE');
+});
