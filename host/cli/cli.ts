@@ -1,7 +1,8 @@
 // The `haports` command line.
 //
 // Exit codes (every command): 0 success, 1 the input was understood but rejected (an
-// invalid configuration), 2 usage error or unreadable input.
+// invalid configuration), 2 usage error or unreadable input, 3 internal failure (a bug:
+// reported with its stack).
 
 import { createWriteStream, readFileSync, writeFileSync } from 'node:fs';
 import { once } from 'node:events';
@@ -27,9 +28,19 @@ commands:
             and Prometheus metrics
   bench     the benchmark suite (same as npm run bench; --quick for a smoke run)
 
-run 'haports <command> --help' for the options of a command.
-exit codes: 0 success, 1 invalid configuration, 2 usage error or unreadable input.
+run 'haports <command> --help' for the options of a command; 'haports --version'.
+exit codes: 0 success, 1 invalid configuration, 2 usage error or unreadable input,
+3 internal failure.
 `;
+
+/** The package's version (package.json beside build/ and host/). */
+function version(): string {
+  try {
+    return JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')).version;
+  } catch {
+    return 'unknown';
+  }
+}
 
 const REPLAY_USAGE = `usage: haports replay --config CONFIG.json [--verdicts OUT.jsonl] [--out OUT.pcap]
                       [--events EVENTS.jsonl] [--frontend NAME] [--quiet] INPUT.pcap|INPUT.pcapng
@@ -310,6 +321,9 @@ export async function main(argv: string[], out = process.stdout, err = process.s
         const bench = await import(new URL('../../bench/run.mjs', import.meta.url).href);
         return await bench.main(rest);
       }
+      case '--version': case '-V': case 'version':
+        out.write(`haports ${version()}\n`);
+        return 0;
       case undefined: case '-h': case '--help': case 'help':
         out.write(USAGE);
         return command === undefined ? 2 : 0;
@@ -323,6 +337,7 @@ export async function main(argv: string[], out = process.stdout, err = process.s
       if (!(e instanceof UsageError)) err.write(USAGE);
       return 2;
     }
-    throw e;
+    err.write(`haports: internal failure (please report it): ${e?.stack ?? e}\n`);
+    return 3;
   }
 }

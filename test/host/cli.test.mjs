@@ -43,3 +43,18 @@ test('haports demo: what it claims is what happens', () => {
   assert.match(text, /Stickiness: the same flows again: 4,000 of 4,000/);
   assert.match(text, /flows on the other appliances that moved: +0/);
 });
+
+test('--version prints the package version; an internal failure exits 3 with its stack, not 1 or 2', async () => {
+  const pkg = JSON.parse((await import('node:fs')).readFileSync(new URL('../../package.json', import.meta.url), 'utf8'));
+  for (const flag of ['--version', '-V', 'version']) {
+    const r = run(flag);
+    assert.equal(r.status, 0, flag);
+    assert.equal(r.stdout, `haports ${pkg.version}\n`);
+  }
+  const { main } = await import('../../build/host/cli.mjs');
+  let stderr = '';
+  const broken = { write() { throw new Error('the output stream broke'); } };
+  const code = await main(['validate', 'examples/config.json'], broken, { write(s) { stderr += s; return true; } });
+  assert.equal(code, 3);
+  assert.match(stderr, /^haports: internal failure \(please report it\): Error: the output stream broke\n {4}at /);
+});
