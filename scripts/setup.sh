@@ -32,7 +32,8 @@ PY
     $SUDO apt-get update -qq
     DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq tshark >/dev/null
   fi
-  # wasm2c and its runtime sources (wabt), gcc: the conformance test's native build.
+  # wasm2c and its runtime sources (wabt), gcc: the conformance test's native build and the
+  # Envoy native module (npm run build:envoy-native, test/envoy/native.test.mjs).
   if ! command -v wasm2c >/dev/null 2>&1 || [ ! -f /usr/share/wabt/wasm2c/wasm-rt-impl.c ] || ! command -v gcc >/dev/null 2>&1; then
     echo "setup: apt-get install wabt gcc" >&2
     SUDO=""

@@ -6,6 +6,7 @@ bash scripts/setup.sh --test
 echo "== the generated interface files match abi/haports.abi.json"
 node scripts/gen-abi.mjs --check
 npm run build
+npm run build:envoy-native
 
 echo "== AssemblyScript unit tests (as-pect)"
 npx asp --config as-pect.config.js
@@ -21,7 +22,7 @@ node --test test/scenarios/
 python3 test/scenarios/test_scenarios.py
 echo "== conformance: V8, wasmtime and native (wasm2c) give byte-identical results"
 python3 test/conformance/test_conformance.py
-echo "== Envoy: end to end in a real Envoy, and the proxy-wasm filter in a JS host"
+echo "== Envoy: end to end in a real Envoy (the Wasm filter and the native dynamic module), and the proxy-wasm filter in a JS host"
 node --test --test-concurrency=1 test/envoy/
 echo "== packet pump: tunnels, probes, metrics, then end to end in network namespaces (root)"
 node --test test/pump/

@@ -37,7 +37,7 @@ import {
 import { PROBE_TARGET_BYTES, PT_STATE, TARGET_UNKNOWN } from "../abi";
 import {
   ACTION_CONTINUE, ACTION_PAUSE, BUFFER_HTTP_CALL_RESPONSE_BODY, BUFFER_PLUGIN_CONFIGURATION, LOG_ERROR, LOG_INFO, LOG_WARN,
-  MAP_HTTP_CALL_RESPONSE_HEADERS, METRIC_GAUGE, STATUS_NOT_FOUND, STATUS_OK,
+  MAP_HTTP_CALL_RESPONSE_HEADERS, METRIC_GAUGE, STATUS_OK, STATUS_UNIMPLEMENTED,
 } from "./imports";
 import {
   callForeign, closeDownstream, currentTimeMs, defineCounter, defineMetric, freeResult, getBuffer,
@@ -852,7 +852,8 @@ export function tick(root: u32): void {
       incrementMetric(r.metrics.probeErrors);
       countError(r.metrics, "probe " + t.probeName + " of " + t.address + " not sent: http call through cluster \""
         + String.UTF8.decode(t.cluster) + "\" failed with status " + lastStatus.toString()
-        + " (is the probe cluster defined?); the backend's health stays as it is", LOG_ERROR);
+        + (lastStatus == STATUS_UNIMPLEMENTED ? " (this host makes no HTTP calls)" : " (is the probe cluster defined?)")
+        + "; the backend's health stays as it is", LOG_ERROR);
       continue;
     }
     if (t.sendFailed) {

