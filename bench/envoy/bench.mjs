@@ -5,7 +5,7 @@
 // and asserts nothing.
 //
 //   node bench/envoy/bench.mjs [--rounds 12] [--seconds 1.5] [--concurrency 16] [--concurrency-envoy 1]
-//                              [--pin] [--out bench/results/envoy]
+//                              [--pin] [--baseline OLD.wasm] [--out bench/results/envoy]
 //
 // Listeners (one Envoy, --concurrency 1 by default; --pin puts Envoy on CPU 1 and the
 // load generator and the backends on CPU 0 with taskset — better on an otherwise idle
@@ -21,6 +21,9 @@
 //   plain    127.0.0.10:10100  tcp_proxy to one cluster of the same three backends
 //                              (Envoy's round robin): what Envoy costs without a Wasm filter
 //   direct   127.0.0.11:10000  a backend itself, no Envoy (latency floor)
+//   baseline 127.0.0.10:10400  with --baseline: the example with another build of the filter
+//                              (e.g. an earlier commit's build/haports-proxywasm.wasm), for an
+//                              A/B of a change to the filter in the same run
 // Measures, per listener:
 //   connections/s   closed loop, N connections in flight: connect, read the backend's
 //                   line, close; Envoy's CPU time per connection from /proc
@@ -51,6 +54,7 @@ function args(argv) {
       case '--concurrency-envoy': o.envoyConcurrency = Number(v); i++; break;
       case '--out': o.out = v; i++; break;
       case '--pin': o.pin = true; break;
+      case '--baseline': o.baseline = v; i++; break;
       default:
         console.error('usage: node bench/envoy/bench.mjs [--rounds N] [--seconds S] [--concurrency C] [--concurrency-envoy W] [--pin] [--out PREFIX]');
         process.exit(2);
@@ -111,6 +115,12 @@ function nativeListener() {
     .replace('stat_prefix: haports', 'stat_prefix: native')}`;
 }
 
+/** The example's listener as "baseline" running another build of the filter. */
+function baselineListener(wasm) {
+  return floorListener(wasm).replace('name: floor\n', 'name: baseline\n').replace('port_value: 10200 }', 'port_value: 10400 }')
+    .replace('vm_id: haports-floor\n', 'vm_id: haports-baseline\n').replace('stat_prefix: floor', 'stat_prefix: baseline');
+}
+
 function buildFloor() {
   const dir = join(ROOT, 'build/bench');
   mkdirSync(dir, { recursive: true });
@@ -120,13 +130,14 @@ function buildFloor() {
   return out;
 }
 
-const ENVOY_LISTENERS = ['haports', 'floor', 'native', 'plain'];
+let ENVOY_LISTENERS = ['haports', 'floor', 'native', 'plain'];
 
 const TARGETS = {
   haports: { host: '127.0.0.10', port: 10000 },
   floor: { host: '127.0.0.10', port: 10200 },
   native: { host: '127.0.0.10', port: 10300 },
   plain: { host: '127.0.0.10', port: 10100 },
+  baseline: { host: '127.0.0.10', port: 10400 },
   direct: { host: '127.0.0.11', port: 10000 },
 };
 
@@ -184,21 +195,25 @@ async function main() {
   const floorWasm = buildFloor();
   console.error(buildNative().output.trim());
   const envoy = await startEnvoy('cluster-per-backend', {
-    concurrency: o.envoyConcurrency, logLevel: 'warning', extraListeners: PLAIN_LISTENER + floorListener(floorWasm) + nativeListener(),
+    concurrency: o.envoyConcurrency, logLevel: 'warning',
+    extraListeners: PLAIN_LISTENER + floorListener(floorWasm) + nativeListener() + (o.baseline ? baselineListener(o.baseline) : ''),
     extraClusters: PLAIN_CLUSTER,
     cpus: pinned ? '1' : undefined,
   });
+  if (o.baseline) ENVOY_LISTENERS = [...ENVOY_LISTENERS, 'baseline'];
+  else delete TARGETS.baseline;
   const results = {};
   for (const name of Object.keys(TARGETS)) results[name] = { cps: [], cpuPerConn: [], setup: [], rtt: [] };
   try {
     // Warm-up: V8 tiers the Wasm filter up after a while; both listeners get it.
-    for (const name of ['haports', 'floor', 'native', 'plain']) await client({ kind: 'cps', ...TARGETS[name], concurrency: o.concurrency, seconds: 2, sources: sources(200) });
+    for (const name of ENVOY_LISTENERS) await client({ kind: 'cps', ...TARGETS[name], concurrency: o.concurrency, seconds: 2, sources: sources(200) });
     let subnet = 1; // 127.0.1.0/24, 127.0.2.0/24, …: fresh source addresses for every loop
     for (let round = 0; round < o.rounds; round++) {
       // Each round rotates the order of the Envoy listeners (over every 4 rounds each takes
       // every place once: the one measured first, right after the previous round's direct
       // burst, runs on a busier machine), then the backends directly.
-      const order = [...ENVOY_LISTENERS.slice(round % 4), ...ENVOY_LISTENERS.slice(0, round % 4), 'direct'];
+      const k = round % ENVOY_LISTENERS.length;
+      const order = [...ENVOY_LISTENERS.slice(k), ...ENVOY_LISTENERS.slice(0, k), 'direct'];
       if (subnet > 240) subnet = 1;
       for (const name of order) {
         const t = TARGETS[name];
@@ -245,7 +260,7 @@ function report(o, envoyVersion, r) {
   // Against the plain tcp_proxy, round by round (the same round's plain run: the machine's
   // drift cancels), then the median over the rounds.
   const vsPlain = {};
-  for (const name of ['haports', 'floor', 'native']) {
+  for (const name of ['haports', 'floor', 'native', ...(o.baseline ? ['baseline'] : [])]) {
     const cps = pairs(r, name, 'plain', 'cps', (x, y) => (x / y - 1) * 100);
     const cpuDiff = pairs(r, name, 'plain', 'cpuPerConn', (x, y) => x - y);
     vsPlain[name] = {
@@ -278,11 +293,11 @@ Backends: \`envoy/backends.mjs\` (three, 127.0.0.11–13; each connection gets a
 ${row('haports', 'Envoy + haports Wasm filter (example `cluster-per-backend`)')}
 ${row('floor', 'Envoy + a Wasm filter that only sets the cluster (floor build)')}
 ${row('native', 'Envoy + haports native dynamic module (example `native`)')}
-${row('plain', 'Envoy + plain tcp_proxy (round robin, same backends)')}
+${row('plain', 'Envoy + plain tcp_proxy (round robin, same backends)')}${o.baseline ? `\n${row('baseline', `Envoy + haports Wasm filter, baseline build (\`${o.baseline}\`)`)}` : ''}
 ${row('direct', 'no Envoy (a backend directly)')}
 
 "vs plain" is the median over the rounds of each round's difference from the plain tcp_proxy
-measured in the same round (each round rotates the order of the four Envoy listeners).
+measured in the same round (each round rotates the order of the Envoy listeners).
 
 - **Native module against plain tcp_proxy: connections/s ${signed(n.cpsPercent, 1, '%')}** (half the rounds between
   ${signed(n.cpsQuartiles[0], 1, '%')} and ${signed(n.cpsQuartiles[1], 1, '%')}), Envoy CPU per connection ${signed(n.cpuMicros)} µs (between
@@ -297,7 +312,11 @@ measured in the same round (each round rotates the order of the four Envoy liste
   (two address reads, one processBatch of a synthetic SYN, one filter state; at close the FIN), under one
   process-wide lock (envoy/native/README.md).
 - Data round trips on an established connection do not pass either filter (no per-data work);
-  their differences are noise.
+  their differences are noise.${o.baseline ? `
+- **This build against the baseline build** (\`${o.baseline}\`), round by round: Envoy CPU per connection
+  ${signed(paired(r, 'haports', 'baseline', 'cpuPerConn', (x, y) => x - y))} µs (half the rounds between ${signed(pct(pairs(r, 'haports', 'baseline', 'cpuPerConn', (x, y) => x - y), 25))}
+  and ${signed(pct(pairs(r, 'haports', 'baseline', 'cpuPerConn', (x, y) => x - y), 75))} µs); this build over the floor build ${signed(paired(r, 'haports', 'floor', 'cpuPerConn', (x, y) => x - y))} µs,
+  the baseline over the floor ${signed(paired(r, 'baseline', 'floor', 'cpuPerConn', (x, y) => x - y))} µs.` : ''}
 
 How: ${o.rounds} rounds, the order of the Envoy listeners rotating from round to round; per round and listener a closed loop of
 ${o.concurrency} connections in flight for ${o.seconds} s (connect, read the backend's line, close), Envoy's
