@@ -416,7 +416,10 @@ test('recipe 2 (ORIGINAL_DST): every connection goes to "backend:its own destina
     assert.equal(r.served, `${predictor.backendAddress(want.backendIndex)}:10001`);
   }
   const mean = results.length / 3;
-  for (const c of Object.values(counts)) assert.ok(Math.abs(c - mean) <= 0.1 * mean, JSON.stringify(counts));
+  // Source ports come from the kernel, so the counts are a sample: each within five standard
+  // deviations of a fair share (binomial, p = 1/3), which ±10 % is not for 2,000 connections.
+  const sd = Math.sqrt(results.length * (1 / 3) * (2 / 3));
+  for (const c of Object.values(counts)) assert.ok(Math.abs(c - mean) <= 5 * sd, `${JSON.stringify(counts)}: beyond ±${(5 * sd).toFixed(0)} of ${mean.toFixed(0)}`);
   await sleep(COUNTER_FLUSH_MS);
   const afterStats = await envoyB.stats('haports');
   assert.equal(metricDeltas(before, afterStats, ['wasmcustom.haports.connections'])['wasmcustom.haports.connections'], results.length);
