@@ -15,12 +15,12 @@
 
 import test, { after, before } from 'node:test';
 import assert from 'node:assert/strict';
-import net from 'node:net';
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { startBackends } from '../../envoy/backends.mjs';
 import { ROOT, sleep, startEnvoy, waitFor } from './envoy-process.mjs';
 import { listenerConfig, Predictor, withListenerConfig } from './predict.mjs';
+import { openConnection, pool } from './client.mjs';
 
 const CONNECTIONS_V4 = Number(process.env.HAPORTS_E2E_CONNECTIONS ?? 5400);
 const CONNECTIONS_V6 = Math.round(CONNECTIONS_V4 / 9);
@@ -49,51 +49,6 @@ after(async () => {
   await Promise.all([envoyA?.stop(), envoyB?.stop()]);
   await backends?.close();
 });
-
-/**
- * Opens one connection, reads the backend's line ("nva-1 127.0.0.12:10000") and closes.
- * Resolves { local, localPort, backend, served, startMs } or { error }.
- */
-function openConnection(host, port, localAddress) {
-  return new Promise((resolve) => {
-    const startMs = Date.now();
-    const s = net.connect({ host, port, localAddress });
-    let data = '';
-    let result = null;
-    let done = false;
-    const finish = (r) => {
-      if (done) return;
-      done = true;
-      s.destroy();
-      resolve({ startMs, ...r });
-    };
-    s.setTimeout(5000, () => finish(result ?? { error: 'timeout' }));
-    s.on('error', (e) => finish(result ?? { error: e.code ?? String(e) }));
-    s.on('data', (d) => {
-      if (result) return;
-      data += d;
-      const nl = data.indexOf('\n');
-      if (nl < 0) return;
-      const [backend, served] = data.slice(0, nl).split(' ');
-      result = { local: s.localAddress, localPort: s.localPort, backend, served };
-      s.end(); // the client closes first: its side keeps the 5-tuple in TIME_WAIT (never reused in a run)
-    });
-    s.on('close', () => finish(result ?? { error: `closed before a line (${JSON.stringify(data)})` }));
-  });
-}
-
-/** Runs `jobs` (functions returning promises) `limit` at a time; results in order. */
-async function pool(jobs, limit) {
-  const out = new Array(jobs.length);
-  let next = 0;
-  await Promise.all(Array.from({ length: limit }, async () => {
-    while (next < jobs.length) {
-      const i = next++;
-      out[i] = await jobs[i]();
-    }
-  }));
-  return out;
-}
 
 /** Connections from 127.0.<subnet>.1–250 (IPv4) and ::1 (IPv6) to the listener. */
 function connectionJobs(listener4, listener6, n4, n6, subnet) {

@@ -11,6 +11,7 @@
 import { execFileSync, spawn, spawnSync } from 'node:child_process';
 import { createWriteStream, existsSync, mkdtempSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
 import net from 'node:net';
+import { openConnection } from './client.mjs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { adminGet, findEnvoy, ROOT, stats, waitFor } from './envoy-process.mjs';
@@ -162,50 +163,7 @@ export function envoyExports() {
 
 // ---- The client side --------------------------------------------------------------------------
 
-/**
- * Opens one connection, reads the backend's line ("nva-1 127.0.0.12:10000") and closes
- * (the client first, so its side keeps the 5-tuple in TIME_WAIT). Resolves
- * { local, localPort, backend, served } or { error }.
- */
-export function openConnection(host, port, localAddress) {
-  return new Promise((resolve) => {
-    const s = net.connect({ host, port, localAddress });
-    let data = '';
-    let result = null;
-    let done = false;
-    const finish = (r) => {
-      if (done) return;
-      done = true;
-      s.destroy();
-      resolve(r);
-    };
-    s.setTimeout(5000, () => finish(result ?? { error: 'timeout' }));
-    s.on('error', (e) => finish(result ?? { error: e.code ?? String(e) }));
-    s.on('data', (d) => {
-      if (result) return;
-      data += d;
-      const nl = data.indexOf('\n');
-      if (nl < 0) return;
-      const [backend, served] = data.slice(0, nl).split(' ');
-      result = { local: s.localAddress, localPort: s.localPort, backend, served };
-      s.end();
-    });
-    s.on('close', () => finish(result ?? { error: `closed before a line (${JSON.stringify(data)})` }));
-  });
-}
-
-/** Runs `jobs` (functions returning promises) `limit` at a time; results in order. */
-export async function pool(jobs, limit) {
-  const out = new Array(jobs.length);
-  let next = 0;
-  await Promise.all(Array.from({ length: limit }, async () => {
-    while (next < jobs.length) {
-      const i = next++;
-      out[i] = await jobs[i]();
-    }
-  }));
-  return out;
-}
+export { openConnection, pool } from './client.mjs';
 
 /** n4 connections from 127.0.<subnet>.1–250 and n6 from ::1 to the listener's port, interleaved. */
 export function connectionJobs(listener, n4, n6, subnet) {

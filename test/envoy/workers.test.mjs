@@ -13,12 +13,12 @@
 
 import test, { after, before } from 'node:test';
 import assert from 'node:assert/strict';
-import net from 'node:net';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { startBackends } from '../../envoy/backends.mjs';
 import { ROOT, sleep, startEnvoy, waitFor } from './envoy-process.mjs';
 import { listenerConfig, withListenerConfig } from './predict.mjs';
+import { openConnection } from './client.mjs';
 
 const TICK_MS = 50;
 const listenerFile = readFileSync(join(ROOT, 'envoy', 'cluster-per-backend', 'listeners.yaml'), 'utf8');
@@ -31,21 +31,7 @@ before(async () => {
 after(async () => { await backends?.close(); });
 
 /** One connection to the example listener from `local`: { backend, startMs } or { error, startMs }. */
-function connectOnce(local) {
-  return new Promise((resolve) => {
-    const startMs = Date.now();
-    const s = net.connect({ host: '127.0.0.10', port: 10000, localAddress: local });
-    let data = '';
-    const done = (r) => { s.destroy(); resolve({ startMs, ...r }); };
-    s.setTimeout(3000, () => done({ error: 'timeout' }));
-    s.on('error', (e) => done({ error: e.code ?? String(e) }));
-    s.on('data', (d) => {
-      data += d;
-      if (data.includes('\n')) done({ backend: data.split(' ')[0] });
-    });
-    s.on('close', () => done({ error: 'closed' }));
-  });
-}
+const connectOnce = (local) => openConnection('127.0.0.10', 10000, local);
 
 /** Opens connections from fresh source addresses, `perStep` every 10 ms, for `ms`; all results. */
 async function stream(ms, perStep = 4, subnet = 20) {
