@@ -17,6 +17,7 @@ node --test test/health/
 python3 test/health/test_transitions.py
 echo "== differential test against tshark"
 python3 test/diff/test_tshark_diff.py
+python3 test/diff/test_linktypes.py
 echo "== forwarding scenarios: failover policies, NAT checksums, fragments, TCP resets; the flow table under attack"
 node --test test/scenarios/
 python3 test/scenarios/test_scenarios.py

@@ -45,7 +45,8 @@ function version(): string {
 const REPLAY_USAGE = `usage: haports replay --config CONFIG.json [--verdicts OUT.jsonl] [--out OUT.pcap]
                       [--events EVENTS.jsonl] [--frontend NAME] [--quiet] INPUT.pcap|INPUT.pcapng
 
-Runs every packet of INPUT (pcap or pcapng; link types Ethernet, raw IP) through the
+Runs every packet of INPUT (pcap or pcapng; link types Ethernet, raw IP, Linux cooked
+SLL and SLL2 as \`tcpdump -i any\` writes, BSD loopback/null, PPP) through the
 dataplane and writes one JSON line per packet:
   {"index","verdict":"forward"|"drop"|"nomatch"|"reset","rule","backend","reason",
    "tuple":{"src","dst","proto","sport","dport"}}
@@ -77,10 +78,51 @@ exit 0 when valid, 1 when invalid, 2 when the file cannot be read.
 
 class UsageError extends Error {}
 
+const LINKTYPE_NULL = 0;          // BSD loopback: 4-byte address family, host byte order
+const LINKTYPE_PPP = 9;           // PPP: [FF 03] protocol (2 bytes)
+const LINKTYPE_LOOP = 108;        // OpenBSD loopback: 4-byte address family, network byte order
+const LINKTYPE_LINUX_SLL = 113;   // Linux cooked capture v1 (tcpdump -i any): 16-byte header
+const LINKTYPE_LINUX_SLL2 = 276;  // Linux cooked capture v2: 20-byte header
+
+/** The core's link type for a capture's: Ethernet as it is; raw IP, and the ones below with their header cut off. */
 function linkOf(linktype: number): number {
   if (linktype === LINKTYPE_ETHERNET) return LINK_ETHERNET;
   if (linktype === LINKTYPE_RAW || linktype === LINKTYPE_IPV4 || linktype === LINKTYPE_IPV6) return LINK_RAW_IP;
+  if (linktype === LINKTYPE_NULL || linktype === LINKTYPE_LOOP || linktype === LINKTYPE_PPP
+    || linktype === LINKTYPE_LINUX_SLL || linktype === LINKTYPE_LINUX_SLL2) return LINK_RAW_IP;
   return -1;
+}
+
+const EMPTY = new Uint8Array(0);
+
+/**
+ * The packet the core sees: for the link types that are not Ethernet or raw IP, the IP
+ * packet after their header; a frame that carries no IP (ARP in a cooked capture, LCP on
+ * PPP) or is cut inside the header becomes an empty packet, which the core drops and
+ * counts (truncated).
+ */
+function payloadOf(linktype: number, d: Uint8Array): Uint8Array {
+  const u16 = (at: number) => (d.length >= at + 2 ? (d[at] << 8) | d[at + 1] : -1);
+  const ip = (ethertype: number, at: number) => (ethertype === 0x0800 || ethertype === 0x86dd) && d.length >= at ? d.subarray(at) : EMPTY;
+  switch (linktype) {
+    case LINKTYPE_LINUX_SLL: return ip(u16(14), 16);
+    case LINKTYPE_LINUX_SLL2: return ip(u16(0), 20);
+    case LINKTYPE_NULL: case LINKTYPE_LOOP: {
+      if (d.length < 4) return EMPTY;
+      // The family's byte order is the capturing host's: read it either way.
+      const le = d[0] | (d[1] << 8) | (d[2] << 16) | (d[3] << 24);
+      const be = (d[0] << 24) | (d[1] << 16) | (d[2] << 8) | d[3];
+      const family = linktype === LINKTYPE_LOOP ? be : (le > 0 && le < 256 ? le : be);
+      // AF_INET 2; AF_INET6 24 (NetBSD, OpenBSD), 28 (FreeBSD), 30 (macOS): libpcap's list.
+      return family === 2 || family === 24 || family === 28 || family === 30 ? d.subarray(4) : EMPTY;
+    }
+    case LINKTYPE_PPP: {
+      const at = d[0] === 0xff && d[1] === 0x03 ? 2 : 0;
+      const proto = u16(at);
+      return proto === 0x0021 || proto === 0x0057 ? d.subarray(at + 2) : EMPTY;
+    }
+    default: return d;
+  }
 }
 
 function readText(path: string, what: string): string {
@@ -179,9 +221,24 @@ async function replay(argv: string[], out: NodeJS.WriteStream, err: NodeJS.Write
 
   // Verdict lines go to a file or standard output, with back-pressure (a pipe that is
   // read slowly must not cut the output short).
+  // A reader that goes away (`replay … | head -1`) ends the replay quietly: EPIPE is
+  // not an error of ours, and what was asked for has been read.
   const verdictOut: NodeJS.WritableStream = values.verdicts ? createWriteStream(values.verdicts) : out;
+  let readerGone = false;
+  const onOutError = (e: any) => {
+    if (e?.code === 'EPIPE' || e?.code === 'ERR_STREAM_DESTROYED') readerGone = true;
+    else throw e;
+  };
+  verdictOut.on('error', onOutError);
   const emit = async (text: string) => {
-    if (!verdictOut.write(text)) await once(verdictOut, 'drain');
+    if (readerGone) return;
+    if (verdictOut.write(text)) return;
+    await new Promise<void>((resolve) => {
+      const done = () => { verdictOut.off('drain', done); verdictOut.off('error', done); verdictOut.off('close', done); resolve(); };
+      verdictOut.on('drain', done);
+      verdictOut.on('error', done);
+      verdictOut.on('close', done);
+    });
   };
   const summaryTo = values.verdicts ? out : err;
   const forwarded: { data: Uint8Array; tsSec: number; tsNsec: number }[] = [];
@@ -203,9 +260,20 @@ async function replay(argv: string[], out: NodeJS.WriteStream, err: NodeJS.Write
     if (link < 0) throw new UsageError(`${positionals[0]}: packet ${start}: unsupported link type ${packets[start].linktype}`);
     const t0 = packets[start].tsSec * 1000 + packets[start].tsNsec / 1e6;
     let end = start;
+    let bytes = 0;
+    const batch: Uint8Array[] = [];
     while (end < packets.length && end < stopAt && end - start < core.maxBatch && packets[end].linktype === packets[start].linktype
-      && packets[end].tsSec * 1000 + packets[end].tsNsec / 1e6 - t0 < BATCH_SPAN_MS) end++;
-    core.load(packets.slice(start, end).map((p) => p.data));
+      && packets[end].tsSec * 1000 + packets[end].tsNsec / 1e6 - t0 < BATCH_SPAN_MS) {
+      // A batch also ends where the core's receive arena is full (a packet larger than the
+      // whole arena goes in cut to it: the core sees a truncated packet and says so).
+      let data = payloadOf(packets[end].linktype, packets[end].data);
+      if (data.length > core.arenaSize) data = data.subarray(0, core.arenaSize);
+      if (bytes + data.length > core.arenaSize) break;
+      bytes += data.length;
+      batch.push(data);
+      end++;
+    }
+    core.load(batch);
     core.process(end - start, t0, ingress, link);
     for (let i = 0; i < end - start; i++) {
       const v = core.verdict(i);
@@ -228,8 +296,10 @@ async function replay(argv: string[], out: NodeJS.WriteStream, err: NodeJS.Write
         f.dirs.add(a);
       }
       if (values.out && (v.action === 'forward' || v.action === 'reset')) {
-        if (outLinktype < 0) outLinktype = packets[start].linktype;
-        if (packets[start].linktype === outLinktype) {
+        // What the core saw, as it leaves: Ethernet stays Ethernet, the rest is raw IP.
+        const written = link === LINK_ETHERNET ? LINKTYPE_ETHERNET : LINKTYPE_RAW;
+        if (outLinktype < 0) outLinktype = written;
+        if (written === outLinktype) {
           const p = packets[start + i];
           if (v.action === 'forward') {
             forwarded.push({ data: core.packet(i).slice(), tsSec: p.tsSec, tsNsec: p.tsNsec });
@@ -248,8 +318,10 @@ async function replay(argv: string[], out: NodeJS.WriteStream, err: NodeJS.Write
       lines = [];
     }
     start = end;
+    if (readerGone) break;
   }
   if (lines.length > 0) await emit(lines.join('\n') + '\n');
+  if (readerGone) return 0;
   if (verdictOut !== out) {
     verdictOut.end();
     await once(verdictOut, 'finish');

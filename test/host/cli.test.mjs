@@ -58,3 +58,25 @@ test('--version prints the package version; an internal failure exits 3 with its
   assert.equal(code, 3);
   assert.match(stderr, /^haports: internal failure \(please report it\): Error: the output stream broke\n {4}at /);
 });
+
+test('replay: batches are cut by the arena\'s bytes (200 packets of 64 KiB in one second); a reader that goes away (| head -1) ends it with exit 0', async () => {
+  const { writePcap } = await import('../../build/host/pcap.mjs');
+  const { packet } = await import('../lib/packets.mjs');
+  const { mkdtempSync, writeFileSync } = await import('node:fs');
+  const { tmpdir } = await import('node:os');
+  const { join } = await import('node:path');
+  const dir = mkdtempSync(join(tmpdir(), 'haports-replay-'));
+  const big = Array.from({ length: 200 }, (_, i) => ({ data: packet({ src: `192.0.2.${i}`, dst: '10.0.0.4', sport: 1000 + i, payload: 65535 - 40 }), tsSec: 1, tsNsec: i }));
+  assert.equal(big[0].data.length, 65535);
+  writeFileSync(join(dir, 'big.pcap'), writePcap(big, 101));
+  const r = run('replay', '--config', 'examples/config.json', '--quiet', join(dir, 'big.pcap'));
+  assert.equal(r.status, 0, r.stderr);
+  assert.equal(r.stdout.trim().split('\n').length, 200);
+
+  const many = Array.from({ length: 30000 }, (_, i) => ({ data: packet({ src: `198.51.${i >> 8 & 255}.${i & 255}`, dst: '10.0.0.4', sport: 1 + (i % 60000) }), tsSec: 1 + Math.floor(i / 1000), tsNsec: 0 }));
+  writeFileSync(join(dir, 'many.pcap'), writePcap(many, 101));
+  const piped = spawnSync('bash', ['-c', `set -o pipefail; "${process.execPath}" "${bin}" replay --config examples/config.json "${join(dir, 'many.pcap')}" | head -1`], { encoding: 'utf8' });
+  assert.equal(piped.status, 0, piped.stderr);
+  assert.equal(piped.stdout.trim().split('\n').length, 1);
+  assert.doesNotMatch(piped.stderr, /Error|\n\s+at /, 'no stack trace');
+});
