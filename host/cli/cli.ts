@@ -8,6 +8,7 @@ import { createWriteStream, readFileSync, writeFileSync } from 'node:fs';
 import { once } from 'node:events';
 import { parseArgs } from 'node:util';
 import { ConfigError, Core, LINK_ETHERNET, LINK_RAW_IP, NONE } from '../lib/core.js';
+import { Dataplane } from '../lib/index.js';
 import { demoCommand } from './demo.js';
 import { armCommand } from '../arm/arm.js';
 import { pumpCommand, readPumpSettings } from '../pump/pump.js';
@@ -26,6 +27,8 @@ commands:
             turn an Azure Resource Manager template's load balancers into a configuration
   pump      the packet pump: VXLAN/GENEVE listeners in front of appliances, with probes
             and Prometheus metrics
+  lookup    which rule and backend a flow gets (both directions), and why
+  maglev    a pool's Maglev table: each backend's share of the slots
   bench     the benchmark suite (same as npm run bench; --quick for a smoke run)
 
 run 'haports <command> --help' for the options of a command; 'haports --version'.
@@ -352,6 +355,114 @@ async function replay(argv: string[], out: NodeJS.WriteStream, err: NodeJS.Write
   return 0;
 }
 
+const LOOKUP_USAGE = `usage: haports lookup --config CONFIG.json [--frontend NAME] [--json] PROTO SRC[:PORT] DST[:PORT]
+
+Which rule and backend a new flow gets with CONFIG, in both directions, and why
+(consistent hash, fail-open, or why none): the first packet of the flow (a TCP SYN, a UDP
+datagram, an ICMP echo with SRC's port as its identifier) through the dataplane, as
+replay and the pump would run it. PROTO: tcp, udp, icmp or a protocol number; IPv6
+addresses in brackets with a port ([2001:db8::1]:443). --frontend: the frontend the
+flow arrives on (next-hop use); by default frontends are matched by destination.
+
+  haports lookup --config examples/config.json tcp 192.0.2.7:40000 10.0.0.100:443
+`;
+
+const MAGLEV_USAGE = `usage: haports maglev --config CONFIG.json [--pool NAME] [--table] [--json]
+
+Each pool's Maglev table (every pool, or --pool NAME): its size and each backend's share
+of the slots, as the dataplane builds it (weights and states as configured). --table also
+prints the table, one backend name per slot.
+`;
+
+/** "ADDR", "ADDR:PORT" or "[V6]:PORT" → address and port. */
+function endpoint(text: string, what: string): { address: string; port: number } {
+  const m = /^\[([^\]]+)\](?::(\d+))?$/.exec(text) ?? /^([^:]+)(?::(\d+))?$/.exec(text) ?? /^([0-9a-fA-F:.]+)()$/.exec(text);
+  if (!m) throw new UsageError(`lookup: ${what} ${JSON.stringify(text)}: write ADDRESS[:PORT], IPv6 as [ADDRESS]:PORT`);
+  const port = m[2] ? Number(m[2]) : 0;
+  if (port > 65535) throw new UsageError(`lookup: ${what} port ${port} is not 0-65535`);
+  return { address: m[1], port };
+}
+
+function loadConfig(path: string, err: NodeJS.WritableStream): Dataplane | null {
+  const text = readText(path, 'configuration');
+  try {
+    return Dataplane.create(text);
+  } catch (e) {
+    if (e instanceof ConfigError) {
+      err.write(`haports: ${path} is not a valid configuration:\n`);
+      for (const line of e.errors) err.write(`  ${line}\n`);
+      return null;
+    }
+    throw e;
+  }
+}
+
+async function lookup(argv: string[], out: NodeJS.WriteStream, err: NodeJS.WriteStream): Promise<number> {
+  const { values, positionals } = parseArgs({
+    args: argv,
+    allowPositionals: true,
+    options: { config: { type: 'string' }, frontend: { type: 'string' }, json: { type: 'boolean' }, help: { type: 'boolean', short: 'h' } },
+  });
+  if (values.help) { out.write(LOOKUP_USAGE); return 0; }
+  if (!values.config) throw new UsageError('lookup: --config is required');
+  if (positionals.length !== 3) throw new UsageError('lookup: give PROTO SRC[:PORT] DST[:PORT]');
+  const dp = loadConfig(values.config, err);
+  if (!dp) return 1;
+  const [protoText, srcText, dstText] = positionals;
+  const proto = /^\d+$/.test(protoText) ? Number(protoText) : protoText.toLowerCase();
+  const src = endpoint(srcText, 'source');
+  const dst = endpoint(dstText, 'destination');
+  let result;
+  try {
+    result = dp.lookup({ proto: proto as any, src: src.address, dst: dst.address, sport: src.port, dport: dst.port }, { ingress: values.frontend });
+  } catch (e: any) {
+    if (e instanceof RangeError) throw new UsageError(e.message);
+    throw e;
+  }
+  if (values.json) {
+    out.write(JSON.stringify(result) + '\n');
+    return 0;
+  }
+  const ep = (a: string, p: number) => (a.includes(':') ? `[${a}]:${p}` : `${a}:${p}`);
+  for (const [dir, r] of Object.entries(result)) {
+    const f = r.flow;
+    const what = r.verdict === 'forward' ? `rule ${r.rule}, backend ${r.pool}/${r.backend} (${r.why})`
+      : `${r.verdict}${r.rule ? ` by rule ${r.rule}` : ''}: ${r.why}`;
+    out.write(`${dir.padEnd(7)} ${protoText} ${ep(f.src, f.sport)} → ${ep(f.dst, f.dport)}: ${what}\n`);
+  }
+  return 0;
+}
+
+async function maglev(argv: string[], out: NodeJS.WriteStream, err: NodeJS.WriteStream): Promise<number> {
+  const { values, positionals } = parseArgs({
+    args: argv,
+    allowPositionals: true,
+    options: {
+      config: { type: 'string' }, pool: { type: 'string' }, table: { type: 'boolean' }, json: { type: 'boolean' },
+      help: { type: 'boolean', short: 'h' },
+    },
+  });
+  if (values.help) { out.write(MAGLEV_USAGE); return 0; }
+  if (!values.config) throw new UsageError('maglev: --config is required');
+  if (positionals.length > 0) throw new UsageError('maglev: no positional arguments');
+  const dp = loadConfig(values.config, err);
+  if (!dp) return 1;
+  const pools = dp.configuration().backendPools.map((p) => p.name);
+  if (values.pool !== undefined && !pools.includes(values.pool)) throw new UsageError(`maglev: no pool named ${JSON.stringify(values.pool)}`);
+  const chosen = values.pool !== undefined ? [values.pool] : pools;
+  const result = chosen.map((pool) => ({ pool, ...dp.maglev(pool) }));
+  if (values.json) {
+    out.write(JSON.stringify(values.table ? result : result.map(({ table, ...r }) => r)) + '\n');
+    return 0;
+  }
+  for (const r of result) {
+    out.write(`pool ${r.pool}: ${r.size} slots\n`);
+    for (const [b, share] of Object.entries(r.shares)) out.write(`  ${b.padEnd(16)} ${(share * 100).toFixed(2).padStart(6)} %  (${Math.round(share * r.size)} slots)\n`);
+    if (values.table) out.write(r.table.join('\n') + '\n');
+  }
+  return 0;
+}
+
 async function validate(argv: string[], out: NodeJS.WriteStream): Promise<number> {
   const { values, positionals } = parseArgs({
     args: argv,
@@ -387,6 +498,8 @@ export async function main(argv: string[], out = process.stdout, err = process.s
       case 'replay': return await replay(rest, out, err);
       case 'validate': return await validate(rest, out);
       case 'import-arm': return await armCommand(rest, out, err);
+      case 'lookup': return await lookup(rest, out, err);
+      case 'maglev': return await maglev(rest, out, err);
       case 'pump': return await pumpCommand(rest, out, err);
       case 'bench': {
         // The suite lives in bench/ (not bundled): build/host/cli.mjs → ../../bench/run.mjs.

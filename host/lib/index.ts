@@ -16,9 +16,10 @@ import {
   type Tuple,
 } from './core.js';
 import type { Config } from './config.js';
+import { lookupFlow, type FlowSpec, type Lookup } from './lookup.js';
 
 export { ConfigError };
-export type { Config, Described, ObjectCounters, ProbeTargetState, Tuple };
+export type { Config, Described, FlowSpec, Lookup, ObjectCounters, ProbeTargetState, Tuple };
 export type * from './config.js';
 
 export type Link = 'ip' | 'ethernet';
@@ -109,6 +110,9 @@ export class Dataplane {
    */
   private carried: { backends: Record<string, ObjectCounters>; rules: Record<string, ObjectCounters> } = { backends: {}, rules: {} };
 
+  /** The running configuration's text (lookup() configures scratch cores with it). */
+  private configText = '';
+
   private constructor(core: Core) {
     this.instance = core;
   }
@@ -136,6 +140,7 @@ export class Dataplane {
     sharedModule ??= new WebAssembly.Module(wasmBytes);
     const dp = new Dataplane(new Core(sharedModule));
     dp.core.configure(config);
+    dp.configText = typeof config === 'string' ? config : JSON.stringify(config);
     return dp;
   }
 
@@ -162,6 +167,7 @@ export class Dataplane {
   reconfigure(config: Config | string): void {
     const before = this.counters();
     this.core.configure(config); // throws, changing nothing, when invalid
+    this.configText = typeof config === 'string' ? config : JSON.stringify(config);
     this.carried = { backends: before.backends, rules: before.rules };
     this.lastRun = -1;
   }
@@ -225,6 +231,41 @@ export class Dataplane {
     const forwarded = this.core.process(count, now, ingress, link);
     this.lastRun = count;
     return forwarded;
+  }
+
+  /**
+   * Where a new flow goes now, in both directions: rule, pool, backend and why (consistent
+   * hash, fail-open, or why none). Asked of a scratch core with this dataplane's
+   * configuration and backend states: no flow entry or counter here changes. (A flow this
+   * dataplane already tracks keeps its backend even when the answer for a new one differs.)
+   */
+  lookup(flow: FlowSpec, options: { ingress?: string; now?: number } = {}): { forward: Lookup; reverse: Lookup } {
+    const core = this.core;
+    const states = core.names.backends.map((_, b) => core.backendState(b));
+    const now = options.now ?? Date.now();
+    if (!Number.isFinite(now)) throw typeError('lookup: now must be a finite number of milliseconds');
+    const icmp = flow.proto === 'icmp' || flow.proto === 1;
+    const back: FlowSpec = {
+      proto: flow.proto, src: flow.dst, dst: flow.src, sport: icmp ? flow.sport : flow.dport, dport: icmp ? flow.dport : flow.sport,
+    };
+    return {
+      forward: lookupFlow(sharedModule!, this.configText, states, flow, options.ingress, now),
+      reverse: lookupFlow(sharedModule!, this.configText, states, back, options.ingress, now),
+    };
+  }
+
+  /** Pool `pool`'s Maglev table: its size and each backend's share of the slots. */
+  maglev(pool: string): { size: number; shares: Record<string, number>; table: string[] } {
+    const n = this.core.names;
+    const p = n.pools.indexOf(pool);
+    if (p < 0) throw rangeError(`maglev: no pool named ${JSON.stringify(pool)}`);
+    const table = this.core.maglevTable(p);
+    const shares: Record<string, number> = {};
+    n.backends.forEach((b, i) => { if (n.backendPool[i] === p) shares[b] = 0; });
+    const names = Array.from(table, (b) => (b === NONE ? '-' : n.backends[b]));
+    for (const b of names) if (b !== '-') shares[b] = (shares[b] ?? 0) + 1;
+    for (const b of Object.keys(shares)) shares[b] /= table.length || 1;
+    return { size: table.length, shares, table: names };
   }
 
   /** Checks that i is a packet of the last run. */
