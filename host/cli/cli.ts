@@ -4,7 +4,8 @@
 // invalid configuration), 2 usage error or unreadable input, 3 internal failure (a bug:
 // reported with its stack).
 
-import { createWriteStream, readFileSync, writeFileSync } from 'node:fs';
+import { createReadStream, createWriteStream, readFileSync, statSync, writeFileSync } from 'node:fs';
+import { createGunzip } from 'node:zlib';
 import { once } from 'node:events';
 import { parseArgs } from 'node:util';
 import { ConfigError, Core, LINK_ETHERNET, LINK_RAW_IP, NONE } from '../lib/core.js';
@@ -13,7 +14,7 @@ import { demoCommand } from './demo.js';
 import { armCommand } from '../arm/arm.js';
 import { pumpCommand, readPumpSettings } from '../pump/pump.js';
 import {
-  LINKTYPE_ETHERNET, LINKTYPE_IPV4, LINKTYPE_IPV6, LINKTYPE_RAW, readCapture, writePcap,
+  CaptureStream, LINKTYPE_ETHERNET, LINKTYPE_IPV4, LINKTYPE_IPV6, LINKTYPE_RAW, pcapHeader, pcapRecord, type CapturedPacket,
 } from './pcap.js';
 
 const USAGE = `usage: haports <command> [options]
@@ -46,11 +47,12 @@ function version(): string {
 }
 
 const REPLAY_USAGE = `usage: haports replay --config CONFIG.json [--verdicts OUT.jsonl] [--out OUT.pcap]
-                      [--events EVENTS.jsonl] [--frontend NAME] [--quiet] INPUT.pcap|INPUT.pcapng
+                      [--events EVENTS.jsonl] [--frontend NAME] [--quiet] INPUT|-
 
-Runs every packet of INPUT (pcap or pcapng; link types Ethernet, raw IP, Linux cooked
-SLL and SLL2 as \`tcpdump -i any\` writes, BSD loopback/null, PPP) through the
-dataplane and writes one JSON line per packet:
+Runs every packet of INPUT (pcap or pcapng, gzip-compressed or not; - for standard
+input; link types Ethernet, raw IP, Linux cooked SLL and SLL2 as \`tcpdump -i any\`
+writes, BSD loopback/null, PPP) through the dataplane, streaming (memory stays bounded
+whatever the capture's size), and writes one JSON line per packet:
   {"index","verdict":"forward"|"drop"|"nomatch"|"reset","rule","backend","reason",
    "tuple":{"src","dst","proto","sport","dport"}}
 to --verdicts (or standard output), then a summary (to standard error when the verdicts
@@ -66,7 +68,7 @@ one on to the backend.
                     {"at": 120, "backend": "nva-1", "state": "down"|"up"|"draining"}
                     (every backend of that name, in every pool)
   --frontend NAME   treat the capture as next-hop traffic routed to frontend NAME
-  --quiet           no summary
+  --quiet           no summary and no progress (progress shows on a terminal only)
 `;
 
 const VALIDATE_USAGE = `usage: haports validate [--json] CONFIG.json
@@ -173,6 +175,55 @@ function applyEvent(core: Core, e: BackendEvent): void {
 
 /** A batch ends at the core's batch size, a link-type change, or a second of capture time. */
 const BATCH_SPAN_MS = 1000;
+/** Flows the replay summary follows (directions, backends); more are counted, not followed. */
+const FLOW_SUMMARY_LIMIT = 100_000;
+
+/** A capture to stream: a file or standard input (`-`), gunzipped when it starts with gzip's magic. */
+async function openCapture(path: string): Promise<AsyncIterable<Uint8Array>> {
+  const input = path === '-' ? process.stdin : createReadStream(path, { highWaterMark: 1 << 20 });
+  try {
+    await new Promise<void>((resolve, reject) => {
+      input.once('readable', resolve);
+      input.once('error', reject);
+    });
+  } catch (e: any) {
+    throw new UsageError(`cannot read capture ${path}: ${e.code ?? e.message}`);
+  }
+  const head = (input.read(2) ?? input.read()) as Buffer | null;
+  if (head) input.unshift(head);
+  if (head && head.length >= 2 && head[0] === 0x1f && head[1] === 0x8b) return input.pipe(createGunzip());
+  return input;
+}
+
+/**
+ * Progress on a terminal (packets, rate, and for a plain file the share read and an ETA),
+ * at most once a second; nothing when the summary goes to a file or a pipe.
+ */
+function progressReporter(to: NodeJS.WritableStream | null, path: string): ((packets: number, bytes: number) => void) & { done(): void } {
+  const tty = to !== null && (to as any).isTTY === true;
+  let size = 0;
+  if (tty && path !== '-') {
+    try { size = statSync(path).size; } catch { /* unknown */ }
+  }
+  const t0 = Date.now();
+  let last = t0;
+  let shown = false;
+  const report = Object.assign((packets: number, bytes: number) => {
+    if (!tty) return;
+    const now = Date.now();
+    if (now - last < 1000) return;
+    last = now;
+    const s = (now - t0) / 1000;
+    const rate = packets / s;
+    let line = `\r${packets.toLocaleString('en-US')} packets, ${Math.round(rate).toLocaleString('en-US')}/s`;
+    if (size > 0 && bytes > 0 && bytes <= size) {
+      line += `, ${((bytes / size) * 100).toFixed(0)} %, about ${Math.ceil(s * (size / bytes - 1))} s left`;
+    }
+    to!.write(line + '   ');
+    shown = true;
+  }, { done() { if (shown) to!.write('\r\x1b[K'); } });
+  return report;
+}
 
 async function replay(argv: string[], out: NodeJS.WriteStream, err: NodeJS.WriteStream): Promise<number> {
   const { values, positionals } = parseArgs({
@@ -209,82 +260,69 @@ async function replay(argv: string[], out: NodeJS.WriteStream, err: NodeJS.Write
   const events = values.events ? readEvents(values.events, core.names.backends) : [];
   let nextEvent = 0;
 
-  let bytes: Uint8Array;
-  try {
-    bytes = readFileSync(positionals[0]);
-  } catch (e: any) {
-    throw new UsageError(`cannot read capture ${positionals[0]}: ${e.code ?? e.message}`);
-  }
-  let capture;
-  try {
-    capture = readCapture(bytes);
-  } catch (e: any) {
-    throw new UsageError(`${positionals[0]}: ${e.message}`);
-  }
+  // The capture streams in (a file, `-` for standard input, either gzip-compressed):
+  // memory holds one chunk, one batch and the flow summary, whatever the capture's size.
+  const source = positionals[0];
+  const input = await openCapture(source);
+  const capture = new CaptureStream();
+  const captureError = (e: any) => new UsageError(`${source === '-' ? 'standard input' : source}: ${e.message}`);
 
   // Verdict lines go to a file or standard output, with back-pressure (a pipe that is
-  // read slowly must not cut the output short).
-  // A reader that goes away (`replay … | head -1`) ends the replay quietly: EPIPE is
-  // not an error of ours, and what was asked for has been read.
+  // read slowly must not cut the output short). A reader that goes away (`replay … |
+  // head -1`) ends the replay quietly: EPIPE is not an error of ours.
   const verdictOut: NodeJS.WritableStream = values.verdicts ? createWriteStream(values.verdicts) : out;
   let readerGone = false;
-  const onOutError = (e: any) => {
+  verdictOut.on('error', (e: any) => {
     if (e?.code === 'EPIPE' || e?.code === 'ERR_STREAM_DESTROYED') readerGone = true;
     else throw e;
-  };
-  verdictOut.on('error', onOutError);
+  });
+  const drained = (stream: NodeJS.WritableStream) => new Promise<void>((resolve) => {
+    const done = () => { stream.off('drain', done); stream.off('error', done); stream.off('close', done); resolve(); };
+    stream.on('drain', done);
+    stream.on('error', done);
+    stream.on('close', done);
+  });
   const emit = async (text: string) => {
     if (readerGone) return;
-    if (verdictOut.write(text)) return;
-    await new Promise<void>((resolve) => {
-      const done = () => { verdictOut.off('drain', done); verdictOut.off('error', done); verdictOut.off('close', done); resolve(); };
-      verdictOut.on('drain', done);
-      verdictOut.on('error', done);
-      verdictOut.on('close', done);
-    });
+    if (!verdictOut.write(text)) await drained(verdictOut);
   };
   const summaryTo = values.verdicts ? out : err;
-  const forwarded: { data: Uint8Array; tsSec: number; tsNsec: number }[] = [];
+  // --out: written as it goes, in the link type of the first forwarded packet.
+  const pcapOut = values.out ? createWriteStream(values.out) : null;
+  const writeOut = async (data: Uint8Array) => { if (pcapOut && !pcapOut.write(data)) await drained(pcapOut); };
   let outLinktype = -1;
   const perVerdict: Record<string, number> = { forward: 0, drop: 0, nomatch: 0, reset: 0 };
   const perBackend = new Map<string, number>();
   const perReason = new Map<string, number>();
-  // Per flow (endpoints in canonical order): the backends it reached and its directions.
-  const flows = new Map<string, { backends: Set<string>; dirs: Set<string> }>();
+  // Per flow (endpoints in canonical order), packed in a number: its first backend (bits
+  // 0-15), the direction seen first (bit 16), both directions seen (bit 17), another
+  // backend seen (bit 18). Bounded: beyond FLOW_SUMMARY_LIMIT flows the summary counts
+  // the packets of the others apart.
+  const flows = new Map<string, number>();
+  let flowsUnsummarized = 0;
   const names = core.names;
-  const packets = capture.packets;
   let lines: string[] = [];
+  const progress = progressReporter(values.quiet ? null : summaryTo, source);
 
-  for (let start = 0; start < packets.length;) {
-    // Events due before this packet, then a batch that stops at the next event.
-    while (nextEvent < events.length && events[nextEvent].at <= start) applyEvent(core, events[nextEvent++]);
-    const stopAt = nextEvent < events.length ? events[nextEvent].at : Infinity;
-    const link = linkOf(packets[start].linktype);
-    if (link < 0) throw new UsageError(`${positionals[0]}: packet ${start}: unsupported link type ${packets[start].linktype}`);
-    const t0 = packets[start].tsSec * 1000 + packets[start].tsNsec / 1e6;
-    let end = start;
-    let bytes = 0;
-    const batch: Uint8Array[] = [];
-    while (end < packets.length && end < stopAt && end - start < core.maxBatch && packets[end].linktype === packets[start].linktype
-      && packets[end].tsSec * 1000 + packets[end].tsNsec / 1e6 - t0 < BATCH_SPAN_MS) {
-      // A batch also ends where the core's receive arena is full (a packet larger than the
-      // whole arena goes in cut to it: the core sees a truncated packet and says so).
-      let data = payloadOf(packets[end].linktype, packets[end].data);
-      if (data.length > core.arenaSize) data = data.subarray(0, core.arenaSize);
-      if (bytes + data.length > core.arenaSize) break;
-      bytes += data.length;
-      batch.push(data);
-      end++;
-    }
-    core.load(batch);
-    core.process(end - start, t0, ingress, link);
-    for (let i = 0; i < end - start; i++) {
+  // A batch ends at the core's batch size, a link-type change, a second of capture time,
+  // the arena's bytes, or an event.
+  let batch: CapturedPacket[] = [];
+  let batchData: Uint8Array[] = [];
+  let batchBytes = 0;
+  let batchT0 = 0;
+  const run = async () => {
+    if (batch.length === 0) return;
+    const linktype = batch[0].linktype;
+    const link = linkOf(linktype);
+    core.load(batchData);
+    core.process(batch.length, batchT0, ingress, link);
+    for (let i = 0; i < batch.length; i++) {
       const v = core.verdict(i);
       const rule = v.rule === NONE ? null : names.rules[v.rule] ?? null;
       const backend = v.backend === NONE ? null : names.backends[v.backend] ?? null;
       const reason = v.action === 'forward' ? null : v.reason;
       const tuple = core.tuple(i);
-      lines.push(JSON.stringify({ index: start + i, verdict: v.action, rule, backend, reason, tuple }));
+      lines.push(JSON.stringify({ index: batch[i].index, verdict: v.action, rule, backend, reason, tuple }));
       perVerdict[v.action]++;
       if (backend !== null && v.action === 'forward') perBackend.set(backend, (perBackend.get(backend) ?? 0) + 1);
       if (reason !== null) perReason.set(reason, (perReason.get(reason) ?? 0) + 1);
@@ -293,25 +331,35 @@ async function replay(argv: string[], out: NodeJS.WriteStream, err: NodeJS.Write
         const a = `${t.src}|${t.sport}`;
         const b = `${t.dst}|${t.dport}`;
         const key = `${t.proto}|${a < b ? a + '|' + b : b + '|' + a}`;
-        let f = flows.get(key);
-        if (!f) flows.set(key, (f = { backends: new Set(), dirs: new Set() }));
-        f.backends.add(backend);
-        f.dirs.add(a);
+        const dir = a < b ? 0 : 1;
+        const f = flows.get(key);
+        if (f === undefined) {
+          if (flows.size >= FLOW_SUMMARY_LIMIT) flowsUnsummarized++;
+          else flows.set(key, v.backend | (dir << 16));
+        } else {
+          let g = f;
+          if (((f >> 16) & 1) !== dir) g |= 1 << 17;
+          if ((f & 0xffff) !== v.backend) g |= 1 << 18;
+          if (g !== f) flows.set(key, g);
+        }
       }
-      if (values.out && (v.action === 'forward' || v.action === 'reset')) {
+      if (pcapOut && (v.action === 'forward' || v.action === 'reset')) {
         // What the core saw, as it leaves: Ethernet stays Ethernet, the rest is raw IP.
         const written = link === LINK_ETHERNET ? LINKTYPE_ETHERNET : LINKTYPE_RAW;
-        if (outLinktype < 0) outLinktype = written;
+        if (outLinktype < 0) {
+          outLinktype = written;
+          await writeOut(pcapHeader(outLinktype));
+        }
         if (written === outLinktype) {
-          const p = packets[start + i];
+          const p = batch[i];
           if (v.action === 'forward') {
-            forwarded.push({ data: core.packet(i).slice(), tsSec: p.tsSec, tsNsec: p.tsNsec });
+            await writeOut(pcapRecord({ data: core.packet(i), tsSec: p.tsSec, tsNsec: p.tsNsec }));
           } else {
             // enableTcpReset: the packet is not forwarded; its two RSTs leave instead,
             // the one back to its sender first.
             const rst = core.resets(i)!;
-            forwarded.push({ data: rst.toSender, tsSec: p.tsSec, tsNsec: p.tsNsec });
-            forwarded.push({ data: rst.toBackend, tsSec: p.tsSec, tsNsec: p.tsNsec });
+            await writeOut(pcapRecord({ data: rst.toSender, tsSec: p.tsSec, tsNsec: p.tsNsec }));
+            await writeOut(pcapRecord({ data: rst.toBackend, tsSec: p.tsSec, tsNsec: p.tsNsec }));
           }
         }
       }
@@ -320,28 +368,87 @@ async function replay(argv: string[], out: NodeJS.WriteStream, err: NodeJS.Write
       await emit(lines.join('\n') + '\n');
       lines = [];
     }
-    start = end;
-    if (readerGone) break;
+    progress(capture.packetsRead, capture.bytesRead);
+    batch = [];
+    batchData = [];
+    batchBytes = 0;
+  };
+  const add = async (p: CapturedPacket) => {
+    // Events due at this packet, after the packets before it.
+    if (nextEvent < events.length && events[nextEvent].at <= p.index) {
+      await run();
+      while (nextEvent < events.length && events[nextEvent].at <= p.index) applyEvent(core, events[nextEvent++]);
+    }
+    if (linkOf(p.linktype) < 0) throw new UsageError(`${source}: packet ${p.index}: unsupported link type ${p.linktype}`);
+    const t = p.tsSec * 1000 + p.tsNsec / 1e6;
+    // A packet larger than the whole arena goes in cut to it: the core sees a truncated packet and says so.
+    let data = payloadOf(p.linktype, p.data);
+    if (data.length > core.arenaSize) data = data.subarray(0, core.arenaSize);
+    if (batch.length > 0 && (batch.length >= core.maxBatch || p.linktype !== batch[0].linktype
+      || t - batchT0 >= BATCH_SPAN_MS || batchBytes + data.length > core.arenaSize)) await run();
+    if (batch.length === 0) batchT0 = t;
+    batch.push(p);
+    batchData.push(data);
+    batchBytes += data.length;
+  };
+  try {
+    for await (const chunk of input) {
+      let packets: CapturedPacket[];
+      try {
+        packets = capture.feed(chunk as Uint8Array);
+      } catch (e: any) {
+        throw captureError(e);
+      }
+      // The views of one chunk are used before the next is read.
+      for (const p of packets) await add(p);
+      await run();
+      if (readerGone) break;
+    }
+    if (!readerGone) {
+      try {
+        capture.end();
+      } catch (e: any) {
+        throw captureError(e);
+      }
+    }
+  } catch (e: any) {
+    if (e instanceof UsageError) throw e;
+    if (e?.code === 'Z_DATA_ERROR' || e?.code === 'Z_BUF_ERROR') throw new UsageError(`${source}: not a valid gzip stream: ${e.message}`);
+    throw e;
+  } finally {
+    (input as any).destroy?.();
+    progress.done();
   }
   if (lines.length > 0) await emit(lines.join('\n') + '\n');
-  if (readerGone) return 0;
   if (verdictOut !== out) {
     verdictOut.end();
     await once(verdictOut, 'finish');
   }
-  if (values.out) writeFileSync(values.out, writePcap(forwarded, outLinktype < 0 ? LINKTYPE_ETHERNET : outLinktype));
+  if (pcapOut) {
+    if (outLinktype < 0) await writeOut(pcapHeader(LINKTYPE_ETHERNET)); // nothing forwarded: an empty capture
+    pcapOut.end();
+    await once(pcapOut, 'finish');
+  }
+  if (readerGone) return 0;
+  const total = capture.packetsRead;
 
   if (!values.quiet) {
     const s: string[] = [];
-    s.push(`packets ${packets.length}: forward ${perVerdict.forward}, drop ${perVerdict.drop}, nomatch ${perVerdict.nomatch}`
+    s.push(`packets ${total}: forward ${perVerdict.forward}, drop ${perVerdict.drop}, nomatch ${perVerdict.nomatch}`
       + (perVerdict.reset ? `, reset ${perVerdict.reset} (idle past the timeout: RSTs sent to both ends)` : ''));
     for (const name of names.backends) {
       if (perBackend.has(name)) s.push(`  backend ${name}: ${perBackend.get(name)}`);
     }
     for (const [reason, n] of [...perReason].sort()) s.push(`  ${reason}: ${n}`);
-    const both = [...flows.values()].filter((f) => f.dirs.size > 1);
-    const split = [...flows.values()].filter((f) => f.backends.size > 1).length;
-    s.push(`flows ${flows.size} (${both.length} seen in both directions): ${split === 0 ? 'each stayed on one backend' : `${split} reached more than one backend`}`);
+    let bothCount = 0;
+    let split = 0;
+    for (const f of flows.values()) {
+      if (f & (1 << 17)) bothCount++;
+      if (f & (1 << 18)) split++;
+    }
+    const both = { length: bothCount };
+    s.push(`flows ${flows.size} (${both.length} seen in both directions): ${split === 0 ? 'each stayed on one backend' : `${split} reached more than one backend`}`
+      + (flowsUnsummarized ? `; ${flowsUnsummarized} packets of further flows not summarized (more than ${FLOW_SUMMARY_LIMIT} flows)` : ''));
     const c = core.counters();
     s.push(`flows tracked ${core.exports.flowTableUsed()} of ${core.exports.flowTableCapacity()}, new ${c.flowNew}, hits ${c.flowHits}`
       + (c.evictions || c.untracked ? `, evicted ${c.evictions}, untracked ${c.untracked}` : '')

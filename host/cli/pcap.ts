@@ -393,3 +393,134 @@ export function writePcap(packets: PacketToWrite[], linktype: number): Uint8Arra
   });
   return out;
 }
+
+// ---------------------------------------------------------------------------
+// Incremental reading (replay of captures of any size, from a file or a pipe)
+
+function concat(a: Uint8Array, b: Uint8Array): Uint8Array {
+  if (a.length === 0) return b;
+  if (b.length === 0) return a;
+  const out = new Uint8Array(a.length + b.length);
+  out.set(a, 0);
+  out.set(b, a.length);
+  return out;
+}
+
+const u32at = (b: Uint8Array, at: number, le: boolean) => new DataView(b.buffer, b.byteOffset + at, 4).getUint32(0, le);
+
+/**
+ * A capture read as its bytes arrive: feed() takes the next chunk and returns the packets
+ * of every record (pcap) or block (pcapng) now complete; end() checks nothing is left
+ * over. The parse is readCapture's own, run on the file's header blocks (pcap: the global
+ * header; pcapng: the section header and its interface descriptions) followed by the
+ * complete records, so memory holds one chunk and one partial record, whatever the size
+ * of the capture. Packet data are views valid until the next feed().
+ */
+export class CaptureStream {
+  private pending: Uint8Array = new Uint8Array(0);
+  /** pcap: the global header; pcapng: the current section's header block and interface blocks. */
+  private prefix: Uint8Array = new Uint8Array(0);
+  private format: 'pcap' | 'pcapng' | null = null;
+  private le = true;
+  private nextIndex = 0;
+  /** Bytes of the file before `pending` (for messages). */
+  private consumed = 0;
+
+  get packetsRead(): number { return this.nextIndex; }
+  get bytesRead(): number { return this.consumed; }
+
+  feed(chunk: Uint8Array): CapturedPacket[] {
+    this.pending = concat(this.pending, chunk);
+    const out: CapturedPacket[] = [];
+    if (this.format === null && !this.start()) return out;
+    let end = 0; // complete records or packet blocks in pending[0, end)
+    const flush = () => {
+      if (end === 0) return;
+      const parsed = readCapture(concat(this.prefix, this.pending.subarray(0, end))).packets;
+      for (const p of parsed) out.push({ ...p, index: this.nextIndex++ });
+      this.drop(end);
+      end = 0;
+    };
+    if (this.format === 'pcap') {
+      while (this.pending.length - end >= PCAP_RECORD_HEADER) {
+        const total = PCAP_RECORD_HEADER + u32at(this.pending, end + 8, this.le);
+        if (this.pending.length - end < total) break;
+        end += total;
+      }
+      flush();
+      return out;
+    }
+    for (;;) {
+      const rest = this.pending.length - end;
+      if (rest < 12) break;
+      const type = u32at(this.pending, end, this.le);
+      if (type === PCAPNG_SHB_TYPE) {
+        // A new section: its byte order, then it is the prefix of what follows.
+        flush();
+        const bom = u32at(this.pending, 8, true);
+        this.le = bom === PCAPNG_BYTE_ORDER_MAGIC;
+      }
+      const total = u32at(this.pending, end + 4, this.le);
+      if (total < 12 || total % 4 !== 0) { flush(); readCapture(concat(this.prefix, this.pending)); fail('bad block length', this.consumed); }
+      if (rest < total) break;
+      if (type === PCAPNG_SHB_TYPE || type === 1) {
+        flush();
+        const block = this.pending.slice(0, total);
+        this.prefix = type === 1 ? concat(this.prefix, block) : block;
+        this.drop(total);
+        continue;
+      }
+      end += total;
+    }
+    flush();
+    return out;
+  }
+
+  /** The input ended: a partial record or block is an error, as readCapture reports it. */
+  end(): void {
+    if (this.format === null) {
+      if (this.pending.length < 4) fail(`file too short (${this.pending.length} bytes) to hold a capture header`, 0);
+      readCapture(this.pending);
+      return;
+    }
+    if (this.pending.length > 0) {
+      readCapture(concat(this.prefix, this.pending)); // throws with what is wrong
+      fail(`${this.pending.length} bytes left over at the end`, this.consumed);
+    }
+  }
+
+  private start(): boolean {
+    if (this.pending.length < 4) return false;
+    const magicLe = u32at(this.pending, 0, true);
+    const magicBe = u32at(this.pending, 0, false);
+    if (magicLe === PCAP_MAGIC_US || magicLe === PCAP_MAGIC_NS || magicBe === PCAP_MAGIC_US || magicBe === PCAP_MAGIC_NS) {
+      if (this.pending.length < PCAP_GLOBAL_HEADER) return false;
+      this.format = 'pcap';
+      this.le = magicLe === PCAP_MAGIC_US || magicLe === PCAP_MAGIC_NS;
+      readCapture(this.pending.subarray(0, PCAP_GLOBAL_HEADER)); // checks the header
+      this.prefix = this.pending.slice(0, PCAP_GLOBAL_HEADER);
+      this.drop(PCAP_GLOBAL_HEADER);
+      return true;
+    }
+    if (magicBe === PCAPNG_SHB_TYPE) {
+      if (this.pending.length < 12) return false;
+      this.format = 'pcapng';
+      return true;
+    }
+    fail(`unrecognised file magic 0x${magicBe.toString(16).padStart(8, '0')} (not pcap or pcapng)`, 0);
+  }
+
+  private drop(n: number): void {
+    this.pending = this.pending.subarray(n);
+    this.consumed += n;
+  }
+}
+
+/** Classic pcap, written as it goes (writePcap's format): the global header, then one record at a time. */
+export function pcapHeader(linktype: number): Uint8Array {
+  return writePcap([], linktype);
+}
+
+export function pcapRecord(p: PacketToWrite): Uint8Array {
+  return writePcap([p], 0).subarray(PCAP_GLOBAL_HEADER);
+}

@@ -80,3 +80,58 @@ test('replay: batches are cut by the arena\'s bytes (200 packets of 64 KiB in on
   assert.equal(piped.stdout.trim().split('\n').length, 1);
   assert.doesNotMatch(piped.stderr, /Error|\n\s+at /, 'no stack trace');
 });
+
+test('replay streams: standard input (-) and gzip give the verdicts of the file; a truncated capture is a clear error (exit 2)', async () => {
+  const { readFileSync, writeFileSync, mkdtempSync } = await import('node:fs');
+  const { gzipSync } = await import('node:zlib');
+  const { tmpdir } = await import('node:os');
+  const { join } = await import('node:path');
+  const dir = mkdtempSync(join(tmpdir(), 'haports-stream-'));
+  const sample = readFileSync('examples/sample.pcap');
+  const file = run('replay', '--config', 'examples/config.json', '--quiet', 'examples/sample.pcap');
+  assert.equal(file.status, 0, file.stderr);
+  const viaStdin = spawnSync(process.execPath, [bin, 'replay', '--config', 'examples/config.json', '--quiet', '-'], { input: sample, encoding: 'utf8' });
+  assert.equal(viaStdin.status, 0, viaStdin.stderr);
+  assert.equal(viaStdin.stdout, file.stdout);
+  writeFileSync(join(dir, 'sample.pcap.gz'), gzipSync(sample));
+  const gz = run('replay', '--config', 'examples/config.json', '--quiet', join(dir, 'sample.pcap.gz'));
+  assert.equal(gz.status, 0, gz.stderr);
+  assert.equal(gz.stdout, file.stdout);
+  const gzStdin = spawnSync(process.execPath, [bin, 'replay', '--config', 'examples/config.json', '--quiet', '-'], { input: gzipSync(sample), encoding: 'utf8' });
+  assert.equal(gzStdin.stdout, file.stdout);
+  writeFileSync(join(dir, 'cut.pcap'), sample.subarray(0, sample.length - 7));
+  const cut = run('replay', '--config', 'examples/config.json', '--quiet', join(dir, 'cut.pcap'));
+  assert.equal(cut.status, 2);
+  assert.match(cut.stderr, /^haports: .*cut\.pcap: capture: /);
+  assert.doesNotMatch(cut.stderr, /\n\s+at /);
+});
+
+test('replay streams a capture far larger than its memory: peak memory stays bounded (HAPORTS_REPLAY_STREAM_MB, default 150)', async () => {
+  const { readFileSync } = await import('node:fs');
+  const { spawn } = await import('node:child_process');
+  const mb = Number(process.env.HAPORTS_REPLAY_STREAM_MB ?? 150);
+  const gen = spawn(process.execPath, [new URL('./gen-capture.mjs', import.meta.url).pathname, String(mb)], { stdio: ['ignore', 'pipe', 'inherit'] });
+  const replay = spawn(process.execPath, [bin, 'replay', '--config', 'examples/config.json', '--verdicts', '/dev/null', '-'], { stdio: ['pipe', 'pipe', 'pipe'] });
+  gen.stdout.pipe(replay.stdin);
+  let summary = '';
+  replay.stdout.on('data', (d) => { summary += d; });
+  replay.stderr.on('data', (d) => { summary += d; });
+  let peakKiB = 0;
+  const t0 = Date.now();
+  const poll = setInterval(() => {
+    try {
+      const m = /VmHWM:\s+(\d+) kB/.exec(readFileSync(`/proc/${replay.pid}/status`, 'utf8'));
+      if (m) peakKiB = Math.max(peakKiB, Number(m[1]));
+    } catch { /* exited */ }
+  }, 100);
+  const code = await new Promise((resolve) => replay.on('exit', resolve));
+  clearInterval(poll);
+  const seconds = (Date.now() - t0) / 1000;
+  assert.equal(code, 0, summary);
+  const packets = Number(/packets (\d+):/.exec(summary)?.[1]);
+  assert.equal(packets, Math.floor((mb * 1e6) / 116));
+  assert.ok(peakKiB > 0, 'the peak was read from /proc');
+  assert.ok(peakKiB < 320 * 1024, `peak memory ${Math.round(peakKiB / 1024)} MiB for a ${mb} MB capture`);
+  console.log(`streamed replay: ${mb} MB, ${packets.toLocaleString('en-US')} packets in ${seconds.toFixed(1)} s `
+    + `(${Math.round(packets / seconds).toLocaleString('en-US')} packets/s), peak memory ${Math.round(peakKiB / 1024)} MiB`);
+});
