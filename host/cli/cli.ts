@@ -4,7 +4,7 @@
 // invalid configuration), 2 usage error or unreadable input, 3 internal failure (a bug:
 // reported with its stack).
 
-import { createReadStream, createWriteStream, readFileSync, statSync, writeFileSync } from 'node:fs';
+import { createReadStream, createWriteStream, existsSync, readFileSync, statSync } from 'node:fs';
 import { createGunzip } from 'node:zlib';
 import { once } from 'node:events';
 import { parseArgs } from 'node:util';
@@ -609,8 +609,15 @@ export async function main(argv: string[], out = process.stdout, err = process.s
       case 'maglev': return await maglev(rest, out, err);
       case 'pump': return await pumpCommand(rest, out, err);
       case 'bench': {
-        // The suite lives in bench/ (not bundled): build/host/cli.mjs → ../../bench/run.mjs.
-        const bench = await import(new URL('../../bench/run.mjs', import.meta.url).href);
+        // The suite lives in bench/ of the repository (not in the npm package: it needs the
+        // AssemblyScript sources and the native toolchain): build/host/cli.mjs → ../../bench/run.mjs.
+        const suite = new URL('../../bench/run.mjs', import.meta.url);
+        if (!existsSync(suite)) {
+          err.write('haports bench: the benchmark suite runs from a clone of the repository '
+            + '(npm install && npm run bench there); the installed package does not carry it\n');
+          return 2;
+        }
+        const bench = await import(suite.href);
         return await bench.main(rest);
       }
       case '--version': case '-V': case 'version':
