@@ -578,7 +578,17 @@ async function validate(argv: string[], out: NodeJS.WriteStream): Promise<number
   });
   if (values.help) { out.write(VALIDATE_USAGE); return 0; }
   if (positionals.length !== 1) throw new UsageError('validate: give exactly one configuration file');
-  const text = readText(positionals[0], 'configuration');
+  let text: string;
+  try {
+    text = readText(positionals[0], 'configuration');
+  } catch (e: any) {
+    // --json answers in JSON even when the file cannot be read (exit 2 all the same).
+    if (values.json && e instanceof UsageError) {
+      out.write(JSON.stringify({ valid: false, errors: [{ path: '$', message: e.message }], warnings: [] }) + '\n');
+      return 2;
+    }
+    throw e;
+  }
   const { errors, warnings } = Core.check(text);
   if (errors.length === 0) {
     // A pump section is checked as the pump will read it (the core keeps it for the pump).
@@ -588,7 +598,12 @@ async function validate(argv: string[], out: NodeJS.WriteStream): Promise<number
     if ('pump' in described.hostSections) errors.push(...readPumpSettings(described, core.maxBatch).errors);
   }
   if (values.json) {
-    out.write(JSON.stringify({ valid: errors.length === 0, errors, warnings }) + '\n');
+    // Every line is `path: message` (the core's style): as objects for programs.
+    const split = (line: string) => {
+      const at = line.indexOf(': ');
+      return at < 0 ? { path: '$', message: line } : { path: line.slice(0, at), message: line.slice(at + 2) };
+    };
+    out.write(JSON.stringify({ valid: errors.length === 0, errors: errors.map(split), warnings: warnings.map(split) }) + '\n');
   } else {
     if (errors.length === 0) out.write(`${positionals[0]}: valid\n`);
     else out.write(errors.join('\n') + '\n');

@@ -143,10 +143,17 @@ test('haports validate: exit 0 valid, 1 invalid (one line per error), 2 unreadab
   assert.equal(r.stdout, `${matrix[1][3][0]}\n`);
   r = run('--json', bad);
   assert.equal(r.status, 1);
-  assert.deepEqual(JSON.parse(r.stdout), { valid: false, errors: matrix[1][3], warnings: [] });
+  const asObject = (line) => ({ path: line.slice(0, line.indexOf(': ')), message: line.slice(line.indexOf(': ') + 2) });
+  assert.deepEqual(JSON.parse(r.stdout), { valid: false, errors: matrix[1][3].map(asObject), warnings: [] });
   r = run(join(dir, 'missing.json'));
   assert.equal(r.status, 2);
   assert.match(r.stderr, /cannot read configuration .*missing\.json: ENOENT/);
+  r = run('--json', join(dir, 'missing.json'));
+  assert.equal(r.status, 2);
+  const j = JSON.parse(r.stdout);
+  assert.equal(j.valid, false);
+  assert.equal(j.errors[0].path, '$');
+  assert.match(j.errors[0].message, /cannot read configuration .*missing\.json: ENOENT/);
   r = run();
   assert.equal(r.status, 2);
 });

@@ -299,11 +299,23 @@ def validate(argv: List[str], out: Any) -> int:
         return 0
     if len(positionals) != 1:
         raise UsageError("validate: give exactly one configuration file")
-    text = _read_text(positionals[0], "configuration")
+    try:
+        text = _read_text(positionals[0], "configuration")
+    except UsageError as e:
+        # --json answers in JSON even when the file cannot be read (exit 2 all the same).
+        if values.get("json"):
+            out.write(_dumps({"valid": False, "errors": [{"path": "$", "message": str(e)}], "warnings": []}) + "\n")
+            return 2
+        raise
     result = Dataplane.check(text, values.get("wasm"))
     errors, warnings = result["errors"], result["warnings"]
     if values.get("json"):
-        out.write(_dumps({"valid": not errors, "errors": errors, "warnings": warnings}) + "\n")
+        # Every line is `path: message` (the core's style): as objects for programs.
+        def split(line: str) -> dict:
+            path, sep, message = line.partition(": ")
+            return {"path": path, "message": message} if sep else {"path": "$", "message": line}
+        out.write(_dumps({"valid": not errors, "errors": [split(e) for e in errors],
+                          "warnings": [split(w) for w in warnings]}) + "\n")
     else:
         if not errors:
             out.write(f"{positionals[0]}: valid\n")
