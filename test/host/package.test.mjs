@@ -10,7 +10,9 @@ import { join } from 'node:path';
 const root = new URL('../..', import.meta.url).pathname;
 
 test('npm pack: the license, the built modules and the command; no source maps, no benchmark suite; under 1.2 MB', () => {
-  const [pack] = JSON.parse(execFileSync('npm', ['pack', '--dry-run', '--json', '--ignore-scripts'], { cwd: root, encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] }));
+  const dry = spawnSync('npm', ['pack', '--dry-run', '--json', '--ignore-scripts'], { cwd: root, encoding: 'utf8' });
+  assert.equal(dry.status, 0, `npm pack --dry-run failed:\n${dry.stderr}`);
+  const [pack] = JSON.parse(dry.stdout);
   const files = pack.files.map((f) => f.path);
   for (const f of ['LICENSE', 'README.md', 'package.json', 'bin/haports.mjs', 'build/haports.wasm', 'build/haports-proxywasm.wasm',
     'build/lib/haports.mjs', 'build/lib/haports.cjs', 'build/host/cli.mjs', 'config.schema.json']) {
@@ -23,7 +25,9 @@ test('npm pack: the license, the built modules and the command; no source maps, 
 
 test('the installed package: --version and validate work; bench says it needs a clone (exit 2), no stack trace', () => {
   const dir = mkdtempSync(join(tmpdir(), 'haports-pack-'));
-  const tgz = execFileSync('npm', ['pack', '--ignore-scripts', '--pack-destination', dir], { cwd: root, encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] }).trim().split('\n').pop();
+  const packed = spawnSync('npm', ['pack', '--ignore-scripts', '--pack-destination', dir], { cwd: root, encoding: 'utf8' });
+  assert.equal(packed.status, 0, `npm pack failed:\n${packed.stderr}`);
+  const tgz = packed.stdout.trim().split('\n').pop();
   execFileSync('tar', ['-xzf', join(dir, tgz), '-C', dir]);
   const bin = join(dir, 'package', 'bin', 'haports.mjs');
   const run = (...args) => spawnSync(process.execPath, [bin, ...args], { encoding: 'utf8', cwd: dir });
