@@ -25,7 +25,9 @@ test('npm pack: the license, the built modules and the command; no source maps, 
 
 test('the installed package: --version and validate work; bench says it needs a clone (exit 2), no stack trace', () => {
   const dir = mkdtempSync(join(tmpdir(), 'haports-pack-'));
-  const packed = spawnSync('npm', ['pack', '--ignore-scripts', '--pack-destination', dir], { cwd: root, encoding: 'utf8' });
+  // `npm pack FOLDER` from the destination (inside an npm script, `--pack-destination` is
+  // taken for a package to pack).
+  const packed = spawnSync('npm', ['pack', root, '--ignore-scripts'], { cwd: dir, encoding: 'utf8' });
   assert.equal(packed.status, 0, `npm pack failed:\n${packed.stderr}`);
   const tgz = packed.stdout.trim().split('\n').pop();
   execFileSync('tar', ['-xzf', join(dir, tgz), '-C', dir]);
