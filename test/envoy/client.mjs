@@ -48,3 +48,19 @@ export async function pool(jobs, limit) {
   }));
   return out;
 }
+
+/**
+ * A listener file with tcp_proxy's access log to `logPath`, one line per connection:
+ * "peer cluster <the filter's haports property>" (filter.accessLog).
+ */
+export function withAccessLog(listenerText, logPath) {
+  return listenerText.replace('        cluster: haports_unselected', `        cluster: haports_unselected
+        access_log:
+        - name: envoy.access_loggers.file
+          typed_config:
+            "@type": type.googleapis.com/envoy.extensions.access_loggers.file.v3.FileAccessLog
+            path: ${logPath}
+            log_format:
+              text_format_source:
+                inline_string: "%DOWNSTREAM_REMOTE_ADDRESS% %UPSTREAM_CLUSTER% %FILTER_STATE(wasm.haports:PLAIN)%\\n"`);
+}

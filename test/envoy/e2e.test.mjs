@@ -20,7 +20,7 @@ import { join } from 'node:path';
 import { startBackends } from '../../envoy/backends.mjs';
 import { ROOT, sleep, startEnvoy, waitFor } from './envoy-process.mjs';
 import { listenerConfig, Predictor, withListenerConfig } from './predict.mjs';
-import { openConnection, pool } from './client.mjs';
+import { openConnection, pool, withAccessLog } from './client.mjs';
 
 const CONNECTIONS_V4 = Number(process.env.HAPORTS_E2E_CONNECTIONS ?? 5400);
 const CONNECTIONS_V6 = Math.round(CONNECTIONS_V4 / 9);
@@ -334,15 +334,7 @@ test('recipe 1: filter.accessLog puts "rule backend outcome" in every access-log
   const config = listenerConfig(original).json;
   config.filter.accessLog = true;
   const logPath = join(envoyA.dir, 'access.log');
-  const withLog = withListenerConfig(original, config).replace('        cluster: haports_unselected', `        cluster: haports_unselected
-        access_log:
-        - name: envoy.access_loggers.file
-          typed_config:
-            "@type": type.googleapis.com/envoy.extensions.access_loggers.file.v3.FileAccessLog
-            path: ${logPath}
-            log_format:
-              text_format_source:
-                inline_string: "%DOWNSTREAM_REMOTE_ADDRESS% %UPSTREAM_CLUSTER% %FILTER_STATE(wasm.haports:PLAIN)%\\n"`);
+  const withLog = withAccessLog(withListenerConfig(original, config), logPath);
   try {
     await pushA(withLog, 'access log');
     const results = await pool(connectionJobs(['127.0.0.10', 10000], ['::1', 10000], 90, 10, 12), 16);

@@ -36,6 +36,7 @@ import {
   startNativeEnvoy,
 } from './native-process.mjs';
 import { listenerConfig, Predictor, withListenerConfig } from './predict.mjs';
+import { withAccessLog } from './client.mjs';
 
 const CONNECTIONS_V4 = Number(process.env.HAPORTS_E2E_CONNECTIONS ?? 5400);
 const CONNECTIONS_V6 = Math.round(CONNECTIONS_V4 / 9);
@@ -255,15 +256,7 @@ test('a valid update is applied (access log through proxy_set_property); once th
   next.backendPools[0].backends = [{ name: 'nva-0', address: BACKENDS[0], weight: 2 }, { name: 'nva-1', address: BACKENDS[1] }];
   next.filter.accessLog = true;
   const logPath = join(envoy.dir, 'access.log');
-  const text = withConfig(next).replace('        cluster: haports_unselected', `        cluster: haports_unselected
-        access_log:
-        - name: envoy.access_loggers.file
-          typed_config:
-            "@type": type.googleapis.com/envoy.extensions.access_loggers.file.v3.FileAccessLog
-            path: ${logPath}
-            log_format:
-              text_format_source:
-                inline_string: "%DOWNSTREAM_REMOTE_ADDRESS% %UPSTREAM_CLUSTER% %FILTER_STATE(wasm.haports:PLAIN)%\\n"`);
+  const text = withAccessLog(withConfig(next), logPath);
   try {
     await push(text, 'valid');
     const predictor = new Predictor(next);
