@@ -6,6 +6,7 @@
 // docs/abi.md draws them).
 
 import { readFileSync } from 'node:fs';
+import { isIPv4, isIPv6 } from 'node:net';
 import { fileURLToPath } from 'node:url';
 
 import {
@@ -437,6 +438,34 @@ export class Core {
     const m = this.exports.maglevTableSize(p);
     return new Uint16Array(this.memory.buffer.slice(ptr, ptr + m * 2));
   }
+}
+
+/** The 4 (IPv4) or 16 (IPv6) bytes of an IP literal (IPv6 in any form: `::`, a trailing dotted quad). */
+export function addressBytes(text: string): Uint8Array {
+  if (isIPv4(text)) return Uint8Array.from(text.split('.').map(Number));
+  // A zone (fe80::1%eth0) has no place in a packet or a record.
+  if (!isIPv6(text) || text.includes('%')) throw new RangeError(`not an IP address: ${JSON.stringify(text)}`);
+  let s = text;
+  let tail: number[] = [];
+  const quad = /^(.*:)(\d+\.\d+\.\d+\.\d+)$/.exec(s);
+  if (quad) {
+    const q = quad[2].split('.').map(Number);
+    tail = [(q[0] << 8) | q[1], (q[2] << 8) | q[3]];
+    s = quad[1].endsWith('::') ? quad[1] : quad[1].slice(0, -1);
+  }
+  const hex = (part: string) => (part === '' ? [] : part.split(':').map((x) => parseInt(x, 16)));
+  let groups: number[];
+  if (s.includes('::')) {
+    const [head, rest] = s.split('::');
+    const h = hex(head);
+    const r = [...hex(rest), ...tail];
+    groups = [...h, ...new Array(8 - h.length - r.length).fill(0), ...r];
+  } else {
+    groups = [...hex(s), ...tail];
+  }
+  const out = new Uint8Array(16);
+  groups.forEach((g, i) => { out[2 * i] = g >> 8; out[2 * i + 1] = g & 0xff; });
+  return out;
 }
 
 /** IPv4 dotted quad; IPv6 in RFC 5952 form (lowercase, longest zero run ≥ 2 as ::). */

@@ -7,8 +7,7 @@
 // (no flow entry, no counter) in the dataplane itself. Each direction is asked as a flow
 // of its own; with symmetric hashing both name the same backend.
 
-import { isIP } from 'node:net';
-import { Core, FLAGS, LINK_RAW_IP, NONE } from './core.js';
+import { addressBytes, Core, FLAGS, LINK_RAW_IP, NONE } from './core.js';
 
 export interface FlowSpec {
   /** 'tcp', 'udp', 'icmp' (echo; ICMPv6 for IPv6 addresses) or an IP protocol number. */
@@ -38,24 +37,12 @@ function rangeError(message: string): RangeError {
   return Object.assign(new RangeError(message), { code: 'ERR_OUT_OF_RANGE' });
 }
 
-function addressBytes(a: string, what: string): Uint8Array {
-  const v = isIP(a);
-  if (v === 4) return Uint8Array.from(a.split('.').map(Number));
-  if (v !== 6) throw rangeError(`lookup: ${what} ${JSON.stringify(a)} is not an IP address`);
-  // Expand "::" and a dotted tail into 8 groups.
-  let s = a;
-  const dotted = /(\d+\.\d+\.\d+\.\d+)$/.exec(s);
-  if (dotted) {
-    const b = dotted[1].split('.').map(Number);
-    s = s.slice(0, -dotted[1].length) + `${((b[0] << 8) | b[1]).toString(16)}:${((b[2] << 8) | b[3]).toString(16)}`;
+function address(a: string, what: string): Uint8Array {
+  try {
+    return addressBytes(a);
+  } catch {
+    throw rangeError(`lookup: ${what} ${JSON.stringify(a)} is not an IP address`);
   }
-  const [head, tail] = s.split('::');
-  const h = head ? head.split(':') : [];
-  const t = tail !== undefined && tail !== '' ? tail.split(':') : [];
-  const groups = tail === undefined ? h : [...h, ...Array(8 - h.length - t.length).fill('0'), ...t];
-  const out = new Uint8Array(16);
-  groups.forEach((g, i) => { const n = parseInt(g, 16); out[2 * i] = n >> 8; out[2 * i + 1] = n & 0xff; });
-  return out;
 }
 
 /** The first packet of a flow, as raw IP. */
@@ -64,8 +51,8 @@ export function flowPacket(f: FlowSpec): { packet: Uint8Array; proto: number } {
   if (proto === undefined || !Number.isInteger(proto) || proto < 0 || proto > 255) {
     throw rangeError(`lookup: protocol ${JSON.stringify(f.proto)}: give tcp, udp, icmp or a number 0-255`);
   }
-  const src = addressBytes(f.src, 'source');
-  const dst = addressBytes(f.dst, 'destination');
+  const src = address(f.src, 'source');
+  const dst = address(f.dst, 'destination');
   if (src.length !== dst.length) throw rangeError(`lookup: ${f.src} and ${f.dst} are of different families`);
   const sport = f.sport ?? 0;
   const dport = f.dport ?? 0;

@@ -14,9 +14,8 @@
 // destination's words once, so that filling a record in the hot path is 4 int copies.
 
 import { createRequire } from 'node:module';
-import { isIPv4, isIPv6 } from 'node:net';
 import { fileURLToPath } from 'node:url';
-import { formatAddress } from '../lib/core.js';
+import { addressBytes, formatAddress } from '../lib/core.js';
 
 /** Int32 per received datagram in recv()'s meta. */
 export const META_INTS = 8;
@@ -143,33 +142,7 @@ export function loadNative(): { native: NativeUdp | null; reason: string } {
 
 // ---- Addresses in records ----------------------------------------------------------
 
-/** The 4 (IPv4) or 16 (IPv6) bytes of an IP literal (IPv6 in any form: `::`, a trailing dotted quad). */
-export function addressBytes(text: string): Uint8Array {
-  if (isIPv4(text)) return Uint8Array.from(text.split('.').map(Number));
-  // A zone (fe80::1%eth0) has no place in a packet or a record.
-  if (!isIPv6(text) || text.includes('%')) throw new RangeError(`not an IP address: ${JSON.stringify(text)}`);
-  let s = text;
-  let tail: number[] = [];
-  const quad = /^(.*:)(\d+\.\d+\.\d+\.\d+)$/.exec(s);
-  if (quad) {
-    const q = quad[2].split('.').map(Number);
-    tail = [(q[0] << 8) | q[1], (q[2] << 8) | q[3]];
-    s = quad[1].endsWith('::') ? quad[1] : quad[1].slice(0, -1);
-  }
-  const hex = (part: string) => (part === '' ? [] : part.split(':').map((x) => parseInt(x, 16)));
-  let groups: number[];
-  if (s.includes('::')) {
-    const [head, rest] = s.split('::');
-    const h = hex(head);
-    const r = [...hex(rest), ...tail];
-    groups = [...h, ...new Array(8 - h.length - r.length).fill(0), ...r];
-  } else {
-    groups = [...hex(s), ...tail];
-  }
-  const out = new Uint8Array(16);
-  groups.forEach((g, i) => { out[2 * i] = g >> 8; out[2 * i + 1] = g & 0xff; });
-  return out;
-}
+export { addressBytes };
 
 /** An address as a record's 4 words (computed once per destination), with its family. */
 export function addressWords(text: string): { family: 4 | 6; words: Int32Array } {
