@@ -142,7 +142,7 @@ export const V_RULE: usize = 4; // rule: rule index, NONE for none
 export const V_BACKEND: usize = 6; // backend: backend index (numbered over all pools in order), NONE for none
 export const V_FRONTEND: usize = 8; // frontend: frontend index, NONE for none
 export const V_L3: usize = 10; // l3: offset of the IP header in the packet
-export const V_HASH: usize = 12; // hash: low 32 bits of the backend-selection hash (0 when none was computed)
+export const V_HASH: usize = 12; // hash: high 32 bits of the backend-selection hash, which pick the Maglev slot: slot = (hash × M) >> 32 (0 when none was computed)
 /** tuple: one per packet, written by the core at tuplesPtr(): the packet's own header fields as parsed */
 export const TUPLE_BYTES: i32 = 40;
 export const T_SRC: usize = 0; // src: source address, network byte order (IPv4: 4 bytes, then zeros)
@@ -179,6 +179,14 @@ export const PT_CHECKS_FAILURE: usize = 32; // checksFailure: probe results that
 export const PT_PENALTY: usize = 40; // penalty: flap-damping penalty as of penaltyAt (probePenalty() decays it to a time)
 export const PT_PENALTY_AT: usize = 48; // penaltyAt: when the penalty was last charged (ms, the probe clock)
 export const PT_HELD_SINCE: usize = 56; // heldSince: when the current hold began (ms), −1 when not held
+/** flow: one per tracked flow entry, written by flowsDump() at flowDumpPtr(): the flow table's listing for hosts (admin endpoints) */
+export const FLOW_RECORD_BYTES: i32 = 56;
+export const F_KEY: usize = 0; // key: the flow key as tracked: source address (16 bytes, IPv4 in the first 4), destination (16), then sport u16, dport u16, protocol u8, family u8 (4 or 6) — in canonical order for symmetric rules (see state: swapped)
+export const F_RULE: usize = 40; // rule: rule index
+export const F_BACKEND: usize = 42; // backend: backend index
+export const F_STATE: usize = 44; // state: entry state bits: 2 established, 4 closing, 8 reply (reverse NAT), 16 fragment, 32 SYN seen, 64 swapped (the first packet ran against the key's order)
+export const F_IDLE_MS: usize = 48; // idleMs: milliseconds since the entry was last refreshed
+export const F_TIMEOUT_MS: usize = 52; // timeoutMs: the entry's current timeout (idle, close or fragment), milliseconds
 
 // ---- Global counters: u64 slots at countersPtr() ----
 
@@ -208,6 +216,7 @@ export const C_RESETS: i32 = 22; // resets: Packets of TCP flows idle past their
 export const C_FLOW_ESTABLISHED: i32 = 23; // flowEstablished: Flow entries that became established (seen to be real; only those cannot be evicted by new flows).
 export const C_CHECKSUM_PARTIAL: i32 = 24; // checksumPartial: Packets whose TCP/UDP checksum a sender's offload left partial (completed unless the policy only counts).
 export const C_CHECKSUM_WRONG: i32 = 25; // checksumWrong: Packets whose TCP/UDP checksum is wrong (forwarded unchanged).
+export const C_HANDOVER: i32 = 26; // handover: Mid-stream TCP packets of untracked flows sent to the backend the pool's previous Maglev table gave them (within handoverSeconds of a backend-set change), not the current one.
 /** slot of the first drops-by-reason counter: slot base + REASON_* counts drops (and no-matches) of that reason */
 export const C_DROP_REASON_BASE: i32 = 32;
 export const COUNTER_SLOTS: i32 = 45;
@@ -220,7 +229,7 @@ export const MAX_BATCH: i32 = isDefined(HAPORTS_MAX_BATCH) ? HAPORTS_MAX_BATCH :
 export const RX_ARENA_BYTES: i32 = isDefined(HAPORTS_RX_ARENA_BYTES) ? HAPORTS_RX_ARENA_BYTES : 9437184;
 /** the configuration text buffer; a larger configuration is rejected (bytes). */
 export const CONFIG_BUFFER_BYTES: i32 = isDefined(HAPORTS_CONFIG_BUFFER_BYTES) ? HAPORTS_CONFIG_BUFFER_BYTES : 4194304;
-/** the buffers of error and warning lines, and of describe()'s text (bytes). */
+/** the buffers of error, warning and info lines, and of describe()'s text (bytes). */
 export const ERROR_BUFFER_BYTES: i32 = isDefined(HAPORTS_ERROR_BUFFER_BYTES) ? HAPORTS_ERROR_BUFFER_BYTES : 65536;
 /** deepest JSON nesting accepted in a configuration (levels). */
 export const MAX_JSON_DEPTH: i32 = isDefined(HAPORTS_MAX_JSON_DEPTH) ? HAPORTS_MAX_JSON_DEPTH : 32;

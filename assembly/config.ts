@@ -25,17 +25,49 @@ import { PER_OBJECT_COUNTERS } from "./layout";
 /** Most errors reported for one configuration (the rest are summarised). */
 const MAX_ERRORS: i32 = 200;
 
-/** Errors (reject the configuration) and warnings (never do), as `path: reason` lines. */
+/**
+ * Errors (reject the configuration), warnings (advice: never reject, and a CI job may
+ * treat them as errors) and info (notes, such as Azure history, that call for no change),
+ * as `path: reason` lines. The path is a clean JSON path; when it is in (or is) a named
+ * object that label() registered (a rule, frontend, pool, backend or probe), the reason
+ * starts with that object's name: `rules[1]: rule "b": frontend "fe1" already has ...`.
+ */
 export class Errors {
   lines: Array<string> = new Array<string>();
   dropped: i32 = 0;
   warnings: Array<string> = new Array<string>();
+  infos: Array<string> = new Array<string>();
+  /** Object path (`rules[1]`, `backendPools[0].backends[2]`) → its name (`rule "b"`). */
+  private labels: Map<string, string> = new Map<string, string>();
   add(path: string, reason: string): void {
-    if (this.lines.length < MAX_ERRORS) this.lines.push((path.length > 0 ? path : "$") + ": " + reason);
+    if (this.lines.length < MAX_ERRORS) this.lines.push(this.line(path, reason));
     else this.dropped++;
   }
   warn(path: string, reason: string): void {
-    if (this.warnings.length < MAX_ERRORS) this.warnings.push((path.length > 0 ? path : "$") + ": " + reason);
+    if (this.warnings.length < MAX_ERRORS) this.warnings.push(this.line(path, reason));
+  }
+  info(path: string, reason: string): void {
+    if (this.infos.length < MAX_ERRORS) this.infos.push(this.line(path, reason));
+  }
+  /** Names the object at `path` (`rule "b"`) in every later line at or under it. */
+  label(path: string, name: string): void {
+    this.labels.set(path, name);
+  }
+  /** The label of the innermost labelled object that holds `path`, or "". */
+  labelOf(path: string): string {
+    for (let k = path.length; k > 0; k--) {
+      if (k < path.length) {
+        const c = path.charCodeAt(k);
+        if (c != 46 && c != 91) continue; // "." or "["
+      }
+      const prefix = k == path.length ? path : path.substring(0, k);
+      if (this.labels.has(prefix)) return this.labels.get(prefix);
+    }
+    return "";
+  }
+  private line(path: string, reason: string): string {
+    const label = this.labelOf(path);
+    return (path.length > 0 ? path : "$") + ": " + (label.length > 0 ? label + ": " : "") + reason;
   }
   get count(): i32 { return this.lines.length + this.dropped; }
   text(): string {
@@ -64,6 +96,7 @@ export class PoolModel {
   name: string = "";
   m: i32 = DEFAULT_MAGLEV_M;
   drainSeconds: i32 = 0;
+  handoverSeconds: i32 = 60;
   backends: Array<BackendModel> = new Array<BackendModel>();
 }
 
@@ -147,10 +180,10 @@ function join(path: string, key: string): string {
   return path.length == 0 ? key : path + "." + key;
 }
 
-/** A JSON string literal of `s`, cut to 40 characters. */
-function jsonQuote(s: string): string {
+/** A JSON string literal of `s`, cut to `max` characters. */
+function jsonQuote(s: string, max: i32 = 40): string {
   let out = "\"";
-  const n = min(s.length, 40);
+  const n = min(s.length, max);
   for (let i = 0; i < n; i++) {
     const c = s.charCodeAt(i);
     if (c == 34) out += "\\\"";
@@ -166,8 +199,19 @@ function at(path: string, i: i32): string {
   return path + "[" + i.toString() + "]";
 }
 
+/** `s` in double quotes, escaped as in JSON, so that a line stays one line. */
 function quote(s: string): string {
-  return "\"" + s + "\"";
+  return jsonQuote(s, i32.MAX_VALUE);
+}
+
+/** Registers the name of the object at `path` (`what "name"`) when it has a usable one. */
+function labelObject(errors: Errors, path: string, what: string, name: string): void {
+  if (usable(name)) errors.label(path, what + " " + quote(name));
+}
+
+/** A name readName accepted (others are reported, and name nothing). */
+function usable(name: string): bool {
+  return name.length > 0 && name.length <= 80;
 }
 
 /** Reports fields of `obj` not in `known`. */
@@ -381,7 +425,7 @@ const HEALTH_FIELDS = ["damping"];
 const DAMPING_FIELDS = ["halfLifeSeconds", "suppressPenalty", "reusePenalty", "maxHoldSeconds"];
 const FLOW_TABLE_FIELDS = ["capacity"];
 const FRONTEND_FIELDS = ["name", "address"];
-const POOL_FIELDS = ["name", "maglevTableSize", "drainPeriodSeconds", "backends"];
+const POOL_FIELDS = ["name", "maglevTableSize", "drainPeriodSeconds", "handoverSeconds", "backends"];
 const BACKEND_FIELDS = ["name", "address", "weight", "adminState"];
 const PROBE_FIELDS = ["name", "protocol", "port", "intervalSeconds", "threshold", "path", "timeoutSeconds"];
 const RULE_FIELDS = [
@@ -496,9 +540,10 @@ export function readConfig(root: JsonValue, errors: Errors): ConfigModel {
     const f = frontends[i];
     if (f == null) continue;
     const path = at("frontends", i);
-    checkKnown(f, path, FRONTEND_FIELDS, errors);
     const m = new FrontendModel();
     m.name = readName(f, path, errors);
+    labelObject(errors, path, "frontend", m.name);
+    checkKnown(f, path, FRONTEND_FIELDS, errors);
     m.address = readAddress(f, path, errors);
     model.frontends.push(m);
   }
@@ -509,20 +554,26 @@ export function readConfig(root: JsonValue, errors: Errors): ConfigModel {
     const p = pools[i];
     if (p == null) continue;
     const path = at("backendPools", i);
-    checkKnown(p, path, POOL_FIELDS, errors);
     const m = new PoolModel();
     m.name = readName(p, path, errors);
+    labelObject(errors, path, "pool", m.name);
+    checkKnown(p, path, POOL_FIELDS, errors);
     m.m = <i32>readInt(p, "maglevTableSize", path, errors, 3, MAX_MAGLEV_M, DEFAULT_MAGLEV_M);
     if (!isPrime(m.m)) errors.add(join(path, "maglevTableSize"), "must be prime, got " + m.m.toString());
     m.drainSeconds = <i32>readInt(p, "drainPeriodSeconds", path, errors, 0, 86400, 0);
+    m.handoverSeconds = <i32>readInt(p, "handoverSeconds", path, errors, 0, 3600, 60);
     const backends = objectsOf(p, path, "backends", errors, MAX_BACKENDS);
     for (let j = 0; j < backends.length; j++) {
       const b = backends[j];
       if (b == null) continue;
       const bpath = at(join(path, "backends"), j);
-      checkKnown(b, bpath, BACKEND_FIELDS, errors);
       const bm = new BackendModel();
       bm.name = readName(b, bpath, errors);
+      // A backend is named with its pool: `backend "nva-1" of pool "nvas"`.
+      if (usable(bm.name)) {
+        errors.label(bpath, "backend " + quote(bm.name) + (usable(m.name) ? " of pool " + quote(m.name) : ""));
+      }
+      checkKnown(b, bpath, BACKEND_FIELDS, errors);
       bm.address = readAddress(b, bpath, errors);
       bm.addressText = readString(b, "address", bpath, new Errors(), false, "");
       bm.weight = <i32>readInt(b, "weight", bpath, errors, 0, MAX_WEIGHT, 1);
@@ -540,9 +591,10 @@ export function readConfig(root: JsonValue, errors: Errors): ConfigModel {
     const p = probes[i];
     if (p == null) continue;
     const path = at("probes", i);
-    checkKnown(p, path, PROBE_FIELDS, errors);
     const m = new ProbeModel();
     m.name = readName(p, path, errors);
+    labelObject(errors, path, "probe", m.name);
+    checkKnown(p, path, PROBE_FIELDS, errors);
     const proto = readEnum(p, "protocol", path, errors, PROBE_PROTOCOLS, 0);
     if (proto >= 0) m.protocol = PROBE_PROTOCOLS[proto];
     if (!p.has("port")) errors.add(join(path, "port"), "required");
@@ -565,9 +617,10 @@ export function readConfig(root: JsonValue, errors: Errors): ConfigModel {
     const r = rules[i];
     if (r == null) continue;
     const path = at("rules", i);
-    checkKnown(r, path, RULE_FIELDS, errors);
     const m = new RuleModel();
     m.name = readName(r, path, errors);
+    labelObject(errors, path, "rule", m.name);
+    checkKnown(r, path, RULE_FIELDS, errors);
     m.frontend = readString(r, "frontend", path, errors, true, "");
     m.pool = readString(r, "backendPool", path, errors, true, "");
     m.probe = readString(r, "probe", path, errors, false, "");
@@ -595,13 +648,13 @@ export function readConfig(root: JsonValue, errors: Errors): ConfigModel {
 // ---- Checking -----------------------------------------------------------------------------------
 
 /** Reports a name already used by an earlier entry of the same list. */
-function checkUnique(names: Array<string>, path: string, what: string, errors: Errors): void {
+function checkUnique(names: Array<string>, path: string, errors: Errors): void {
   const seen = new Map<string, i32>();
   for (let i = 0; i < names.length; i++) {
     const n = names[i];
     if (n.length == 0) continue;
     if (seen.has(n)) {
-      errors.add(join(at(path, i), "name"), what + " name " + quote(n) + " already used by " + at(path, seen.get(n)));
+      errors.add(join(at(path, i), "name"), "name already used by " + at(path, seen.get(n)));
     } else {
       seen.set(n, i);
     }
@@ -613,26 +666,57 @@ function addressKey(a: Address): string {
   return a.family.toString() + "/" + a.lo().toString() + "/" + a.hi().toString();
 }
 
+/** `rule "a" (rules[0])`: a rule by name and path (by path alone when it has no name). */
 function ruleRef(model: ConfigModel, i: i32): string {
-  return "rule " + quote(model.rules[i].name) + " (" + at("rules", i) + ")";
+  const name = model.rules[i].name;
+  return usable(name) ? "rule " + quote(name) + " (" + at("rules", i) + ")" : at("rules", i);
+}
+
+/** Most rules one line lists by name; the rest are counted. */
+const MAX_LISTED: i32 = 8;
+
+/**
+ * Every rule of `list` by name and path: `rule "a" (rules[0])`, or
+ * `rules "a" (rules[0]), "b" (rules[2]) and "c" (rules[3])`.
+ */
+function ruleList(model: ConfigModel, list: Array<i32>): string {
+  if (list.length == 1) return ruleRef(model, list[0]);
+  const shown = min(list.length, MAX_LISTED);
+  let s = "rules ";
+  for (let x = 0; x < shown; x++) {
+    if (x > 0) s += x == list.length - 1 ? " and " : ", ";
+    const name = model.rules[list[x]].name;
+    s += usable(name) ? quote(name) + " (" + at("rules", list[x]) + ")" : at("rules", list[x]);
+  }
+  if (list.length > shown) s += " and " + (list.length - shown).toString() + " more";
+  return s;
+}
+
+/** `backend "nva-1" of pool "nvas"` (by path when unnamed). */
+function backendRef(model: ConfigModel, p: i32, j: i32): string {
+  const pool = model.pools[p];
+  const name = pool.backends[j].name;
+  if (!usable(name)) return at(join(at("backendPools", p), "backends"), j);
+  return "backend " + quote(name) + (usable(pool.name) ? " of pool " + quote(pool.name) : "");
 }
 
 /**
  * The HA-ports caveats of Azure's HA-ports overview (docs/design.md "The HA-ports caveats"), each reported with
- * the rules, frontend, pool and backend address involved. A "backend" in the caveats is
- * a backend address: the same address may stand in several pools.
+ * every rule involved (by name and path), and the frontend, pools and backends. A
+ * "backend" in the caveats is a backend address: the same address may stand in several pools.
  */
 function checkCaveats(model: ConfigModel, errors: Errors): void {
   const rules = model.rules;
-  // Per rule: the backend addresses of its pool, by address key → text.
-  const addresses = new Array<Map<string, string>>();
+  // Per rule: the backends of its pool, by address key → the first backend's index.
+  const addresses = new Array<Map<string, i32>>();
   for (let i = 0; i < rules.length; i++) {
-    const m = new Map<string, string>();
+    const m = new Map<string, i32>();
     const p = rules[i].poolIndex;
     if (p >= 0) {
       const backends = model.pools[p].backends;
       for (let j = 0; j < backends.length; j++) {
-        if (backends[j].address.family != 0) m.set(addressKey(backends[j].address), backends[j].addressText);
+        const key = addressKey(backends[j].address);
+        if (backends[j].address.family != 0 && !m.has(key)) m.set(key, j);
       }
     }
     addresses.push(m);
@@ -650,54 +734,63 @@ function checkCaveats(model: ConfigModel, errors: Errors): void {
       let more = 0;
       for (let x = 0; x < keys.length; x++) {
         if (!addresses[k].has(keys[x])) continue;
-        if (shared.length == 0) shared = addresses[i].get(keys[x]);
+        if (shared.length == 0) shared = keys[x];
         else more++;
       }
       if (shared.length == 0) continue;
-      const what = "backend address " + shared + (more > 0 ? " (and " + more.toString() + " more)" : "");
+      let kind = "";
       if (a.isHaPorts() && !a.floating) {
         if (b.isHaPorts() && !b.floating && k < i) continue; // reported from the other rule
-        errors.add(at("rules", k), what + " is in non-floating HA-ports " + ruleRef(model, i)
-          + ", so it may be in no other rule, but " + ruleRef(model, k) + " uses it through pool " + quote(b.pool)
-          + " (HA-ports caveat 2)");
+        kind = "non-floating";
       } else if (k > i && a.isHaPorts() && a.floating && b.isHaPorts() && b.floating && a.frontendIndex == b.frontendIndex) {
-        errors.add(at("rules", k), "floating-IP HA-ports " + ruleRef(model, i) + " and " + ruleRef(model, k)
-          + " share " + what + " and frontend " + quote(a.frontend) + "; rules sharing a backend need distinct frontends"
-          + " (HA-ports caveat 3)");
+        kind = "floating-IP";
+      } else {
+        continue;
       }
+      // Reported at rule k, whose name the line starts with; rule i by name and path.
+      const ji = addresses[i].get(shared);
+      const jk = addresses[k].get(shared);
+      let s = "its " + backendRef(model, b.poolIndex, jk) + " has address " + model.pools[b.poolIndex].backends[jk].addressText
+        + ", which is in " + kind + " HA-ports " + ruleRef(model, i)
+        + (a.poolIndex == b.poolIndex && ji == jk ? " too" : " as " + backendRef(model, a.poolIndex, ji));
+      if (kind == "non-floating") {
+        s += ", so it may be in no other rule";
+      } else {
+        s += ", on the same frontend " + quote(a.frontend) + "; floating-IP HA-ports rules that share a backend address"
+          + " need distinct frontends";
+      }
+      if (more > 0) s += "; " + more.toString() + " more " + (more == 1 ? "address is" : "addresses are") + " shared the same way";
+      errors.add(at("rules", k), s + " (HA-ports caveat " + (kind == "non-floating" ? "2" : "3") + ")");
     }
   }
 
   // Caveat 4: the rules of one pool are all HA-ports rules (then floating IP) or none is.
   for (let p = 0; p < model.pools.length; p++) {
-    let ha = -1;
-    let nonHa = -1;
-    let haNonFloating = -1;
-    let users = 0;
+    const ha = new Array<i32>();
+    const nonHa = new Array<i32>();
+    const haNonFloating = new Array<i32>();
     for (let i = 0; i < rules.length; i++) {
       if (rules[i].poolIndex != p) continue;
-      users++;
       if (rules[i].isHaPorts()) {
-        if (ha < 0) ha = i;
-        if (!rules[i].floating && haNonFloating < 0) haNonFloating = i;
-      } else if (nonHa < 0) {
-        nonHa = i;
+        ha.push(i);
+        if (!rules[i].floating) haNonFloating.push(i);
+      } else {
+        nonHa.push(i);
       }
     }
-    if (users < 2) continue;
+    if (ha.length + nonHa.length < 2) continue;
     const path = at("backendPools", p);
-    if (ha >= 0 && nonHa >= 0) {
-      errors.add(path, "pool " + quote(model.pools[p].name) + " is used by HA-ports " + ruleRef(model, ha)
-        + " and by non-HA-ports " + ruleRef(model, nonHa) + "; the rules of one pool must all be HA-ports rules"
-        + " (with floating IP) or all non-HA-ports rules (HA-ports caveat 4)");
-    } else if (ha >= 0 && haNonFloating >= 0) {
-      errors.add(path, "pool " + quote(model.pools[p].name) + " is used by several HA-ports rules, so all must have"
-        + " floatingIp true, but " + ruleRef(model, haNonFloating) + " does not (HA-ports caveat 4)");
+    if (ha.length > 0 && nonHa.length > 0) {
+      errors.add(path, "used by HA-ports " + ruleList(model, ha) + " and by non-HA-ports " + ruleList(model, nonHa)
+        + "; the rules of one pool must all be HA-ports rules (with floating IP) or all non-HA-ports rules (HA-ports caveat 4)");
+    } else if (ha.length > 1 && haNonFloating.length > 0) {
+      errors.add(path, "used by HA-ports " + ruleList(model, ha) + ", so all must have floatingIp true, but "
+        + ruleList(model, haNonFloating) + (haNonFloating.length == 1 ? " does" : " do") + " not (HA-ports caveat 4)");
     }
   }
 }
 
-/** Advice that never rejects a configuration. */
+/** Advice (warnings) and notes (info) that never reject a configuration. */
 function checkWarnings(model: ConfigModel, errors: Errors): void {
   if (!model.hashKeyGiven) {
     errors.warn("hashKey", "not set: the built-in public key is used, so instances still agree but anyone can"
@@ -707,8 +800,9 @@ function checkWarnings(model: ConfigModel, errors: Errors): void {
   for (let i = 0; i < model.rules.length; i++) {
     const r = model.rules[i];
     if (r.isHaPorts() && r.frontendIndex >= 0 && model.frontends[r.frontendIndex].address.family == 6) {
-      errors.warn(at("rules", i), "HA ports on IPv6 frontend " + quote(r.frontend)
-        + ": not available in Azure's original HA-ports release (Azure supports it now; so does haports)");
+      // Azure history, not advice: info, so that a job failing on warnings passes.
+      errors.info(at("rules", i), "HA ports on IPv6 frontend " + quote(r.frontend)
+        + " were not available in Azure's original (2017) HA-ports release; Azure supports them now, and so does haports");
     }
   }
   for (let p = 0; p < model.pools.length; p++) {
@@ -723,22 +817,22 @@ function checkWarnings(model: ConfigModel, errors: Errors): void {
 export function checkModel(model: ConfigModel, errors: Errors): void {
   const feNames = new Array<string>();
   for (let i = 0; i < model.frontends.length; i++) feNames.push(model.frontends[i].name);
-  checkUnique(feNames, "frontends", "frontend", errors);
+  checkUnique(feNames, "frontends", errors);
   const poolNames = new Array<string>();
   for (let i = 0; i < model.pools.length; i++) {
     const pool = model.pools[i];
     poolNames.push(pool.name);
     const bnames = new Array<string>();
     for (let j = 0; j < pool.backends.length; j++) bnames.push(pool.backends[j].name);
-    checkUnique(bnames, join(at("backendPools", i), "backends"), "backend", errors);
+    checkUnique(bnames, join(at("backendPools", i), "backends"), errors);
   }
-  checkUnique(poolNames, "backendPools", "pool", errors);
+  checkUnique(poolNames, "backendPools", errors);
   const probeNames = new Array<string>();
   for (let i = 0; i < model.probes.length; i++) probeNames.push(model.probes[i].name);
-  checkUnique(probeNames, "probes", "probe", errors);
+  checkUnique(probeNames, "probes", errors);
   const ruleNames = new Array<string>();
   for (let i = 0; i < model.rules.length; i++) ruleNames.push(model.rules[i].name);
-  checkUnique(ruleNames, "rules", "rule", errors);
+  checkUnique(ruleNames, "rules", errors);
 
   // Frontend addresses are distinct (a packet's destination names one frontend).
   const feAddr = new Map<string, i32>();
@@ -747,7 +841,10 @@ export function checkModel(model: ConfigModel, errors: Errors): void {
     if (a.family == 0) continue;
     const key = a.lo().toString() + "/" + a.hi().toString() + "/" + a.family.toString();
     if (feAddr.has(key)) {
-      errors.add(join(at("frontends", i), "address"), "same address as " + at("frontends", feAddr.get(key)));
+      const other = feAddr.get(key);
+      const name = model.frontends[other].name;
+      errors.add(join(at("frontends", i), "address"), "same address as "
+        + (usable(name) ? "frontend " + quote(name) + " (" + at("frontends", other) + ")" : at("frontends", other)));
     } else {
       feAddr.set(key, i);
     }
@@ -785,11 +882,11 @@ export function checkModel(model: ConfigModel, errors: Errors): void {
       if (used.has(key)) {
         const other = used.get(key);
         if (all) {
-          errors.add(path, "frontend " + quote(r.frontend) + " already has HA-ports rule " + quote(model.rules[other].name)
-            + " (" + at("rules", other) + "); a frontend may have one floating-IP or one non-floating HA-ports rule, never both"
+          errors.add(path, "frontend " + quote(r.frontend) + " already has HA-ports " + ruleRef(model, other)
+            + "; a frontend may have one floating-IP or one non-floating HA-ports rule, never both"
             + " (HA-ports caveat 1)");
         } else {
-          errors.add(path, "same frontend, protocol and port as rule " + quote(model.rules[other].name) + " (" + at("rules", other) + ")");
+          errors.add(path, "same frontend, protocol and port as " + ruleRef(model, other));
         }
       } else {
         used.set(key, i);
@@ -801,8 +898,8 @@ export function checkModel(model: ConfigModel, errors: Errors): void {
         for (let j = 0; j < pool.backends.length; j++) {
           const bf = pool.backends[j].address.family;
           if (fam != 0 && bf != 0 && bf != fam) {
-            errors.add(path, "frontend " + quote(r.frontend) + " is IPv" + fam.toString() + " but backend "
-              + quote(pool.backends[j].name) + " of pool " + quote(pool.name) + " is IPv" + bf.toString()
+            errors.add(path, "frontend " + quote(r.frontend) + " is IPv" + fam.toString() + " but "
+              + backendRef(model, r.poolIndex, j) + " is IPv" + bf.toString()
               + "; a non-floating rule needs one address family");
             break;
           }
@@ -891,6 +988,7 @@ export function compile(model: ConfigModel, previous: Plan | null): Plan {
     pool.name = pm.name;
     pool.m = pm.m;
     pool.drainMs = <f64>pm.drainSeconds * 1000.0;
+    pool.handoverMs = pm.handoverSeconds * 1000;
     const members = new Array<i32>();
     for (let j = 0; j < pm.backends.length; j++, g++) {
       const bm = pm.backends[j];

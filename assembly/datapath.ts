@@ -25,7 +25,7 @@ import {
   ACTION_DROP, ACTION_FORWARD, ACTION_NOMATCH, ACTION_RESET, BACKEND_DOWN, BACKEND_DRAINING, CHECKSUM_OFF,
   FLAG_CHECKSUM_WRONG,
   DIST_DEFAULT, DIST_SOURCE_IP_PROTOCOL, FLAG_ESTABLISHED, FLAG_EVICTED, FLAG_EXACT_RULE,
-  FLAG_FAIL_OPEN, FLAG_FLOW_HIT, FLAG_FLOW_NEW, FLAG_FRAG_3TUPLE, FLAG_FRAGMENT, FLAG_ICMP_ERROR,
+  BACKEND_UP, FLAG_FAIL_OPEN, FLAG_FLOW_HIT, FLAG_FLOW_NEW, FLAG_FRAG_3TUPLE, FLAG_FRAGMENT, FLAG_ICMP_ERROR,
   FLAG_NEXT_HOP, FLAG_REPLY, FLAG_REWRITTEN, FLAG_UNTRACKED, FLOW_ESTABLISH_AFTER_MS,
   NO_HEALTHY_FAIL_OPEN, NONE, PASS_GROUP, PERSIST_ALWAYS, PERSIST_NEVER, PROTO_TCP,
   REASON_BAD_DESCRIPTOR, REASON_IDLE_RESET, REASON_NO_HEALTHY_BACKEND, REASON_NO_RULE,
@@ -35,7 +35,7 @@ import {
   C_BATCHES, C_BYTES, C_CHECKSUM_PARTIAL, C_CHECKSUM_WRONG, C_DROP_REASON_BASE, C_DROPPED, C_EVICTIONS, C_FLOW_DRAINED,
   C_FLOW_ESTABLISHED, C_FLOW_HITS, C_FLOW_MOVED, C_FLOW_NEW, C_FORWARDED, C_FRAG_3TUPLE,
   C_FRAG_ENTRIES, C_FRAG_HITS, C_ICMP_ERRORS, C_NAT_FORWARD, C_NAT_REPLY, C_NOMATCH, C_PACKETS,
-  C_RESETS, C_UNTRACKED, count, DESCRIPTOR_BYTES, descriptors, packets, PB_BYTES, PB_NEW_FLOWS,
+  C_HANDOVER, C_RESETS, C_UNTRACKED, count, DESCRIPTOR_BYTES, descriptors, packets, PB_BYTES, PB_NEW_FLOWS,
   PB_PACKETS, PER_OBJECT_COUNTERS, RESET_BYTES, resets, rxArena, T_DPORT, T_DST, T_FAMILY,
   T_HAS_PORTS, T_PROTO, T_SPORT, T_SRC, TUPLE_BYTES, tuples, V_ACTION, V_BACKEND, V_FLAGS,
   V_FRONTEND, V_HASH, V_L3, V_REASON, V_RULE, VERDICT_BYTES, verdicts,
@@ -47,7 +47,7 @@ import { lookup, Pool } from "./maglev";
 import {
   entryAge, entryBackend, entryExpired, entryIdleExpired, entryRule, entryState, flowFind, flowFindInline,
   flowInsert, flowInsertNew, flowLookup, flowsClock, INSERT_EVICTED, insertedEntry, linkEntries, prefetchBucket, prefetchEntry,
-  removeFlow, restartEntry, setEntryBackend, STATE_CLOSING, STATE_ESTABLISHED, STATE_FRAGMENT, STATE_REPLY, STATE_SWAPPED, STATE_SYN, touchEntry, touchFlow,
+  removeFlow, restartEntry, setEntryBackend, tick, STATE_CLOSING, STATE_ESTABLISHED, STATE_FRAGMENT, STATE_REPLY, STATE_SWAPPED, STATE_SYN, touchEntry, touchFlow,
 } from "./flows";
 import { natForward, natReverse } from "./nat";
 import { writeResets } from "./reset";
@@ -82,6 +82,7 @@ let touched: u64 = 0;
 export function processBatch(plan: Plan, n: i32, now: f64, ingress: i32, link: i32): i32 {
   if (plan.drainPending) stampDrains(plan, now);
   flowsClock(now);
+  if (plan.handoverPending) stampHandovers(plan);
   let forwarded = 0;
   let bytes: u64 = 0;
   let sink: u64 = 0;
@@ -117,6 +118,17 @@ function stampDrains(plan: Plan, now: f64): void {
     if (plan.backendAdmin[b] == BACKEND_DRAINING && plan.backendDrainSince[b] < 0) plan.backendDrainSince[b] = now;
   }
   plan.drainPending = false;
+}
+
+/** Backend-set changes since the last batch start their handover windows now. */
+function stampHandovers(plan: Plan): void {
+  for (let p = 0; p < plan.pools.length; p++) {
+    const pool = unchecked(plan.pools[p]);
+    if (!pool.changePending) continue;
+    pool.changedTick = tick;
+    pool.changePending = false;
+  }
+  plan.handoverPending = false;
 }
 
 // ---- Pass 1: classify -------------------------------------------------------------------
@@ -193,7 +205,7 @@ function useFlowKey(plan: Plan, pk: Packet, rule: i32): u64 {
   store<u64>(v, <u64>action | (<u64>reason << (V_REASON << 3)) | (<u64>flags << (V_FLAGS << 3))
     | (<u64>(<u16>rule) << (V_RULE << 3)) | (<u64>(<u16>backend) << (V_BACKEND << 3)));
   store<u64>(v + V_FRONTEND, <u64>(<u16>frontend) | (<u64>(<u16>l3) << ((V_L3 - V_FRONTEND) << 3))
-    | ((hash & 0xffffffff) << ((V_HASH - V_FRONTEND) << 3)));
+    | ((hash >> 32) << ((V_HASH - V_FRONTEND) << 3)));
 }
 
 function drop(v: usize, pk: Packet, reason: u8, flags: u16, rule: i32, frontend: i32): void {
@@ -480,6 +492,18 @@ function processPacket(plan: Plan, i: i32, pk: Packet, now: f64, nextHop: bool, 
     if (b == NONE) {
       drop(v, pk, REASON_NO_HEALTHY_BACKEND, flags, rule, frontend);
       return;
+    }
+    // ---- Handover: a mid-stream TCP packet of a flow this instance does not track, soon
+    // after the pool's backend set changed, most likely belongs to a connection that began
+    // before the change (on another instance of a fleet, or before a restart): it keeps the
+    // backend the previous table gives it while that backend is up (docs/fleet.md).
+    if (!hit && pool.previousValid && pk.proto == PROTO_TCP && (pk.tcpFlags & TCP_SYN) == 0
+      && tick - pool.changedTick < pool.handoverMs && (flags & FLAG_FAIL_OPEN) == 0) {
+      const prev = lookup(pool.spare, pool.m, h);
+      if (prev != b && prev != NONE && unchecked(plan.backendState[prev]) == BACKEND_UP) {
+        b = prev;
+        count(C_HANDOVER);
+      }
     }
     // ---- Track: a new flow gets an entry (when the table cannot hold it, it still gets
     // its consistent-hash backend); a restarted one starts its entry over; a moved one

@@ -86,7 +86,8 @@ export function describe(model: ConfigModel, plan: Plan): string {
   for (let p = 0; p < model.pools.length; p++) {
     const pool = model.pools[p];
     w.open("{").key("index").int(p).key("name").str(pool.name).key("maglevTableSize").int(pool.m)
-      .key("drainPeriodSeconds").int(pool.drainSeconds).key("backends").open("[");
+      .key("drainPeriodSeconds").int(pool.drainSeconds)
+      .key("handoverSeconds").int(pool.handoverSeconds).key("backends").open("[");
     for (let j = 0; j < pool.backends.length; j++) w.int(b + j);
     w.close("]").close("}");
     b += pool.backends.length;

@@ -77,8 +77,10 @@
 import {
   FLOW_BUCKET_WAYS, FLOW_ESTABLISH_AFTER_MS, FRAGMENT_TIMEOUT_MS, TCP_CLOSE_TIMEOUT_MS,
 } from "./consts";
-import { keyHash } from "./hash";
-import { C_FLOW_MOVES, count } from "./layout";
+import { KEY_BYTES, keyHash } from "./hash";
+import {
+  C_FLOW_MOVES, count, F_BACKEND, F_IDLE_MS, F_KEY, F_RULE, F_STATE, F_TIMEOUT_MS, FLOW_RECORD_BYTES,
+} from "./layout";
 
 export const HEADER_BYTES: i32 = 64;
 export const ENTRY_BYTES: i32 = 48;
@@ -255,6 +257,34 @@ export function touchFlow(e: u32, addState: u8): void {
 /** Whether `e` is past its timeout (idle, close or fragment). */
 export function entryExpired(e: u32): bool {
   return expiredWay(headerOf(e), wayOf(e));
+}
+
+/**
+ * Writes flow records (abi: flow) of the entries in use, from entry position `cursor`
+ * on, at `out`, at most `max` of them; `written[0]` gets how many. Returns the position
+ * to continue from, or -1 at the table's end. Expired entries that were not yet reused
+ * are left out. Outside the packet path: admin endpoints list the table with it.
+ */
+export function flowsDumpTo(cursor: i32, max: i32, out: usize, written: StaticArray<i32>): i32 {
+  let n = 0;
+  let e = <u32>(cursor < 0 ? 0 : cursor) + 1;
+  const last = <u32>flowCapacity;
+  for (; e <= last && n < max; e++) {
+    const h = headerOf(e);
+    const way = wayOf(e);
+    const s = load<u8>(h + H_STATE + way);
+    if ((s & STATE_USED) == 0 || expiredWay(h, way)) continue;
+    const r = out + <usize>n * <usize>FLOW_RECORD_BYTES;
+    memory.copy(r + F_KEY, lineOf(e), <usize>KEY_BYTES);
+    store<u16>(r + F_RULE, load<u16>(lineOf(e) + E_RULE));
+    store<u16>(r + F_BACKEND, load<u16>(lineOf(e) + E_BACKEND));
+    store<u8>(r + F_STATE, s);
+    store<u32>(r + F_IDLE_MS, <u32>(tick - <i32>load<u32>(h + H_SEEN + (way << 2))));
+    store<u32>(r + F_TIMEOUT_MS, <u32>idleOf(h, way));
+    n++;
+  }
+  unchecked(written[0] = n);
+  return e > last ? -1 : <i32>(e - 1);
 }
 
 /** Whether `e` expired by its rule's idle timeout (not closing, not a fragment entry). */

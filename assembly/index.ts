@@ -18,7 +18,7 @@ import {
 } from "./consts";
 import {
   C_CONFIG_APPLIED, C_CONFIG_REJECTED, C_FLOWS_DROPPED_BY_CONFIG, configBuffer, count, counters,
-  COUNTER_SLOTS, descriptors, errorBuffer, resets, rxArena, tuples, verdicts, warningBuffer,
+  COUNTER_SLOTS, descriptors, errorBuffer, infoBuffer, FLOW_DUMP_RECORDS, flowDump, resets, rxArena, tuples, verdicts, warningBuffer,
 } from "./layout";
 import { backendKey, compile, ConfigModel, Errors, parseConfig, releasePlan, updateStates } from "./config";
 import { describe } from "./describe";
@@ -27,7 +27,7 @@ import { Plan } from "./rules";
 import { rebuildPool } from "./maglev";
 import { processBatch as runBatch, setChecksumPolicy as setPolicy } from "./datapath";
 import {
-  FLOW_BYTES, flowCapacity as capacity, flowsAllocate, flowsRehash, flowsRemap, flowTableBytes, flowUsed,
+  FLOW_BYTES, flowCapacity as capacity, flowsAllocate, flowsDumpTo, flowsRehash, flowsRemap, flowTableBytes, flowUsed,
   setRuleIdleMinutes,
 } from "./flows";
 
@@ -43,6 +43,7 @@ let configured = false;
 let described: ArrayBuffer = String.UTF8.encode(describe(new ConfigModel(), current));
 let errorLen = 0;
 let warningLen = 0;
+let infoLen = 0;
 
 // ---- Buffers ------------------------------------------------------------------------
 
@@ -59,6 +60,9 @@ export function errorLength(): i32 { return errorLen; }
 /** Warnings of the last configure() call (applied or not), `path: reason` lines. */
 export function warningBufferPtr(): usize { return warningBuffer; }
 export function warningLength(): i32 { return warningLen; }
+/** Info of the last configure() call: notes (Azure history) that call for no change, same form. */
+export function infoBufferPtr(): usize { return infoBuffer; }
+export function infoLength(): i32 { return infoLen; }
 export function countersPtr(): usize { return counters; }
 /** Reset records (layout.ts): RSTs for verdicts with action ACTION_RESET. */
 export function resetsPtr(): usize { return resets; }
@@ -88,6 +92,7 @@ export function configure(len: i32): i32 {
   }
   const model = errors.count == 0 ? parseConfig(configBuffer, len, errors) : null;
   warningLen = writeText(warningBuffer, errors.warnings.join("\n"));
+  infoLen = writeText(infoBuffer, errors.infos.join("\n"));
   if (model == null) {
     errorLen = writeText(errorBuffer, errors.text());
     count(C_CONFIG_REJECTED);
@@ -187,7 +192,10 @@ function applyState(b: i32): void {
   const before = plan.backendState[b];
   updateStates(plan);
   if (plan.backendState[b] != before) {
-    rebuildPool(plan.pools[plan.backendPool[b]], plan.backendWeight, plan.backendState, false);
+    const pool = plan.pools[plan.backendPool[b]];
+    rebuildPool(pool, plan.backendWeight, plan.backendState, false);
+    pool.changePending = true;
+    plan.handoverPending = true;
   }
 }
 
@@ -291,6 +299,15 @@ export function backendCountersPtr(): usize { return changetype<usize>(current.b
 export function ruleCountersPtr(): usize { return changetype<usize>(current.ruleCounters); }
 export function flowTableCapacity(): i32 { return capacity; }
 export function flowTableUsed(): i32 { return flowUsed; }
+const dumped = new StaticArray<i32>(1);
+/** Flow records of the entries in use from position `cursor` on (abi: flowsDump). */
+export function flowsDump(cursor: i32, max: i32): i32 {
+  const n = max < 0 ? 0 : max > FLOW_DUMP_RECORDS ? FLOW_DUMP_RECORDS : max;
+  return flowsDumpTo(cursor, n, flowDump, dumped);
+}
+export function flowsDumped(): i32 { return unchecked(dumped[0]); }
+export function flowDumpPtr(): usize { return flowDump; }
+export function flowDumpCapacity(): i32 { return FLOW_DUMP_RECORDS; }
 /** Pool `p`'s Maglev table for new flows: M u16 backend indices (0xFFFF = none). */
 export function maglevTablePtr(p: i32): usize {
   return p >= 0 && p < current.pools.length ? current.pools[p].table : 0;

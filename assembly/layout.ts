@@ -7,8 +7,8 @@
 //   core → host, per batch   verdicts (MAX_BATCH × VERDICT_BYTES), tuples (× TUPLE_BYTES),
 //                            resets (× RESET_BYTES, for reset verdicts): record i
 //                            belongs to descriptor i
-//   configuration            config buffer (CONFIG_BUFFER_BYTES); error and warning
-//                            buffers (ERROR_BUFFER_BYTES each)
+//   configuration            config buffer (CONFIG_BUFFER_BYTES); error, warning and
+//                            info buffers (ERROR_BUFFER_BYTES each)
 //   state                    counters (COUNTER_SLOTS × u64); per-object counters and
 //                            probe-target records live in the running Plan
 //
@@ -19,7 +19,7 @@
 
 import { CONFIG_BUFFER_BYTES, ERROR_BUFFER_BYTES, MAX_BATCH, PASS_GROUP, RX_ARENA_BYTES } from "./consts";
 import {
-  COUNTER_SLOTS, DESCRIPTOR_BYTES, OBJECT_COUNTER_BYTES, RESET_BYTES, TUPLE_BYTES, VERDICT_BYTES,
+  COUNTER_SLOTS, DESCRIPTOR_BYTES, FLOW_RECORD_BYTES, OBJECT_COUNTER_BYTES, RESET_BYTES, TUPLE_BYTES, VERDICT_BYTES,
 } from "./abi";
 import { PACKET_BYTES } from "./packet";
 
@@ -37,8 +37,12 @@ export const tuples: usize = heap.alloc(<usize>(MAX_BATCH * TUPLE_BYTES));
 export const configBuffer: usize = heap.alloc(<usize>CONFIG_BUFFER_BYTES);
 export const errorBuffer: usize = heap.alloc(<usize>ERROR_BUFFER_BYTES);
 export const warningBuffer: usize = heap.alloc(<usize>ERROR_BUFFER_BYTES);
+export const infoBuffer: usize = heap.alloc(<usize>ERROR_BUFFER_BYTES);
 export const counters: usize = heap.alloc(<usize>(COUNTER_SLOTS * 8));
 export const resets: usize = heap.alloc(<usize>(MAX_BATCH * RESET_BYTES));
+/** Flow records of flowsDump() (the flow table's listing for admin endpoints). */
+export const FLOW_DUMP_RECORDS: i32 = 256;
+export const flowDump: usize = heap.alloc(<usize>(FLOW_DUMP_RECORDS * FLOW_RECORD_BYTES));
 /** The Packet records of one pass group (datapath.ts), 64-byte aligned. */
 export const packets: usize = (heap.alloc(<usize>(PASS_GROUP * PACKET_BYTES + 64)) + 63) & ~(<usize>63);
 

@@ -35,6 +35,17 @@ export class Pool {
   eligible: i32 = 0;
   /** How long a draining member keeps its flows (milliseconds; 0 = until they end). */
   drainMs: f64 = 0;
+  /**
+   * Handover (docs/fleet.md): after a backend-set change, `spare` holds the table from
+   * before it. For `handoverMs` after the change (the flow clock's tick at the change is
+   * `changedTick`), a mid-stream TCP packet of a flow this instance does not track keeps
+   * the backend that previous table gives it, if that backend is still up.
+   */
+  handoverMs: i32 = 0;
+  previousValid: bool = false;
+  changedTick: i32 = 0;
+  /** Changed since the last batch: `changedTick` is set at the next batch's start. */
+  changePending: bool = false;
 
   /** Fills offsets/skips from the members' names. */
   prepare(names: StaticArray<string>): void {
@@ -135,6 +146,9 @@ export function buildTable(
  */
 export function rebuildPool(pool: Pool, weights: StaticArray<i32>, states: StaticArray<u8>, all: bool): void {
   if (all) buildTable(pool, pool.tableAll, weights, states, false);
+  // After a configuration's first build, `spare` is not a table yet; after a change of
+  // the backend set (all = false), it is the previous one (the swap below).
+  pool.previousValid = !all;
   const spare = pool.spare;
   pool.eligible = buildTable(pool, spare, weights, states, true);
   // Swap: the packet path reads pool.table, which is never half-built.

@@ -69,6 +69,8 @@ export class Plan {
   backendDrainSince: StaticArray<f64> = new StaticArray<f64>(0);
   /** Some backendDrainSince is waiting for its stamp. */
   drainPending: bool = false;
+  /** A pool's backend set changed since the last batch: its handover window starts at the next batch (datapath.ts). */
+  handoverPending: bool = false;
 
   /** Counters, PER_OBJECT_COUNTERS (packets, bytes, new flows) per backend and per rule. */
   backendCounters: StaticArray<u64> = new StaticArray<u64>(0);

@@ -318,6 +318,7 @@ export function configure(root: u32, size: i32): bool {
     pending = readSettings(section, errors.count > 0 ? null : read, errors);
   }
   for (let i = 0; i < errors.warnings.length; i++) log(LOG_WARN, "configuration warning: " + errors.warnings[i]);
+  for (let i = 0; i < errors.infos.length; i++) log(LOG_INFO, "configuration info: " + errors.infos[i]);
   if (errors.count > 0 || pending == null) {
     const prefix = pending != null ? changetype<Settings>(pending).statPrefix : "haports";
     pending = null;

@@ -92,9 +92,11 @@ export const OBJECT_COUNTER_BYTES = 24;
 export const OBJECT_COUNTERS = { packets: 0, bytes: 8, newFlows: 16 } as const;
 export const PROBE_TARGET_BYTES = 64;
 export const PROBE_TARGET = { state: 0, held: 1, suppressed: 2, probe: 4, successRun: 8, failureRun: 12, transitionsUp: 16, transitionsDown: 20, checksSuccess: 24, checksFailure: 32, penalty: 40, penaltyAt: 48, heldSince: 56 } as const;
+export const FLOW_RECORD_BYTES = 56;
+export const FLOW = { key: 0, rule: 40, backend: 42, state: 44, idleMs: 48, timeoutMs: 52 } as const;
 
 /** Global counter slots (u64 at countersPtr()), by name, from slot 0. */
-export const COUNTERS = ['packets', 'bytes', 'forwarded', 'dropped', 'nomatch', 'flowHits', 'flowNew', 'untracked', 'evictions', 'frag3Tuple', 'icmpErrors', 'flowMoved', 'batches', 'configApplied', 'configRejected', 'flowsDroppedByConfig', 'fragHits', 'fragEntries', 'natForward', 'natReply', 'flowDrained', 'flowMoves', 'resets', 'flowEstablished', 'checksumPartial', 'checksumWrong'] as const;
+export const COUNTERS = ['packets', 'bytes', 'forwarded', 'dropped', 'nomatch', 'flowHits', 'flowNew', 'untracked', 'evictions', 'frag3Tuple', 'icmpErrors', 'flowMoved', 'batches', 'configApplied', 'configRejected', 'flowsDroppedByConfig', 'fragHits', 'fragEntries', 'natForward', 'natReply', 'flowDrained', 'flowMoves', 'resets', 'flowEstablished', 'checksumPartial', 'checksumWrong', 'handover'] as const;
 export const C_DROP_REASON_BASE = 32;
 export const COUNTER_SLOTS = 45;
 
@@ -126,6 +128,7 @@ export const COUNTER_METRICS: Record<(typeof COUNTERS)[number], readonly [string
   flowEstablished: ["haports_flows_established_total", "Flow entries that became established (seen to be real; only those cannot be evicted by new flows)."],
   checksumPartial: ["haports_inner_checksums_partial_total", "Packets whose TCP/UDP checksum a sender's offload left partial (completed unless the policy only counts)."],
   checksumWrong: ["haports_inner_checksums_wrong_total", "Packets whose TCP/UDP checksum is wrong (forwarded unchanged)."],
+  handover: ["haports_flow_handovers_total", "Mid-stream TCP packets of untracked flows sent to the backend the pool's previous Maglev table gave them (within handoverSeconds of a backend-set change), not the current one."],
 };
 
 /** Limits of the core (their defaults; a build may override the overridable ones). */
@@ -136,7 +139,7 @@ export const LIMITS = {
   RX_ARENA_BYTES: 9437184,
   /** the configuration text buffer; a larger configuration is rejected (bytes) */
   CONFIG_BUFFER_BYTES: 4194304,
-  /** the buffers of error and warning lines, and of describe()'s text (bytes) */
+  /** the buffers of error, warning and info lines, and of describe()'s text (bytes) */
   ERROR_BUFFER_BYTES: 65536,
   /** deepest JSON nesting accepted in a configuration (levels) */
   MAX_JSON_DEPTH: 32,

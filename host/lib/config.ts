@@ -27,6 +27,8 @@ export interface BackendPool {
   maglevTableSize?: number;
   /** How long a draining backend keeps its flows (seconds); 0 (default) = until they end. */
   drainPeriodSeconds?: number;
+  /** After a backend-set change, mid-stream TCP packets of untracked flows keep the previous table's backend for this long (0 = off; default 60). */
+  handoverSeconds?: number;
   backends?: Backend[];
 }
 

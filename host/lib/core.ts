@@ -10,7 +10,7 @@ import { isIPv4, isIPv6 } from 'node:net';
 import { fileURLToPath } from 'node:url';
 
 import {
-  ACTION_RESET, ACTIONS, BACKEND_STATES, C_DROP_REASON_BASE, CHECKSUM_POLICIES, COUNTERS, DESCRIPTOR, DESCRIPTOR_BYTES, LINK_RAW_IP, NONE,
+  ACTION_RESET, ACTIONS, BACKEND_STATES, C_DROP_REASON_BASE, CHECKSUM_POLICIES, COUNTERS, DESCRIPTOR, DESCRIPTOR_BYTES, FLOW, FLOW_RECORD_BYTES, LINK_RAW_IP, NONE,
   OBJECT_COUNTER_BYTES, OBJECT_COUNTERS, PROBE_TARGET, PROBE_TARGET_BYTES, REASONS, RESET, RESET_BYTES, TARGET_STATES, TRANSITIONS, TUPLE, TUPLE_BYTES,
   VERDICT, VERDICT_BYTES,
 } from './abi.js';
@@ -43,13 +43,14 @@ export interface Verdict {
   rule: number;     // index or NONE
   backend: number;  // index or NONE
   frontend: number; // index or NONE
+  /** High 32 bits of the backend-selection hash: the Maglev slot is (hash × M) >> 32. */
   hash: number;
 }
 
 export class ConfigError extends Error {
   /** Stable, for programs: 'HAPORTS_INVALID_CONFIG'. */
   readonly code = 'HAPORTS_INVALID_CONFIG';
-  constructor(public readonly errors: string[], public readonly warnings: string[] = []) {
+  constructor(public readonly errors: string[], public readonly warnings: string[] = [], public readonly info: string[] = []) {
     super(`invalid configuration:\n  ${errors.join('\n  ')}`);
     this.name = 'ConfigError';
   }
@@ -61,7 +62,7 @@ interface Exports {
   tuplesPtr(): number; maxBatch(): number; configBufferPtr(): number; configBufferSize(): number;
   errorBufferPtr(): number; errorLength(): number; countersPtr(): number; counterSlots(): number;
   resetsPtr(): number;
-  warningBufferPtr(): number; warningLength(): number;
+  warningBufferPtr(): number; warningLength(): number; infoBufferPtr(): number; infoLength(): number;
   configure(len: number): number; isConfigured(): number;
   processBatch(count: number, nowMs: number, ingress: number, link: number): number;
   setChecksumPolicy(policy: number): number;
@@ -74,6 +75,7 @@ interface Exports {
   frontendCount(): number; ruleCount(): number; backendCount(): number; poolCount(): number;
   backendCountersPtr(): number; ruleCountersPtr(): number;
   flowTableCapacity(): number; flowTableUsed(): number;
+  flowsDump(cursor: number, max: number): number; flowsDumped(): number; flowDumpPtr(): number; flowDumpCapacity(): number;
   maglevTablePtr(p: number): number; maglevTableSize(p: number): number; heapProbe(): number;
 }
 
@@ -85,6 +87,30 @@ function decodeAbort(mem: WebAssembly.Memory, ptr: number): string {
   const u16 = new Uint16Array(mem.buffer);
   const len = new Uint32Array(mem.buffer)[(ptr - 4) >>> 2] >>> 1;
   return String.fromCharCode(...u16.subarray(ptr >>> 1, (ptr >>> 1) + len));
+}
+
+/** The flow record's state bits (abi: flow.state). */
+export const FLOW_STATE = { established: 2, closing: 4, reply: 8, fragment: 16, syn: 32, swapped: 64 } as const;
+
+/** A flow-table entry, as `Core.flowsPage` lists it (indices as the core numbers them). */
+export interface TrackedFlow {
+  /** 'flow': a flow's entry; 'reply': a translated flow's reply entry (backend → client); 'fragment': a datagram's later fragments. */
+  kind: 'flow' | 'reply' | 'fragment';
+  proto: number;
+  family: 4 | 6;
+  /** As the flow's first packet had them. */
+  src: string;
+  dst: string;
+  sport: number;
+  dport: number;
+  rule: number;
+  backend: number;
+  /** Seen to be real (only established entries are never evicted by new flows). */
+  established: boolean;
+  /** TCP FIN or RST seen: a short close timeout. */
+  closing: boolean;
+  idleMs: number;
+  timeoutMs: number;
 }
 
 /** Names of the configured objects, by index, as the core numbers them. */
@@ -161,10 +187,12 @@ export class Core {
   private described: Described | null = null;
   /** Warnings of the last configure() (applied or rejected): advice, never a rejection. */
   warnings: string[] = [];
+  /** Info of the last configure(): notes (Azure history) that call for no change. */
+  info: string[] = [];
   private u8!: Uint8Array;
   private view!: DataView;
 
-  constructor(module: WebAssembly.Module) {
+  constructor(readonly module: WebAssembly.Module) {
     let memory: WebAssembly.Memory | undefined;
     const instance = new WebAssembly.Instance(module, {
       env: {
@@ -212,8 +240,9 @@ export class Core {
     const n = this.exports.configure(bytes.length);
     this.refresh();
     this.warnings = this.lines(this.exports.warningBufferPtr(), this.exports.warningLength());
+    this.info = this.lines(this.exports.infoBufferPtr(), this.exports.infoLength());
     if (n !== 0) {
-      throw new ConfigError(this.lines(this.exports.errorBufferPtr(), this.exports.errorLength()), this.warnings);
+      throw new ConfigError(this.lines(this.exports.errorBufferPtr(), this.exports.errorLength()), this.warnings, this.info);
     }
     this.described = null;
     this.names = namesOf(this.describe());
@@ -234,16 +263,16 @@ export class Core {
   }
 
   /**
-   * The errors (none when valid) and warnings of a configuration, from a fresh core of
+   * The errors (none when valid), warnings and info of a configuration, from a fresh core of
    * `module` (a compiled module, or a path; default build/haports.wasm).
    */
-  static check(config: unknown, module?: string | WebAssembly.Module): { errors: string[]; warnings: string[] } {
+  static check(config: unknown, module?: string | WebAssembly.Module): { errors: string[]; warnings: string[]; info: string[] } {
     const core = module instanceof WebAssembly.Module ? new Core(module) : Core.load(module);
     try {
       core.configure(config);
-      return { errors: [], warnings: core.warnings };
+      return { errors: [], warnings: core.warnings, info: core.info };
     } catch (e) {
-      if (e instanceof ConfigError) return { errors: e.errors, warnings: e.warnings };
+      if (e instanceof ConfigError) return { errors: e.errors, warnings: e.warnings, info: e.info };
       throw e;
     }
   }
@@ -430,6 +459,45 @@ export class Core {
     const s = this.exports.backendState(backend);
     if (s < 0) throw new RangeError(`no backend ${backend}`);
     return BACKEND_STATES[s];
+  }
+
+  /**
+   * One page of the flow table's entries in use (expired ones left out), from position
+   * `cursor` (0 to start) on, at most `max` (≤ 256 per call; more are walked in
+   * several calls). `next` continues the walk; -1 when the table's end was reached.
+   */
+  flowsPage(cursor: number, max: number): { flows: TrackedFlow[]; next: number } {
+    const flows: TrackedFlow[] = [];
+    let next = cursor;
+    while (next >= 0 && flows.length < max) {
+      next = this.exports.flowsDump(next, Math.min(max - flows.length, this.exports.flowDumpCapacity()));
+      const n = this.exports.flowsDumped();
+      const base = this.exports.flowDumpPtr();
+      for (let i = 0; i < n; i++) flows.push(this.flowRecord(base + i * FLOW_RECORD_BYTES));
+    }
+    return { flows, next };
+  }
+
+  private flowRecord(r: number): TrackedFlow {
+    const dv = this.dv;
+    const k = r + FLOW.key;
+    const family = dv.getUint8(k + 37);
+    const len = family === 6 ? 16 : 4;
+    let src = formatAddress(this.memory.slice(k, k + len));
+    let dst = formatAddress(this.memory.slice(k + 16, k + 16 + len));
+    let sport = dv.getUint16(k + 32, true);
+    let dport = dv.getUint16(k + 34, true);
+    const s = dv.getUint8(r + FLOW.state);
+    // Symmetric keys are stored in canonical order; "swapped" says the flow's first packet
+    // ran the other way: shown as the flow began.
+    if (s & FLOW_STATE.swapped) { [src, dst] = [dst, src]; [sport, dport] = [dport, sport]; }
+    const kind = (s & FLOW_STATE.reply) ? 'reply' : (s & FLOW_STATE.fragment) ? 'fragment' : 'flow';
+    return {
+      kind, proto: dv.getUint8(k + 36), family: family === 6 ? 6 : 4, src, dst, sport, dport,
+      rule: dv.getUint16(r + FLOW.rule, true), backend: dv.getUint16(r + FLOW.backend, true),
+      established: (s & FLOW_STATE.established) !== 0, closing: (s & FLOW_STATE.closing) !== 0,
+      idleMs: dv.getUint32(r + FLOW.idleMs, true), timeoutMs: dv.getUint32(r + FLOW.timeoutMs, true),
+    };
   }
 
   /** Pool p's Maglev table (a copy). */

@@ -16,10 +16,10 @@ import {
   type Tuple,
 } from './core.js';
 import type { Config } from './config.js';
-import { lookupFlow, type FlowSpec, type Lookup } from './lookup.js';
+import { findTracked, listFlows, lookupFlow, trackedFlows, withTracked, type FlowFilter, type FlowInfo, type FlowSpec, type Lookup } from './lookup.js';
 
 export { ConfigError };
-export type { Config, Described, FlowSpec, Lookup, ObjectCounters, ProbeTargetState, Tuple };
+export type { Config, Described, FlowFilter, FlowInfo, FlowSpec, Lookup, ObjectCounters, ProbeTargetState, Tuple };
 export type * from './config.js';
 
 export type Link = 'ip' | 'ethernet';
@@ -144,8 +144,8 @@ export class Dataplane {
     return dp;
   }
 
-  /** The errors (empty when valid) and warnings of a configuration, without running it. */
-  static validate(config: Config | string): { errors: string[]; warnings: string[] } {
+  /** The errors (empty when valid), warnings and info of a configuration, without running it. */
+  static validate(config: Config | string): { errors: string[]; warnings: string[]; info: string[] } {
     sharedModule ??= new WebAssembly.Module(wasmBytes);
     return Core.check(config, sharedModule);
   }
@@ -158,6 +158,11 @@ export class Dataplane {
   /** Warnings of the running configuration. */
   get warnings(): string[] {
     return this.core.warnings;
+  }
+
+  /** Info of the running configuration: notes (Azure history) that call for no change. */
+  get info(): string[] {
+    return this.core.info;
   }
 
   /**
@@ -234,10 +239,11 @@ export class Dataplane {
   }
 
   /**
-   * Where a new flow goes now, in both directions: rule, pool, backend and why (consistent
-   * hash, fail-open, or why none). Asked of a scratch core with this dataplane's
-   * configuration and backend states: no flow entry or counter here changes. (A flow this
-   * dataplane already tracks keeps its backend even when the answer for a new one differs.)
+   * Where a flow goes now, in both directions: rule, pool, backend, Maglev slot and why
+   * (tracked flow, consistent hash, fail-open, or why none). A flow in this dataplane's
+   * flow table is answered with the backend it keeps (`tracked`); any other as a new flow,
+   * asked of a scratch core with this dataplane's configuration and backend states: no
+   * flow entry or counter here changes.
    */
   lookup(flow: FlowSpec, options: { ingress?: string; now?: number } = {}): { forward: Lookup; reverse: Lookup } {
     const core = this.core;
@@ -248,10 +254,26 @@ export class Dataplane {
     const back: FlowSpec = {
       proto: flow.proto, src: flow.dst, dst: flow.src, sport: icmp ? flow.sport : flow.dport, dport: icmp ? flow.dport : flow.sport,
     };
+    const forward = lookupFlow(sharedModule!, this.configText, states, flow, options.ingress, now);
+    const reverse = lookupFlow(sharedModule!, this.configText, states, back, options.ingress, now);
+    const tracked = [...trackedFlows(core)];
     return {
-      forward: lookupFlow(sharedModule!, this.configText, states, flow, options.ingress, now),
-      reverse: lookupFlow(sharedModule!, this.configText, states, back, options.ingress, now),
+      forward: withTracked(forward, findTracked(tracked, flow), core.names),
+      reverse: withTracked(reverse, findTracked(tracked, back), core.names),
     };
+  }
+
+  /**
+   * The flows this dataplane tracks (its flow table's entries of kind 'flow', not reply or
+   * fragment entries, expired ones left out), with names for indices: at most `limit`
+   * (default 1,000), those matching every filter given. Walks the table: for admin
+   * tools, not the packet path.
+   */
+  flows(filter: FlowFilter = {}): FlowInfo[] {
+    if (this.instance === null) throw closedError();
+    const limit = filter.limit ?? 1000;
+    if (!(limit >= 0)) throw rangeError(`flows: limit must be ≥ 0, got ${limit}`);
+    return listFlows(this.core, filter, limit);
   }
 
   /** Pool `pool`'s Maglev table: its size and each backend's share of the slots. */
@@ -408,3 +430,4 @@ export class Dataplane {
 // `using dp = Dataplane.create(…)` (explicit resource management) closes it at the end of the block.
 const dispose = (Symbol as { dispose?: symbol }).dispose;
 if (dispose) (Dataplane.prototype as unknown as Record<symbol, () => void>)[dispose] = function (this: Dataplane) { this.close(); };
+

@@ -7,7 +7,7 @@
 // (no flow entry, no counter) in the dataplane itself. Each direction is asked as a flow
 // of its own; with symmetric hashing both name the same backend.
 
-import { addressBytes, Core, FLAGS, LINK_RAW_IP, NONE } from './core.js';
+import { addressBytes, Core, FLAGS, formatAddress, LINK_RAW_IP, NONE, type TrackedFlow } from './core.js';
 
 export interface FlowSpec {
   /** 'tcp', 'udp', 'icmp' (echo; ICMPv6 for IPv6 addresses) or an IP protocol number. */
@@ -26,8 +26,14 @@ export interface Lookup {
   backend: string | null;
   /** Why a drop or no-match; null when forwarded. */
   reason: string | null;
-  /** How the backend was chosen: 'consistent hash', 'fail-open (every backend down)'; or why none was. */
+  /** How the backend was chosen: 'consistent hash', 'fail-open (every backend down)', 'tracked flow'; or why none was. */
   why: string;
+  /** The Maglev slot the flow's hash indexes in its pool's table (null when no hash picked a backend). */
+  slot: number | null;
+  /** The pool's table size M. */
+  tableSize: number | null;
+  /** The flow is in the dataplane's flow table (then `backend` is the one it keeps). */
+  tracked: { established: boolean; closing: boolean; idleMs: number } | null;
   flow: { proto: number; src: string; dst: string; sport: number; dport: number };
 }
 
@@ -107,16 +113,139 @@ export function lookupFlow(
   const v = core.verdict(0);
   const n = core.names;
   const backend = v.action === 'forward' && v.backend !== NONE ? n.backends[v.backend] : null;
+  const pool = backend === null ? -1 : n.backendPool[v.backend];
+  // The verdict's hash is the selection hash's high 32 bits: slot = (hash × M) >> 32.
+  const m = pool < 0 ? 0 : core.exports.maglevTableSize(pool);
+  const slot = pool < 0 ? null : Math.floor((v.hash * m) / 4294967296);
   const why = v.action === 'forward'
     ? ((v.flags & FLAGS.failOpen) !== 0 ? 'fail-open (every backend of the pool is down)' : 'consistent hash')
     : v.action === 'nomatch' ? `no rule matched (${v.reason})` : `dropped (${v.reason})`;
   return {
     verdict: v.action,
     rule: v.rule === NONE ? null : n.rules[v.rule] ?? null,
-    pool: backend === null ? null : n.pools[n.backendPool[v.backend]] ?? null,
+    pool: pool < 0 ? null : n.pools[pool] ?? null,
     backend,
     reason: v.action === 'forward' ? null : v.reason,
     why,
+    slot,
+    tableSize: pool < 0 ? null : m,
+    tracked: null,
     flow: { proto, src: f.src, dst: f.dst, sport: f.sport ?? 0, dport: f.dport ?? 0 },
   };
+}
+
+/**
+ * The flow-table entry of flow `f` among `flows` (either direction: a symmetric rule keys
+ * both as one), or null. Addresses compare in canonical text, so any spelling matches.
+ */
+export function findTracked(flows: Iterable<TrackedFlow>, f: FlowSpec): TrackedFlow | null {
+  const { proto } = flowPacket(f);
+  const src = formatAddress(addressBytes(f.src));
+  const dst = formatAddress(addressBytes(f.dst));
+  const icmp = proto === 1 || proto === 58;
+  const sport = f.sport ?? 0;
+  const dport = icmp ? 0 : f.dport ?? 0;
+  for (const t of flows) {
+    if (t.kind !== 'flow' || t.proto !== proto) continue;
+    const ports = icmp ? t.sport === sport || t.dport === sport : t.sport === sport && t.dport === dport;
+    const back = icmp ? ports : t.sport === dport && t.dport === sport;
+    if ((t.src === src && t.dst === dst && ports) || (t.src === dst && t.dst === src && back)) return t;
+  }
+  return null;
+}
+
+/** `l` told as the flow table keeps it: its backend is the tracked one. */
+export function withTracked(l: Lookup, t: TrackedFlow | null, names: { backends: string[]; rules: string[]; pools: string[]; backendPool: number[] }): Lookup {
+  if (t === null) return l;
+  return {
+    ...l,
+    verdict: 'forward',
+    rule: names.rules[t.rule] ?? l.rule,
+    backend: names.backends[t.backend] ?? null,
+    pool: names.pools[names.backendPool[t.backend]] ?? l.pool,
+    reason: null,
+    why: `tracked flow (${t.established ? 'established' : 'not yet established'}${t.closing ? ', closing' : ''}): keeps its backend`,
+    tracked: { established: t.established, closing: t.closing, idleMs: t.idleMs },
+  };
+}
+
+/** Every entry of `core`'s flow table, page by page. */
+export function* trackedFlows(core: Core): Generator<TrackedFlow> {
+  let cursor = 0;
+  while (cursor >= 0) {
+    const page = core.flowsPage(cursor, 256);
+    cursor = page.next;
+    yield* page.flows;
+  }
+}
+
+export interface FlowFilter {
+  /** Most flows returned (default 1,000). */
+  limit?: number;
+  backend?: string;
+  rule?: string;
+  /** 'tcp', 'udp', 'icmp' or a protocol number. */
+  proto?: string | number;
+  /** Either end's address. */
+  address?: string;
+  /** Either end's port. */
+  port?: number;
+  /** Only established flows (true) or only not-yet-established ones (false). */
+  established?: boolean;
+}
+
+export interface FlowInfo {
+  proto: number;
+  src: string;
+  dst: string;
+  sport: number;
+  dport: number;
+  rule: string;
+  backend: string;
+  established: boolean;
+  closing: boolean;
+  idleMs: number;
+  timeoutMs: number;
+}
+
+const PROTO_NUMBERS: Record<string, number> = { tcp: 6, udp: 17, icmp: 1, icmpv6: 58, sctp: 132 };
+
+/** The tracked flows of `core` that pass `filter`, at most `limit`, walking the table page by page. */
+export function listFlows(core: Core, filter: FlowFilter, limit: number): FlowInfo[] {
+  const n = core.names;
+  const backend = filter.backend === undefined ? -1 : n.backends.indexOf(filter.backend);
+  if (filter.backend !== undefined && backend < 0) throw rangeError(`flows: no backend named ${JSON.stringify(filter.backend)}`);
+  const rule = filter.rule === undefined ? -1 : n.rules.indexOf(filter.rule);
+  if (filter.rule !== undefined && rule < 0) throw rangeError(`flows: no rule named ${JSON.stringify(filter.rule)}`);
+  let proto = -1;
+  if (filter.proto !== undefined) {
+    proto = typeof filter.proto === 'number' ? filter.proto : PROTO_NUMBERS[filter.proto] ?? (/^[0-9]+$/.test(filter.proto) ? Number(filter.proto) : NaN);
+    if (!(proto >= 0 && proto <= 255)) throw rangeError(`flows: protocol ${JSON.stringify(filter.proto)}: give tcp, udp, icmp, sctp or 0-255`);
+  }
+  let address: string | null = null;
+  if (filter.address !== undefined) {
+    try { address = formatAddress(addressBytes(filter.address)); } catch { throw rangeError(`flows: ${JSON.stringify(filter.address)} is not an IP address`); }
+  }
+  const out: FlowInfo[] = [];
+  let cursor = 0;
+  while (cursor >= 0 && out.length < limit) {
+    const page = core.flowsPage(cursor, 256);
+    cursor = page.next;
+    for (const t of page.flows) {
+      if (t.kind !== 'flow') continue;
+      if (backend >= 0 && t.backend !== backend) continue;
+      if (rule >= 0 && t.rule !== rule) continue;
+      if (proto >= 0 && t.proto !== proto && !(proto === 1 && t.proto === 58)) continue;
+      if (address !== null && t.src !== address && t.dst !== address) continue;
+      if (filter.port !== undefined && t.sport !== filter.port && t.dport !== filter.port) continue;
+      if (filter.established !== undefined && t.established !== filter.established) continue;
+      out.push({
+        proto: t.proto, src: t.src, dst: t.dst, sport: t.sport, dport: t.dport,
+        rule: n.rules[t.rule] ?? String(t.rule), backend: n.backends[t.backend] ?? String(t.backend),
+        established: t.established, closing: t.closing, idleMs: t.idleMs, timeoutMs: t.timeoutMs,
+      });
+      if (out.length >= limit) break;
+    }
+  }
+  return out;
 }

@@ -185,8 +185,8 @@ test('recipe 1: an invalid configuration pushed through LDS is rejected; Envoy k
     await waitFor(async () => (await lds()).rejected === start.rejected + 1, 15000, 'the LDS update to be rejected');
     const log = envoyA.log();
     for (const e of [
-      /invalid configuration: backendPools\[0\]\W*backends\[2\]\W*\.address: not an IPv4 or IPv6 address: "127\.0\.0\.256"/,
-      /invalid configuration: rules\[0\]\.probe: unknown probe "missing"/,
+      /invalid configuration: backendPools\[0\]\W*backends\[2\]\W*\.address: backend "[^"]+" of pool "[^"]+": not an IPv4 or IPv6 address: "127\.0\.0\.256"/,
+      /invalid configuration: rules\[0\]\.probe: rule "[^"]+": unknown probe "missing"/,
       /invalid configuration: filter\.upstream: expected one of "cluster", "originalDst", got "elsewhere"/,
     ]) assert.match(log, e);
     assert.equal((await lds()).success, start.success);

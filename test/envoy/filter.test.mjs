@@ -317,8 +317,8 @@ test('an invalid configuration is rejected with every error as `path: reason`; t
   const errors = host.errors(from);
   const expected = [
     // (the core writes this path as backendPools[0]["backends[1]"].address)
-    /^invalid configuration: backendPools\[0\]\W*backends\[1\]\W*\.address: not an IPv4 or IPv6 address: "127\.0\.0\.300"$/,
-    /^invalid configuration: rules\[0\]\.backendPool: unknown backend pool "nope"$/,
+    /^invalid configuration: backendPools\[0\]\W*backends\[1\]\W*\.address: backend "[^"]+" of pool "[^"]+": not an IPv4 or IPv6 address: "127\.0\.0\.300"$/,
+    /^invalid configuration: rules\[0\]\.backendPool: rule "[^"]+": unknown backend pool "nope"$/,
     /^invalid configuration: filter\.extra: unknown field$/,
     /^invalid configuration: filter\.upstream: expected one of "cluster", "originalDst", got "somewhere"$/,
   ];

@@ -238,8 +238,8 @@ test('an invalid configuration pushed through LDS is rejected with the core\'s `
   await push(withConfig(bad), 'invalid', { rejected: true });
   const log = envoy.log().slice(logBefore);
   for (const e of [
-    /haports: invalid configuration: backendPools\[0\]\W*backends\[2\]\W*\.address: not an IPv4 or IPv6 address: "127\.0\.0\.256"/,
-    /haports: invalid configuration: rules\[0\]\.backendPool: unknown backend pool "missing"/,
+    /haports: invalid configuration: backendPools\[0\]\W*backends\[2\]\W*\.address: backend "[^"]+" of pool "[^"]+": not an IPv4 or IPv6 address: "127\.0\.0\.256"/,
+    /haports: invalid configuration: rules\[0\]\.backendPool: rule "[^"]+": unknown backend pool "missing"/,
     /haports: invalid configuration: filter\.upstream: expected one of "cluster", "originalDst", got "elsewhere"/,
     /Failed to initialize dynamic module network filter config/,
   ]) assert.match(log, e);

@@ -278,11 +278,11 @@ test('configuration errors: every error as path: reason, running configuration k
   let err;
   assert.throws(() => core.configure(bad), (e) => { err = e; return e instanceof ConfigError; });
   assert.deepEqual(err.errors.sort(), [
-    'backendPools[0].maglevTableSize: must be prime, got 65536',
-    'frontends[0].address: not an IPv4 or IPv6 address: "10.0.0.300"',
-    'rules[0].frontend: unknown frontend "nope"',
-    'rules[1].backendPool: unknown backend pool "missing"',
-    'rules[2]: protocol "all" (HA ports) needs frontendPort 0 and backendPort 0',
+    'backendPools[0].maglevTableSize: pool "nvas": must be prime, got 65536',
+    'frontends[0].address: frontend "fe-v4": not an IPv4 or IPv6 address: "10.0.0.300"',
+    'rules[0].frontend: rule "ha": unknown frontend "nope"',
+    'rules[1].backendPool: rule "ha6": unknown backend pool "missing"',
+    'rules[2]: rule "https": protocol "all" (HA ports) needs frontendPort 0 and backendPort 0',
   ].sort());
   assert.throws(() => core.configure('{"frontends": [ }'), (e) => e instanceof ConfigError && /^\$: invalid JSON at byte 16/.test(e.errors[0]));
   assert.throws(() => core.configure('[]'), /\$: expected an object, got array/);

@@ -95,7 +95,7 @@ test('reconfigure keeps flows; a bad configuration throws ConfigError and change
   dp.reconfigure(more);
   assert.deepEqual(dp.process(flows, { now: 2 }).map((d) => d.backend), before);
   assert.throws(() => dp.reconfigure({ rules: [{ name: 'x' }] }), (e) => e instanceof ConfigError
-    && e.errors.includes('rules[0].frontend: required') && e.errors.includes('rules[0].backendPool: required'));
+    && e.errors.includes('rules[0].frontend: rule "x": required') && e.errors.includes('rules[0].backendPool: rule "x": required'));
   assert.deepEqual(dp.process(flows, { now: 3 }).map((d) => d.backend), before);
   assert.deepEqual(Dataplane.validate({ frontends: 1 }).errors, ['frontends: expected an array, got number']);
 });

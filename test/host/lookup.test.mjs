@@ -51,17 +51,31 @@ test('lookup changes nothing in the dataplane, follows its backend states, and s
   const a = dp.lookup(flow);
   assert.equal(a.forward.verdict, 'forward');
   assert.equal(a.forward.why, 'consistent hash');
+  assert.equal(a.forward.tracked, null);
+  // The slot: the pool's table at that slot names the backend.
+  const table = dp.maglev(a.forward.pool);
+  assert.equal(a.forward.tableSize, table.size);
+  assert.ok(Number.isInteger(a.forward.slot) && a.forward.slot >= 0 && a.forward.slot < table.size);
+  assert.equal(table.table[a.forward.slot], a.forward.backend);
   assert.deepEqual(dp.counters(), before, 'no packet counted, no flow entry');
   // The same flow through the dataplane goes where lookup said.
   const d = dp.process([packet({ src: flow.src, dst: FE4, sport: 40000, dport: 443, tcpFlags: 0x02 })], { now: 1 })[0];
   assert.equal(d.backend, a.forward.backend);
-  // Its backend goes down: a new flow is sent elsewhere (the tracked one would stay).
+  assert.equal(dp.flows().length, 1);
+  // Its backend goes down: the tracked TCP flow stays (persistOnUnhealthy defaultForProtocol),
+  // and lookup says so; a new flow on the same 5-tuple elsewhere (a dataplane that does not track it).
   dp.setHealth(a.forward.backend, 'down');
   const b = dp.lookup(flow);
-  assert.notEqual(b.forward.backend, a.forward.backend);
+  assert.equal(b.forward.backend, a.forward.backend);
+  assert.match(b.forward.why, /^tracked flow \(not yet established\)/);
+  assert.equal(b.reverse.backend, a.forward.backend, 'a symmetric rule tracks both directions as one');
+  const fresh = Dataplane.create(baseConfig());
+  fresh.setHealth(a.forward.backend, 'down');
+  assert.notEqual(fresh.lookup(flow).forward.backend, a.forward.backend);
+  assert.equal(fresh.lookup(flow).forward.tracked, null);
   // Every backend down: the rule's noHealthyBackends decides.
-  for (const name of Object.keys(dp.counters().backends).map((k) => k.split('/')[1])) dp.setHealth(name, 'down');
-  const c = dp.lookup(flow).forward;
+  for (const name of Object.keys(dp.counters().backends).map((k) => k.split('/')[1])) fresh.setHealth(name, 'down');
+  const c = fresh.lookup(flow).forward;
   assert.equal(c.verdict, 'drop');
   assert.match(c.why, /dropped \(no-healthy-backend\)/);
   // IPv6 and ICMP are asked the same way; bad input is a RangeError.

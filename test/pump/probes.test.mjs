@@ -123,7 +123,7 @@ test('damping settings are checked by the core', () => {
     ['health.damping.maxHoldSeconds: must be at least halfLifeSeconds × log2(suppressPenalty / reusePenalty) = 60, or the penalty could never reach suppressPenalty']);
   assert.deepEqual(Core.validate({ health: { damping: true } }), ['health.damping: expected an object or false, got true']);
   assert.deepEqual(Core.validate({ probes: [{ name: 'p', port: 1, intervalSeconds: 2, timeoutSeconds: 3 }] }),
-    ['probes[0].timeoutSeconds: must not exceed intervalSeconds (2): a probe ends before the next one is due']);
+    ['probes[0].timeoutSeconds: probe "p": must not exceed intervalSeconds (2): a probe ends before the next one is due']);
 });
 
 // ---- Probes against real servers -------------------------------------------------------

@@ -113,7 +113,10 @@ for (const { floatingIp, capacity } of [{ floatingIp: true, capacity: 4096 }, { 
       // The flood, with a reference core (a table large enough for all of it, the same
       // backend draining) giving each packet its consistent-hash backend.
       const ref = Core.load();
-      ref.configure(config(1 << 20, floatingIp, DRAINING));
+      // The reference drains the same way (a change of the backend set, so that mid-stream
+      // packets meet the same handover window, handoverSeconds).
+      ref.configure(config(1 << 20, floatingIp));
+      ref.setBackendAdmin(DRAINING, 'draining');
       const next = rng(0xbad5eed ^ flood.length);
       const packets = Array.from({ length: 10 * capacity }, () => make(next));
       let wrong = 0;

@@ -78,6 +78,8 @@ OBJECT_COUNTERS = {"packets": 0, "bytes": 8, "newFlows": 16}
 OBJECT_COUNTERS_FORMAT = "<QQQ"  # struct format of the whole record
 PROBE_TARGET_BYTES = 64
 PROBE_TARGET = {"state": 0, "held": 1, "suppressed": 2, "probe": 4, "successRun": 8, "failureRun": 12, "transitionsUp": 16, "transitionsDown": 20, "checksSuccess": 24, "checksFailure": 32, "penalty": 40, "penaltyAt": 48, "heldSince": 56}
+FLOW_RECORD_BYTES = 56
+FLOW = {"key": 0, "rule": 40, "backend": 42, "state": 44, "idleMs": 48, "timeoutMs": 52}
 
 #: Global counter slots (u64 at countersPtr()), by name, from slot 0.
 COUNTERS = [
@@ -107,6 +109,7 @@ COUNTERS = [
     "flowEstablished",
     "checksumPartial",
     "checksumWrong",
+    "handover",
 ]
 C_DROP_REASON_BASE = 32
 COUNTER_SLOTS = 45

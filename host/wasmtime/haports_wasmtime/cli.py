@@ -304,18 +304,19 @@ def validate(argv: List[str], out: Any) -> int:
     except UsageError as e:
         # --json answers in JSON even when the file cannot be read (exit 2 all the same).
         if values.get("json"):
-            out.write(_dumps({"valid": False, "errors": [{"path": "$", "message": str(e)}], "warnings": []}) + "\n")
+            out.write(_dumps({"valid": False, "errors": [{"path": "$", "message": str(e)}], "warnings": [], "info": []})
+                      + "\n")
             return 2
         raise
     result = Dataplane.check(text, values.get("wasm"))
-    errors, warnings = result["errors"], result["warnings"]
+    errors, warnings, info = result["errors"], result["warnings"], result["info"]
     if values.get("json"):
         # Every line is `path: message` (the core's style): as objects for programs.
         def split(line: str) -> dict:
             path, sep, message = line.partition(": ")
             return {"path": path, "message": message} if sep else {"path": "$", "message": line}
         out.write(_dumps({"valid": not errors, "errors": [split(e) for e in errors],
-                          "warnings": [split(w) for w in warnings]}) + "\n")
+                          "warnings": [split(w) for w in warnings], "info": [split(i) for i in info]}) + "\n")
     else:
         if not errors:
             out.write(f"{positionals[0]}: valid\n")
@@ -323,6 +324,8 @@ def validate(argv: List[str], out: Any) -> int:
             out.write("\n".join(errors) + "\n")
         for w in warnings:
             out.write(f"warning: {w}\n")
+        for i in info:
+            out.write(f"info: {i}\n")
     return 0 if not errors else 1
 
 

@@ -34,11 +34,13 @@ def default_wasm_path(debug: bool = False) -> str:
 
 class ConfigError(Exception):
     """A configuration the core rejected; `errors` are its `path: reason` lines,
-    `warnings` its advice. The running configuration stays in force."""
+    `warnings` its advice, `info` its notes (Azure history) that call for no change.
+    The running configuration stays in force."""
 
-    def __init__(self, errors: List[str], warnings: Optional[List[str]] = None):
+    def __init__(self, errors: List[str], warnings: Optional[List[str]] = None, info: Optional[List[str]] = None):
         self.errors = list(errors)
         self.warnings = list(warnings or [])
+        self.info = list(info or [])
         super().__init__("invalid configuration:\n  " + "\n  ".join(self.errors))
 
 
@@ -185,6 +187,8 @@ class Dataplane:
         self._described: Optional[Dict[str, Any]] = None
         #: Warnings of the last configure() (applied or rejected): advice, never a rejection.
         self.warnings: List[str] = []
+        #: Info of the last configure(): notes (Azure history) that call for no change.
+        self.info: List[str] = []
         self._view: Optional[memoryview] = None
         self._view_len = -1
         self._refresh()
@@ -233,8 +237,11 @@ class Dataplane:
         # Warnings: a core without a warning buffer (older than the caveat checks) has none.
         self.warnings = (self._lines("warningBufferPtr", "warningLength")
                          if "warningBufferPtr" in self.exports and "warningLength" in self.exports else [])
+        # Info likewise (a core older than the info buffer gave its notes as warnings).
+        self.info = (self._lines("infoBufferPtr", "infoLength")
+                     if "infoBufferPtr" in self.exports and "infoLength" in self.exports else [])
         if n != 0:
-            raise ConfigError(self._lines("errorBufferPtr", "errorLength"), self.warnings)
+            raise ConfigError(self._lines("errorBufferPtr", "errorLength"), self.warnings, self.info)
         self._described = None
         self.names = names_of(self.describe())
 
@@ -253,13 +260,13 @@ class Dataplane:
 
     @staticmethod
     def check(config: Union[str, bytes, Dict[str, Any]], wasm_path: Optional[str] = None) -> Dict[str, List[str]]:
-        """{"errors": [...], "warnings": [...]} of a configuration, from a fresh core."""
+        """{"errors": [...], "warnings": [...], "info": [...]} of a configuration, from a fresh core."""
         dp = Dataplane(wasm_path)
         try:
             dp.configure(config)
-            return {"errors": [], "warnings": dp.warnings}
+            return {"errors": [], "warnings": dp.warnings, "info": dp.info}
         except ConfigError as e:
-            return {"errors": e.errors, "warnings": e.warnings}
+            return {"errors": e.errors, "warnings": e.warnings, "info": e.info}
 
     @staticmethod
     def validate(config: Union[str, bytes, Dict[str, Any]], wasm_path: Optional[str] = None) -> List[str]:
