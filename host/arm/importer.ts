@@ -4,9 +4,13 @@
 // interfaces that join their pools → frontends, backendPools, probes, rules. Values known only
 // at deployment (dynamic private addresses) come from `--set frontend.NAME=IP` /
 // `--set backend.NAME=IP`. Template expressions are evaluated by host/arm/expressions.ts.
+// Azure exports are read as they are: children declared as resources of their own
+// (`Microsoft.Network/loadBalancers/backendAddressPools` "LB/POOL") merge with the load
+// balancer's own by name; the Dynamic addresses they carry are used, with a warning.
 //
-// Errors and warnings are `path: reason`, the path into the input file
-// (`resources[2].properties.loadBalancingRules[0].properties.protocol`).
+// Errors, warnings and info notes are issues {path, message}, the path into the input file
+// (`resources[2].properties.loadBalancingRules[0].properties.protocol`); an error about a
+// frontend, pool, backend, probe or rule names it.
 
 import { randomBytes } from 'node:crypto';
 import { isIP } from 'node:net';
@@ -36,21 +40,41 @@ export interface ImportOptions {
   hashKey?: string;
 }
 
+/** An error, warning or note: where in the input (`resources[3].properties.probes[0]`,
+ *  `--set NAME`, `$` for the whole input) and what, naming the object concerned. */
+export interface Issue {
+  path: string;
+  message: string;
+  /** For the configuration's own checks: the path in the configuration (`rules[1].frontend`). */
+  configPath?: string;
+}
+
 export interface ImportResult {
   config: object | null;
+  /** The issues as `path: message` lines. */
   errors: string[];
   warnings: string[];
+  /** Notes that are neither errors nor warnings: repeated declarations merged, say. */
+  info: string[];
+  /** The same, as objects. */
+  issues: { errors: Issue[]; warnings: Issue[]; info: Issue[] };
   /** Where each configuration object came from: "rules[1]" → "resources[2].properties.loadBalancingRules[1]". */
   origins: Record<string, string>;
 }
 
 interface Frontend { name: string; address?: string; path: string; isPublic: boolean }
-interface Backend { name: string; address?: string; adminState?: string; path: string }
+interface Backend { name: string; address?: string; adminState?: string; path: string; nic?: boolean }
 interface Pool { name: string; path: string; backends: Backend[]; drainPeriodSeconds?: number; joined: number }
 interface Probe { name: string; path: string; out: Record<string, unknown>; noHealthyBackends?: string }
 interface LoadBalancer { name: string; path: string; node: Node; sku?: string }
 /** A pool member known by the id of a network interface IP configuration. */
 interface NicRef { pool: Pool; nic: string; ipconfig: string; path: string }
+/** A loadBalancerBackendAddresses entry with no address: in an export, the echo of a
+ *  network interface's membership (the interface joins the pool itself). */
+interface BareEntry { pool: Pool; name: string; path: string; addressPath: string; empty: boolean }
+/** A load balancer child declared as a resource of its own, as exports write pools:
+ *  `Microsoft.Network/loadBalancers/backendAddressPools` named "LB/POOL". */
+interface ChildResource { lb: string; type: string; name: string; node: Node }
 /** An `{"id": …}` of the input: the reference parsed, the id as written, where it is. */
 interface IdRef { ref: ResourceRef; id: string; path: string }
 
@@ -61,6 +85,13 @@ const MAPPED_CHILDREN: Record<string, string> = {
   backendaddresspools: 'backendAddressPools',
   probes: 'probes',
   loadbalancingrules: 'loadBalancingRules',
+};
+/** What errors call each kind of child. */
+const CHILD_KIND: Record<string, string> = {
+  frontendIPConfigurations: 'frontend',
+  backendAddressPools: 'backend pool',
+  probes: 'probe',
+  loadBalancingRules: 'rule',
 };
 const UNMAPPED_CHILDREN: Record<string, string> = {
   inboundnatrules: 'haports has no inbound NAT rules',
@@ -98,30 +129,71 @@ function childView(lb: string, type: string, name: string): Value {
   return { name, id: canonicalId('Microsoft.Network', ['loadBalancers', type], [lb, name]) };
 }
 
+/** A name for loose comparison: lower case, letters and digits only. */
+function loose(name: string): string {
+  return name.toLowerCase().replace(/[^a-z0-9]/g, '');
+}
+
 /** Has `pool` a backend named `name` (ignoring case)? */
 function hasBackend(pool: Pool, name: string): boolean {
   return pool.backends.some((b) => b.name.toLowerCase() === name.toLowerCase());
 }
 
+/** `path: message`, as the text output prints an issue. */
+export function formatIssue(i: Issue): string {
+  return `${i.path}: ${i.message}`;
+}
+
+/** The object an error is about (`rule "ha"`), to name it in errors that do not already. */
+interface Subject { kind: string; name: string; of?: string }
+
+/** `message` naming `subject` (`… (rule "ha")`, before any `; hint`) unless it already does. */
+function naming(message: string, subject: Subject | undefined): string {
+  if (!subject || message.includes(`"${subject.name}"`)) return message;
+  const tag = ` (${subject.kind} "${subject.name}"${subject.of ? ` of ${subject.of}` : ''})`;
+  const semi = message.indexOf('; ');
+  return semi < 0 ? message + tag : message.slice(0, semi) + tag + message.slice(semi);
+}
+
 class Importer {
-  errors: string[] = [];
-  warnings: string[] = [];
+  errors: Issue[] = [];
+  warnings: Issue[] = [];
+  info: Issue[] = [];
   origins: Record<string, string> = {};
   private seen = new Set<string>();
+  /** What is being read, while it is (errors name it). */
+  private subject?: Subject;
   private ev!: Evaluator;
   private setFrontends = new Map<string, { value: string; used: boolean }>();
   private setBackends = new Map<string, { value: string; used: boolean }>();
+  private bare: BareEntry[] = [];
 
   error(path: string, reason: string): void {
-    const line = `${path || '$'}: ${reason}`;
+    const issue = { path: path || '$', message: naming(reason, this.subject) };
+    const line = formatIssue(issue);
     if (this.seen.has(line)) return;
     this.seen.add(line);
-    this.errors.push(line);
+    this.errors.push(issue);
   }
 
   warn(path: string, reason: string): void {
-    const line = `${path || '$'}: ${reason}`;
-    if (!this.warnings.includes(line)) this.warnings.push(line);
+    const issue = { path: path || '$', message: reason };
+    if (!this.warnings.some((w) => formatIssue(w) === formatIssue(issue))) this.warnings.push(issue);
+  }
+
+  note(path: string, message: string): void {
+    this.info.push({ path: path || '$', message });
+  }
+
+  /** Runs `read` with `subject` as what errors are about. */
+  private about<T>(kind: string, name: string, read: () => T, of?: string): T {
+    const outer = this.subject;
+    this.subject = { kind, name, of };
+    try {
+      return read();
+    } finally {
+      this.subject = outer;
+    }
   }
 
   /**
@@ -135,11 +207,16 @@ class Importer {
     if (this.seen.has(key)) return undefined;
     this.seen.add(key);
     if (origin === '--set') {
-      this.errors.push(e.reason);
+      // The reason reads `--set NAME: why`.
+      const at = e.reason.indexOf(': ');
+      this.errors.push(at < 0 ? { path: '--set', message: e.reason } : { path: e.reason.slice(0, at), message: e.reason.slice(at + 2) });
       return undefined;
     }
     const hints = [e.hint, hint && `${hint} instead`].filter((h) => h);
-    this.errors.push(key + (within(origin, needed) ? '' : ` (needed for ${needed})`) + (hints.length ? `; ${hints.join('; or ')}` : ''));
+    const sub = this.subject;
+    const subject = sub && !e.reason.includes(`"${sub.name}"`) ? `${sub.kind} "${sub.name}"${sub.of ? ` of ${sub.of}` : ''}` : '';
+    const why = within(origin, needed) ? (subject ? ` (${subject})` : '') : ` (needed for ${needed}${subject ? ` of ${subject}` : ''})`;
+    this.errors.push({ path: origin || '$', message: e.reason + why + (hints.length ? `; ${hints.join('; or ')}` : '') });
     return undefined;
   }
 
@@ -374,7 +451,8 @@ class Importer {
     // Sort the resources out.
     const lbs: LoadBalancer[] = [];
     const nics: Node[] = [];
-    for (const r of resources) this.classify(r, lbs, nics, null);
+    const childResources: ChildResource[] = [];
+    for (const r of resources) this.classify(r, lbs, nics, childResources, null);
     if (lbs.length === 0) {
       if (this.errors.length === 0) this.error(join(root, 'resources'), 'no Microsoft.Network/loadBalancers resource to import');
       return null;
@@ -386,6 +464,11 @@ class Importer {
       names.set(lb.name.toLowerCase(), lb.path);
     }
     const prefixed = lbs.length > 1;
+    for (const c of childResources) {
+      if (!lbs.some((lb) => lb.name.toLowerCase() === c.lb.toLowerCase())) {
+        this.warn(c.node.path, `not imported: ${CHILD_KIND[c.type]} "${c.name}" belongs to load balancer "${c.lb}", which is not in the template`);
+      }
+    }
 
     // Children of every load balancer, by reference key → output object.
     const frontends: Frontend[] = [];
@@ -395,7 +478,7 @@ class Importer {
     const poolByKey = new Map<string, Pool>();
     const probeByKey = new Map<string, Probe>();
     const nicRefs: NicRef[] = [];
-    const ruleNodes: { lb: LoadBalancer; node: Node }[] = [];
+    const ruleNodes: { lb: LoadBalancer; node: Node; name?: string }[] = [];
 
     for (const lb of lbs) {
       const prefix = prefixed ? `${lb.name}/` : '';
@@ -410,18 +493,22 @@ class Importer {
         if (f && this.nonEmpty(props, key)) this.warn(f.path, `not imported: ${why}`);
       }
       const views: Record<string, Value[]> = {};
+      // Children declared as resources of their own (an export's pools), after the load balancer's own.
+      const own = (type: string) => childResources.filter((c) => c.type === type && c.lb.toLowerCase() === lb.name.toLowerCase());
 
       // frontendIPConfigurations → frontends
-      views.frontendIPConfigurations = this.children(lb, props, 'frontendIPConfigurations', 'frontend IP configuration',
-        { list: frontends, config: 'frontends', byKey: feByKey }, (s, name) => this.frontend(s, prefix + name));
+      views.frontendIPConfigurations = this.children(lb, prefix, props, 'frontendIPConfigurations', 'frontend IP configuration',
+        { list: frontends, config: 'frontends', byKey: feByKey }, (s, name) => this.frontend(s, name), own('frontendIPConfigurations'));
 
-      // backendAddressPools → backendPools (their NIC members come later)
-      views.backendAddressPools = this.children(lb, props, 'backendAddressPools', 'backend pool',
-        { list: pools, config: 'backendPools', byKey: poolByKey }, (s, name) => this.backendPool(s, prefix + name, nicRefs));
+      // backendAddressPools → backendPools (their NIC members come later); a pool declared
+      // both ways (as exports write them) is one pool, its members merged by name.
+      views.backendAddressPools = this.children(lb, prefix, props, 'backendAddressPools', 'backend pool',
+        { list: pools, config: 'backendPools', byKey: poolByKey }, (s, name, into) => this.backendPool(s, name, nicRefs, into),
+        own('backendAddressPools'));
 
       // probes
-      views.probes = this.children(lb, props, 'probes', 'probe',
-        { list: probes, config: 'probes', byKey: probeByKey }, (s, name) => this.probe(s, prefix + name));
+      views.probes = this.children(lb, prefix, props, 'probes', 'probe',
+        { list: probes, config: 'probes', byKey: probeByKey }, (s, name) => this.probe(s, name), own('probes'));
 
       // loadBalancingRules: resolved once every load balancer's children are known
       views.loadBalancingRules = [];
@@ -429,6 +516,10 @@ class Importer {
         ruleNodes.push({ lb, node: item });
         const name = isObject(item.raw) && typeof item.raw.name === 'string' && !item.raw.name.startsWith('[') ? item.raw.name : undefined;
         if (name) views.loadBalancingRules.push(childView(lb.name, 'loadBalancingRules', name));
+      }
+      for (const c of own('loadBalancingRules')) {
+        ruleNodes.push({ lb, node: c.node, name: c.name });
+        views.loadBalancingRules.push(childView(lb.name, 'loadBalancingRules', c.name));
       }
       const view: Record<string, Value> = { ...views };
       Object.defineProperty(view, REFERENCE_VIEW, { value: true });
@@ -446,14 +537,44 @@ class Importer {
         this.error(r.path, `network interface IP configuration "${name}" of pool "${r.pool.name}" is not in the template; `
           + `pass its address with --set backend.${name}=<ip>`);
       } else {
-        r.pool.backends.push({ name, address: set, path: r.path });
+        r.pool.backends.push({ name, address: set, path: r.path, nic: true });
       }
+    }
+    // Address entries without an address: an export's echo of a network interface member, or an error.
+    for (const b of this.bare) {
+      if (hasBackend(b.pool, b.name)) continue;
+      const nic = b.pool.backends.find((x) => x.nic && loose(b.name).endsWith(loose(x.name)));
+      if (nic) {
+        this.note(b.path, `backend address "${b.name}" of pool "${b.pool.name}" stands for network interface IP configuration `
+          + `"${nic.name}" (an export lists a member network interface this way); imported from the network interface`);
+        continue;
+      }
+      if (b.empty && b.pool.backends.some((x) => x.nic)) {
+        // (Named after a network interface renamed since, say.)
+        this.note(b.path, `backend address "${b.name}" of pool "${b.pool.name}" has no properties: taken for a member network interface `
+          + 'as an export lists them; the pool\'s members are the network interfaces of the template that join it');
+        continue;
+      }
+      this.error(b.addressPath, `backend address "${b.name}" of pool "${b.pool.name}" has no ipAddress`
+        + (b.empty ? ' (an export lists a member network interface this way: export the network interface with the load balancer)' : '')
+        + `; pass --set backend.${b.name}=<ip>`);
     }
 
     // loadBalancingRules → rules
     const rules: Record<string, unknown>[] = [];
-    for (const { lb, node } of ruleNodes) {
-      const rule = this.rule(lb, node, prefixed ? `${lb.name}/` : '', feByKey, poolByKey, probeByKey);
+    const ruleAt = new Map<string, string>();
+    for (const { lb, node, name } of ruleNodes) {
+      const prefix = prefixed ? `${lb.name}/` : '';
+      if (name !== undefined) {
+        const at = ruleAt.get((prefix + name).toLowerCase());
+        if (at !== undefined) {
+          this.note(node.path, `rule "${prefix + name}" is declared both in load balancer "${lb.name}" (${at}) and as a resource of its own; `
+            + 'the load balancer\'s declaration is imported');
+          continue;
+        }
+      }
+      const rule = this.rule(lb, node, prefix, feByKey, poolByKey, probeByKey, name);
+      if (rule) ruleAt.set(String(rule.name).toLowerCase(), node.path);
       if (rule) {
         rules.push(rule);
         this.origins[`rules[${rules.length - 1}]`] = node.path;
@@ -495,7 +616,7 @@ class Importer {
   }
 
   /** Sorts one resource into load balancers and network interfaces; reports what is not imported. */
-  private classify(r: Node, lbs: LoadBalancer[], nics: Node[], parentType: string | null): void {
+  private classify(r: Node, lbs: LoadBalancer[], nics: Node[], children: ChildResource[], parent: LoadBalancer | null): void {
     if (!isObject(r.raw)) {
       this.error(r.path, `expected a resource object, got ${typeName(r.raw)}`);
       return;
@@ -508,7 +629,7 @@ class Importer {
     }
     let type = this.string(r, 'type', true);
     if (type === undefined) return;
-    if (parentType && !type.includes('/')) type = `${parentType}/${type}`;
+    if (parent && !type.includes('/')) type = `Microsoft.Network/loadBalancers/${type}`;
     const t = type.toLowerCase();
     if (t === LB_TYPE) {
       if (this.field(r, 'copy')) {
@@ -525,12 +646,30 @@ class Importer {
           refKey({ namespace: 'Microsoft.Network', types: ['loadBalancers'], names: [name] }));
       }
       this.compatibility(lb);
-      for (const child of this.items(r, 'resources')) this.classify(child, lbs, nics, type);
+      for (const child of this.items(r, 'resources')) this.classify(child, lbs, nics, children, lb);
     } else if (t.startsWith(LB_TYPE + '/')) {
       const sub = t.slice(LB_TYPE.length + 1);
       if (MAPPED_CHILDREN[sub]) {
-        this.error(r.path, `a separate ${type} resource is not supported (nested load balancer child resources are out of scope); `
-          + `declare it in the load balancer's properties.${MAPPED_CHILDREN[sub]}`);
+        // A child of its own: "LB/NAME" (or "NAME" nested in the load balancer's resources).
+        if (this.field(r, 'copy')) {
+          this.error(this.field(r, 'copy')!.path, `resource copy loops are not supported; declare each ${type} resource on its own`);
+          return;
+        }
+        const full = this.string(r, 'name', true);
+        if (full === undefined) return;
+        const parts = full.split('/');
+        if (parts.length === 1 && parent) parts.unshift(parent.name);
+        if (parts.length !== 2 || !parts[0] || !parts[1]) {
+          this.error(join(r.path, 'name'), `expected "LOADBALANCER/NAME" as the name of a ${type} resource, got "${full}"`);
+          return;
+        }
+        if (parent && parts[0].toLowerCase() !== parent.name.toLowerCase()) {
+          this.error(join(r.path, 'name'), `${CHILD_KIND[MAPPED_CHILDREN[sub]]} "${parts[1]}" is declared in load balancer "${parent.name}" `
+            + `but named for load balancer "${parts[0]}"`);
+          return;
+        }
+        this.unmapped(r, KNOWN.resource, 'resource');
+        children.push({ lb: parts[0], type: MAPPED_CHILDREN[sub], name: parts[1], node: r });
       } else {
         this.warn(r.path, `not imported: ${UNMAPPED_CHILDREN[sub] ?? `haports has no equivalent of ${type}`}`);
       }
@@ -576,33 +715,53 @@ class Importer {
    * (the configuration's list `into.config`, for origins) and kept by reference key in
    * `into.byKey`. Returns their names and ids, as reference() of the load balancer shows them.
    */
-  private children<T>(lb: LoadBalancer, props: Node, type: string, kind: string,
-    into: { list: T[]; config: string; byKey: Map<string, T> }, read: (s: Node, name: string) => T): Value[] {
+  private children<T extends { path: string }>(lb: LoadBalancer, prefix: string, props: Node, type: string, kind: string,
+    into: { list: T[]; config: string; byKey: Map<string, T> }, read: (s: Node, name: string, into?: T) => T,
+    resources: ChildResource[]): Value[] {
     const view: Value[] = [];
+    const subject = CHILD_KIND[type];
+    const add = (s: Node, name: string) => {
+      const child = this.about(subject, prefix + name, () => read(s, prefix + name));
+      into.list.push(child);
+      this.origins[`${into.config}[${into.list.length - 1}]`] = s.path;
+      into.byKey.set(childKey(lb.name, type, name), child);
+      view.push(childView(lb.name, type, name));
+    };
     for (const item of this.items(props, type)) {
       const s = this.shallow(item);
       if (!s) continue;
       const name = this.string(s, 'name', true);
       if (name === undefined) continue;
       this.unmapped(s, KNOWN.child, kind);
-      const child = read(s, name);
-      into.list.push(child);
-      this.origins[`${into.config}[${into.list.length - 1}]`] = s.path;
-      into.byKey.set(childKey(lb.name, type, name), child);
-      view.push(childView(lb.name, type, name));
+      add(s, name);
+    }
+    // Declared as resources of their own: new ones added; one the load balancer declares too
+    // (exports repeat pools so) merged into it when it is a pool, else read once, from the load balancer.
+    for (const c of resources) {
+      const known = into.byKey.get(childKey(lb.name, type, c.name));
+      if (known === undefined) {
+        add(c.node, c.name);
+      } else if (type === 'backendAddressPools') {
+        this.about(subject, prefix + c.name, () => read(c.node, prefix + c.name, known));
+        this.note(c.node.path, `${subject} "${prefix + c.name}" is declared both in load balancer "${lb.name}" (${known.path}) `
+          + 'and as a resource of its own; imported once, with the members of both');
+      } else {
+        this.note(c.node.path, `${subject} "${prefix + c.name}" is declared both in load balancer "${lb.name}" (${known.path}) `
+          + 'and as a resource of its own; the load balancer\'s declaration is imported');
+      }
     }
     return view;
   }
 
   /** A backendAddressPool: its addresses, and the NIC IP configurations it names (looked up later). */
-  private backendPool(s: Node, name: string, nicRefs: NicRef[]): Pool {
-    const pool: Pool = { name, path: s.path, backends: [], joined: 0 };
+  private backendPool(s: Node, name: string, nicRefs: NicRef[], into?: Pool): Pool {
+    const pool: Pool = into ?? { name, path: s.path, backends: [], joined: 0 };
     const pp = this.object(s, 'properties');
     if (!pp) return pool;
     this.unmapped(pp, KNOWN.pool, 'backend pool');
     const drain = this.int(pp, 'drainPeriodInSeconds');
-    if (drain !== undefined) pool.drainPeriodSeconds = drain;
-    for (const entry of this.items(pp, 'loadBalancerBackendAddresses')) this.addressEntry(entry, pool, nicRefs);
+    if (drain !== undefined && pool.drainPeriodSeconds === undefined) pool.drainPeriodSeconds = drain;
+    for (const entry of this.items(pp, 'loadBalancerBackendAddresses')) this.addressEntry(entry, pool, nicRefs, into !== undefined);
     for (const ipc of this.items(pp, 'backendIPConfigurations')) {
       const r = this.refOf(ipc);
       if (r) this.nicRef(r.ref, r.path, pool, nicRefs);
@@ -644,12 +803,20 @@ class Importer {
    */
   private privateAddress(p: Node, subject: string, hint: string, absent = ''): string | undefined {
     const method = this.choice(p, 'privateIPAllocationMethod', ['Static', 'Dynamic']);
+    const addr = this.field(p, 'privateIPAddress');
     if (method === 'Dynamic') {
+      // An export (portal, az group export) carries the address Azure assigned: used, with a warning.
+      const v = addr ? this.value(addr, hint) : undefined;
+      if (typeof v === 'string' && v !== '') {
+        this.warn(addr!.path, `${subject} has a dynamic private address: imported as ${v}, its address when the template was exported, `
+          + `which Azure may change; make it Static, or ${hint}`);
+        return v;
+      }
+      if (addr && v === undefined) return undefined;
       this.error(this.field(p, 'privateIPAllocationMethod')!.path,
         `${subject} has a dynamic private address, known only after deployment; ${hint}`);
       return undefined;
     }
-    const addr = this.field(p, 'privateIPAddress');
     if (!addr) {
       this.error(join(p.path, 'privateIPAddress'), `${subject} has no private address${absent}; ${hint}`);
       return undefined;
@@ -664,12 +831,19 @@ class Importer {
   }
 
   /** One loadBalancerBackendAddresses entry: by address, or naming a NIC IP configuration. */
-  private addressEntry(entry: Node, pool: Pool, nicRefs: NicRef[]): void {
+  private addressEntry(entry: Node, pool: Pool, nicRefs: NicRef[], merging: boolean): void {
     pool.joined++;
     const s = this.shallow(entry);
     if (!s) return;
     const name = this.string(s, 'name', true);
     if (name === undefined) return;
+    // A pool declared twice (in the load balancer and on its own): each member once.
+    const lower = name.toLowerCase();
+    if (merging && (hasBackend(pool, name) || this.bare.some((b) => b.pool === pool && b.name.toLowerCase() === lower))) return;
+    this.about('backend', name, () => this.addressEntryOf(s, name, pool, nicRefs), `pool "${pool.name}"`);
+  }
+
+  private addressEntryOf(s: Node, name: string, pool: Pool, nicRefs: NicRef[]): void {
     this.unmapped(s, KNOWN.child, 'backend address');
     const p = this.object(s, 'properties');
     if (p) this.unmapped(p, KNOWN.address, 'backend address');
@@ -693,8 +867,9 @@ class Importer {
       if (r) this.nicRef(r.ref, r.path, pool, nicRefs);
       return;
     } else {
-      this.error(join(p ? p.path : join(s.path, 'properties'), 'ipAddress'),
-        `backend address "${name}" of pool "${pool.name}" has no ipAddress; pass --set backend.${name}=<ip>`);
+      // Decided once the network interfaces are read: an export lists members so.
+      this.bare.push({ pool, name, path: s.path, addressPath: join(p ? p.path : join(s.path, 'properties'), 'ipAddress'),
+        empty: !p || (isObject(p.raw) && Object.keys(p.raw).length === 0) });
       return;
     }
     if (!hasBackend(pool, name)) pool.backends.push(backend);
@@ -708,7 +883,9 @@ class Importer {
       return;
     }
     pool.joined++;
-    nicRefs.push({ pool, nic: ref.names[0], ipconfig: ref.names[1], path });
+    const [nic, ipconfig] = ref.names;
+    const same = (r: NicRef) => r.pool === pool && r.nic.toLowerCase() === nic.toLowerCase() && r.ipconfig.toLowerCase() === ipconfig.toLowerCase();
+    if (!nicRefs.some(same)) nicRefs.push({ pool, nic, ipconfig, path });
   }
 
   private networkInterface(nic: Node, poolByKey: Map<string, Pool>): void {
@@ -745,12 +922,13 @@ class Importer {
       let address = this.setAddress(this.setBackends, name);
       if (address === undefined) {
         const pools = joined.map((j) => `"${j.name}"`).join(', ');
-        address = this.privateAddress(p, `network interface IP configuration "${name}" (in pool ${pools})`, `pass --set backend.${name}=<ip>`);
+        address = this.about('network interface IP configuration', name, () => this.privateAddress(p,
+          `network interface IP configuration "${name}" (in pool ${pools})`, `pass --set backend.${name}=<ip>`));
         if (address === undefined) continue;
       }
       for (const pool of joined) {
         if (!hasBackend(pool, name)) {
-          pool.backends.push({ name, address, path: s.path });
+          pool.backends.push({ name, address, path: s.path, nic: true });
         }
       }
     }
@@ -787,13 +965,19 @@ class Importer {
     return probe;
   }
 
+  /** A load-balancing rule; `resourceName` when it is a resource of its own (named "LB/NAME"). */
   private rule(lb: LoadBalancer, item: Node, prefix: string, feByKey: Map<string, Frontend>, poolByKey: Map<string, Pool>,
-    probeByKey: Map<string, Probe>): Record<string, unknown> | undefined {
+    probeByKey: Map<string, Probe>, resourceName?: string): Record<string, unknown> | undefined {
     const s = this.shallow(item);
     if (!s) return undefined;
-    const name = this.string(s, 'name', true);
+    const name = resourceName ?? this.string(s, 'name', true);
     if (name === undefined) return undefined;
-    this.unmapped(s, KNOWN.child, 'load-balancing rule');
+    if (resourceName === undefined) this.unmapped(s, KNOWN.child, 'load-balancing rule');
+    return this.about('rule', prefix + name, () => this.ruleOf(lb, s, prefix, name, feByKey, poolByKey, probeByKey));
+  }
+
+  private ruleOf(lb: LoadBalancer, s: Node, prefix: string, name: string, feByKey: Map<string, Frontend>, poolByKey: Map<string, Pool>,
+    probeByKey: Map<string, Probe>): Record<string, unknown> | undefined {
     const p = this.object(s, 'properties', true);
     if (!p) return undefined;
     this.unmapped(p, KNOWN.rule, 'load-balancing rule');
@@ -868,5 +1052,12 @@ class Importer {
 export function importArm(template: unknown, opts: ImportOptions = {}): ImportResult {
   const im = new Importer();
   const config = im.run(template, opts);
-  return { config: im.errors.length === 0 ? config : null, errors: im.errors, warnings: im.warnings, origins: im.origins };
+  return {
+    config: im.errors.length === 0 ? config : null,
+    errors: im.errors.map(formatIssue),
+    warnings: im.warnings.map(formatIssue),
+    info: im.info.map(formatIssue),
+    issues: { errors: im.errors, warnings: im.warnings, info: im.info },
+    origins: im.origins,
+  };
 }

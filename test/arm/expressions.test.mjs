@@ -124,19 +124,81 @@ test('mapping: several load balancers prefix frontend, pool, probe and rule name
   assert.equal(importArm({ resources: [lb('east'), dyn] }, { set: { 'frontend.west/fe': '10.1.0.9' } }).config.frontends[1].address, '10.1.0.9');
 });
 
-test('mapping: separate load balancer child resources are out of scope', () => {
+test('mapping: load balancer children declared as resources of their own, as exports write them', () => {
+  const pool = (name, members, extra = {}) => ({
+    type: 'Microsoft.Network/loadBalancers/backendAddressPools', apiVersion: '2023-09-01', name,
+    dependsOn: ["[resourceId('Microsoft.Network/loadBalancers', 'lb1')]"],
+    properties: { ...extra, loadBalancerBackendAddresses: members.map(([n, a]) => ({ name: n, properties: { ipAddress: a } })) },
+  });
+  // A pool the load balancer does not list: a pool like any other, that rules can use.
+  const only = lb('lb1', { pool: [] });
+  only.properties.backendAddressPools = [];
   const r = importArm({
     resources: [
-      lb('lb1'),
-      { type: 'Microsoft.Network/loadBalancers/backendAddressPools', name: 'lb1/more', properties: {} },
+      only,
+      pool('lb1/pool', [['nva-9', '10.0.1.9']]),
       { type: 'Microsoft.Network/loadBalancers/inboundNatRules', name: 'lb1/ssh', properties: {} },
     ],
   });
-  assert.deepEqual(r.errors, ['resources[1]: a separate Microsoft.Network/loadBalancers/backendAddressPools resource is not supported (nested load balancer child resources are out of scope); declare it in the load balancer\'s properties.backendAddressPools']);
+  assert.deepEqual(r.errors, []);
+  assert.deepEqual(r.config.backendPools, [{ name: 'pool', backends: [{ name: 'nva-9', address: '10.0.1.9' }] }]);
+  assert.equal(r.config.rules[0].backendPool, 'pool');
   assert.deepEqual(r.warnings, ['resources[2]: not imported: haports has no inbound NAT rules']);
+
+  // Declared both ways (an export): one pool, each member once, what only one declares kept.
+  const both = importArm({ resources: [lb('lb1', { pool: [['nva-0', '10.0.1.4']] }),
+    pool("[concat('lb1', '/pool')]", [['nva-0', '10.0.1.4'], ['nva-1', '10.0.1.5']], { drainPeriodInSeconds: 30 })] });
+  assert.deepEqual(both.errors, []);
+  assert.deepEqual(both.config.backendPools, [{ name: 'pool', drainPeriodSeconds: 30, backends: [
+    { name: 'nva-0', address: '10.0.1.4' }, { name: 'nva-1', address: '10.0.1.5' },
+  ] }]);
+  assert.deepEqual(both.info, ['resources[1]: backend pool "pool" is declared both in load balancer "lb1" (resources[0].properties.backendAddressPools[0]) and as a resource of its own; imported once, with the members of both']);
+
+  // Nested in the load balancer's resources, named "NAME" or "LB/NAME".
   const nested = lb('lb1');
-  nested.resources = [{ type: 'probes', name: 'p', properties: {} }];
-  assert.deepEqual(importArm({ resources: [nested] }).errors, ['resources[0].resources[0]: a separate Microsoft.Network/loadBalancers/probes resource is not supported (nested load balancer child resources are out of scope); declare it in the load balancer\'s properties.probes']);
+  nested.resources = [{ type: 'probes', name: 'p', properties: { protocol: 'Tcp', port: 22 } }, { type: 'backendAddressPools', name: 'lb1/pool2', properties: {} }];
+  const n = importArm({ resources: [nested] });
+  assert.deepEqual(n.errors, []);
+  assert.deepEqual(n.config.probes, [{ name: 'p', protocol: 'tcp', port: 22, intervalSeconds: 15 }]);
+  assert.deepEqual(n.config.backendPools.map((x) => x.name), ['pool', 'pool2']);
+
+  // A child of a load balancer the template does not hold; a name that is not LB/NAME.
+  const stray = importArm({ resources: [lb('lb1'), pool('lb9/pool', [['nva-0', '10.0.1.4']]), pool('lb1', [])] });
+  assert.deepEqual(stray.errors, ['resources[2].name: expected "LOADBALANCER/NAME" as the name of a Microsoft.Network/loadBalancers/backendAddressPools resource, got "lb1"']);
+  assert.deepEqual(stray.warnings, ['resources[1]: not imported: backend pool "pool" belongs to load balancer "lb9", which is not in the template']);
+});
+
+test('mapping: an export\'s pool entries without an address stand for member network interfaces; Dynamic addresses it carries are used', () => {
+  const t = lb('lb1', { pool: [] });
+  t.properties.frontendIPConfigurations[0].properties = { privateIPAllocationMethod: 'Dynamic', privateIPAddress: '10.0.0.100' };
+  t.properties.backendAddressPools[0].properties.loadBalancerBackendAddresses = [{ name: 'rg_nva-a-nicipconfig1', properties: {} }];
+  const nic = {
+    type: 'Microsoft.Network/networkInterfaces', name: 'nva-a-nic',
+    properties: { ipConfigurations: [{ name: 'ipconfig1', properties: {
+      privateIPAllocationMethod: 'Dynamic', privateIPAddress: '10.0.1.4',
+      loadBalancerBackendAddressPools: [{ id: ID('lb1', 'backendAddressPools', 'pool') }],
+    } }] },
+  };
+  const r = importArm({ resources: [t, nic] });
+  assert.deepEqual(r.errors, []);
+  assert.deepEqual(r.config.frontends, [{ name: 'fe', address: '10.0.0.100' }]);
+  assert.deepEqual(r.config.backendPools, [{ name: 'pool', backends: [{ name: 'nva-a-nic/ipconfig1', address: '10.0.1.4' }] }]);
+  assert.deepEqual(r.warnings, [
+    'resources[0].properties.frontendIPConfigurations[0].properties.privateIPAddress: frontend "fe" has a dynamic private address: imported as 10.0.0.100, its address when the template was exported, which Azure may change; make it Static, or pass --set frontend.fe=<ip>',
+    'resources[1].properties.ipConfigurations[0].properties.privateIPAddress: network interface IP configuration "nva-a-nic/ipconfig1" (in pool "pool") has a dynamic private address: imported as 10.0.1.4, its address when the template was exported, which Azure may change; make it Static, or pass --set backend.nva-a-nic/ipconfig1=<ip>',
+  ]);
+  assert.deepEqual(r.info, ['resources[0].properties.backendAddressPools[0].properties.loadBalancerBackendAddresses[0]: backend address "rg_nva-a-nicipconfig1" of pool "pool" stands for network interface IP configuration "nva-a-nic/ipconfig1" (an export lists a member network interface this way); imported from the network interface']);
+  // --set wins over the exported address, without a warning.
+  const set = importArm({ resources: [t, nic] }, { set: { 'backend.nva-a-nic/ipconfig1': '10.0.1.40' } });
+  assert.equal(set.config.backendPools[0].backends[0].address, '10.0.1.40');
+  assert.equal(set.warnings.length, 1);
+  // Without the network interface, the entry has no address: an error that says why.
+  const alone = importArm({ resources: [t] });
+  assert.deepEqual(alone.errors, ['resources[0].properties.backendAddressPools[0].properties.loadBalancerBackendAddresses[0].properties.ipAddress: backend address "rg_nva-a-nicipconfig1" of pool "pool" has no ipAddress (an export lists a member network interface this way: export the network interface with the load balancer); pass --set backend.rg_nva-a-nicipconfig1=<ip>']);
+  assert.deepEqual(alone.issues.errors, [{
+    path: 'resources[0].properties.backendAddressPools[0].properties.loadBalancerBackendAddresses[0].properties.ipAddress',
+    message: 'backend address "rg_nva-a-nicipconfig1" of pool "pool" has no ipAddress (an export lists a member network interface this way: export the network interface with the load balancer); pass --set backend.rg_nva-a-nicipconfig1=<ip>',
+  }]);
 });
 
 test('mapping: property copy loops, conditions, no load balancer, unresolved references', () => {
@@ -161,10 +223,10 @@ test('mapping: property copy loops, conditions, no load balancer, unresolved ref
     protocol: 'Any', frontendPort: 0,
   } }] });
   assert.deepEqual(importArm({ resources: [bad] }).errors, [
-    'resources[0].properties.loadBalancingRules[0].properties.frontendIPConfiguration.id: no frontend IP configuration "nope" in load balancer "lb1" of the template',
-    'resources[0].properties.loadBalancingRules[0].properties.backendAddressPool.id: expected a reference to a backend pool, got one to a Microsoft.Network/virtualNetworks',
-    'resources[0].properties.loadBalancingRules[0].properties.protocol: expected "Tcp", "Udp" or "All", got "Any"',
-    'resources[0].properties.loadBalancingRules[0].properties.backendPort: required',
+    'resources[0].properties.loadBalancingRules[0].properties.frontendIPConfiguration.id: no frontend IP configuration "nope" in load balancer "lb1" of the template (rule "r")',
+    'resources[0].properties.loadBalancingRules[0].properties.backendAddressPool.id: expected a reference to a backend pool, got one to a Microsoft.Network/virtualNetworks (rule "r")',
+    'resources[0].properties.loadBalancingRules[0].properties.protocol: expected "Tcp", "Udp" or "All", got "Any" (rule "r")',
+    'resources[0].properties.loadBalancingRules[0].properties.backendPort: required (rule "r")',
   ]);
 });
 

@@ -115,7 +115,7 @@ test('(e) unsupported template functions are reported where they are, with what 
   assert.equal(r.code, 1);
   assert.equal(r.stdout, '');
   assert.deepEqual(r.lines, [
-    'resources[2].properties.frontendIPConfigurations[0].properties.privateIPAddress: unsupported template function reference(); pass --set frontend.fe1=<ip> instead',
+    'resources[2].properties.frontendIPConfigurations[0].properties.privateIPAddress: unsupported template function reference() (frontend "fe1"); pass --set frontend.fe1=<ip> instead',
     'resources[1].copy: resource copy loops are not supported: this network interface joins pool "nvas"; declare each network interface on its own, or list the pool\'s loadBalancerBackendAddresses',
     'variables.ruleName: unsupported template function uniqueString() (needed for resources[2].properties.loadBalancingRules[0].name)',
   ]);
@@ -213,7 +213,7 @@ test('(h) the HA-ports quickstart itself: generated name, Azure-assigned address
   assert.equal(validate(ok.stdout).code, 0);
 });
 
-test('the core\'s warnings (HA ports on IPv6) pass through, with where they came from; they never fail', async () => {
+test('the core\'s notes (HA ports on IPv6) pass through, with where they came from; they never fail', async () => {
   const id = (type, name) => `[resourceId('Microsoft.Network/loadBalancers/${type}', 'v6-ilb', '${name}')]`;
   const file = writeTemp('v6.json', {
     resources: [{
@@ -234,8 +234,128 @@ test('the core\'s warnings (HA ports on IPv6) pass through, with where they came
   assert.equal(r.code, 0, r.stderr);
   const v6 = r.lines.filter((l) => /IPv6/.test(l));
   assert.equal(v6.length, 1, r.stderr);
-  assert.match(v6[0], /^warning: rules\[0\]: .*"fe6".* \(from resources\[0\]\.properties\.loadBalancingRules\[0\]\)$/);
+  assert.match(v6[0], /^(info|warning): rules\[0\]: .*"fe6".* \(from resources\[0\]\.properties\.loadBalancingRules\[0\]\)$/);
   assert.equal(JSON.parse(r.stdout).frontends[0].address, 'fd00:10::100');
+  // With --json: the template path, the configuration path beside it.
+  const j = JSON.parse((await importArm(file, '--json')).stdout);
+  const note = [...j.warnings, ...j.info].find((i) => /IPv6/.test(i.message));
+  assert.equal(note.path, 'resources[0].properties.loadBalancingRules[0]');
+  assert.equal(note.configPath, 'rules[0]');
+});
+
+// portal-export.json is a template as the Azure portal's "Export template" (and `az group
+// export`) writes it for a hub with an internal Standard load balancer in front of two
+// NVAs: parameters named TYPE_NAME_name with the names as defaults, resourceId()/concat()
+// ids, the pool both in the load balancer and as a Microsoft.Network/loadBalancers/
+// backendAddressPools resource (its NIC members listed as address entries without an
+// address), an inbound NAT rule both ways, NICs with Dynamic addresses carrying the
+// address Azure gave them, the VMs, the virtual network and its subnets.
+test('(i) an Azure portal export: child-resource pool merged, Dynamic NIC addresses used with a warning; valid', async () => {
+  const r = await importArm(template('portal-export.json'));
+  assert.equal(r.code, 0, r.stderr);
+  const config = JSON.parse(r.stdout);
+  assert.deepEqual(config, {
+    hashKey: KEY,
+    frontends: [{ name: 'hub-lb-fe', address: '10.10.1.100' }],
+    backendPools: [{ name: 'nva-pool', backends: [
+      { name: 'nva0-nic/ipconfig1', address: '10.10.1.4' },
+      { name: 'nva1-nic/ipconfig1', address: '10.10.1.5' },
+    ] }],
+    probes: [{ name: 'nva-health', protocol: 'tcp', port: 22, intervalSeconds: 5, threshold: 1 }],
+    rules: [{ name: 'ha-ports', frontend: 'hub-lb-fe', backendPool: 'nva-pool', protocol: 'all', frontendPort: 0, backendPort: 0,
+      floatingIp: false, loadDistribution: 'default', idleTimeoutMinutes: 4, enableTcpReset: false, probe: 'nva-health' }],
+  });
+  const v = validate(r.stdout);
+  assert.equal(v.code, 0, v.stdout + v.stderr);
+
+  const dynamic = (i, nic, ip) => `warning: resources[${i}].properties.ipConfigurations[0].properties.privateIPAddress: network interface IP configuration "${nic}/ipconfig1" (in pool "nva-pool") has a dynamic private address: imported as ${ip}, its address when the template was exported, which Azure may change; make it Static, or pass --set backend.${nic}/ipconfig1=<ip>`;
+  assert.deepEqual(r.lines, [
+    'warning: resources[4]: not imported: haports has no inbound NAT rules',
+    'warning: resources[7].properties.inboundNatRules: not imported: haports has no inbound NAT rules',
+    dynamic(8, 'nva0-nic', '10.10.1.4'),
+    dynamic(9, 'nva1-nic', '10.10.1.5'),
+    'info: resources[3]: backend pool "nva-pool" is declared both in load balancer "hub-lb" (resources[7].properties.backendAddressPools[0]) and as a resource of its own; imported once, with the members of both',
+    ...[0, 1].map((i) => `info: resources[7].properties.backendAddressPools[0].properties.loadBalancerBackendAddresses[${i}]: backend address "hub-rg_nva${i}-nicipconfig1" of pool "nva-pool" stands for network interface IP configuration "nva${i}-nic/ipconfig1" (an export lists a member network interface this way); imported from the network interface`),
+  ]);
+
+  // The names come from the parameters the portal generates: --set renames.
+  const renamed = await importArm(template('portal-export.json'), '--set', 'loadBalancers_hub_lb_name=edge-lb',
+    '--set', 'networkInterfaces_nva0_nic_name=fw0-nic', '--set', 'backend.fw0-nic/ipconfig1=10.10.1.14');
+  assert.equal(renamed.code, 0, renamed.stderr);
+  assert.deepEqual(JSON.parse(renamed.stdout).backendPools[0].backends, [
+    { name: 'fw0-nic/ipconfig1', address: '10.10.1.14' }, { name: 'nva1-nic/ipconfig1', address: '10.10.1.5' },
+  ]);
+  assert.equal(renamed.lines.filter((l) => /dynamic private address/.test(l)).length, 1, 'a --set address needs no warning');
+});
+
+test('--json: {config, warnings, info} on success, the configuration exactly as printed without --json', async () => {
+  const plain = await importArm(template('portal-export.json'));
+  const r = await importArm(template('portal-export.json'), '--json');
+  assert.equal(r.code, 0);
+  assert.equal(r.stderr, '');
+  const j = JSON.parse(r.stdout);
+  assert.deepEqual(Object.keys(j), ['config', 'warnings', 'info']);
+  assert.deepEqual(j.config, JSON.parse(plain.stdout));
+  assert.deepEqual(j.warnings[2], {
+    path: 'resources[8].properties.ipConfigurations[0].properties.privateIPAddress',
+    message: 'network interface IP configuration "nva0-nic/ipconfig1" (in pool "nva-pool") has a dynamic private address: imported as 10.10.1.4, its address when the template was exported, which Azure may change; make it Static, or pass --set backend.nva0-nic/ipconfig1=<ip>',
+  });
+  assert.equal(j.warnings.length, 4);
+  assert.equal(j.info.length, 3);
+  assert.equal(j.info[0].path, 'resources[3]');
+  assert.equal(validate(j.config).code, 0);
+});
+
+test('--json: {errors, warnings, info} on failure, each error {path, message} naming its object; exit codes unchanged', async () => {
+  const d = await importArm(template('dynamic.json'), '--json');
+  assert.equal(d.code, 1);
+  assert.equal(d.stderr, '');
+  const dj = JSON.parse(d.stdout);
+  assert.deepEqual(Object.keys(dj), ['errors', 'warnings', 'info']);
+  assert.deepEqual(dj.errors[0], {
+    path: 'resources[0].properties.frontendIPConfigurations[0].properties.privateIPAllocationMethod',
+    message: 'frontend "fe" has a dynamic private address, known only after deployment; pass --set frontend.fe=<ip>',
+  });
+  assert.deepEqual(dj.errors.map((e) => e.message.match(/"([^"]+)"/)[1]), ['fe', 'nva-a/ipconfig1', 'nva-b/ipconfig1']);
+
+  // An error of the template's content: the rule named beside the path.
+  const bad = writeTemp('bad-rule.json', { resources: [{
+    type: 'Microsoft.Network/loadBalancers', name: 'lb', properties: {
+      frontendIPConfigurations: [{ name: 'fe', properties: { privateIPAddress: '10.0.0.4' } }],
+      backendAddressPools: [{ name: 'p', properties: { loadBalancerBackendAddresses: [{ name: 'b0', properties: { ipAddress: '10.0.1.4', adminState: 'Sideways' } }] } }],
+      loadBalancingRules: [{ name: 'ha', properties: {
+        frontendIPConfiguration: { id: "[resourceId('Microsoft.Network/loadBalancers/frontendIPConfigurations', 'lb', 'fe')]" },
+        backendAddressPool: { id: "[resourceId('Microsoft.Network/loadBalancers/backendAddressPools', 'lb', 'p')]" },
+        protocol: 'Sctp', frontendPort: 0, backendPort: 0,
+      } }],
+    },
+  }] });
+  const b = JSON.parse((await importArm(bad, '--json')).stdout);
+  assert.deepEqual(b.errors, [
+    { path: 'resources[0].properties.backendAddressPools[0].properties.loadBalancerBackendAddresses[0].properties.adminState',
+      message: 'expected "None", "Up" or "Down", got "Sideways" (backend "b0" of pool "p")' },
+    { path: 'resources[0].properties.loadBalancingRules[0].properties.protocol', message: 'expected "Tcp", "Udp" or "All", got "Sctp" (rule "ha")' },
+  ]);
+
+  // The configuration's own checks: the template path, the configuration path beside it.
+  const mix = await importArm(template('mix-caveat4.json'), '--json');
+  assert.equal(mix.code, 1);
+  const caveat = JSON.parse(mix.stdout).errors.find((e) => /caveat 4/.test(e.message));
+  assert.equal(caveat.path, 'resources[0].properties.backendAddressPools[0]');
+  assert.equal(caveat.configPath, 'backendPools[0]');
+  assert.match(caveat.message, /"ha"/);
+
+  // Unreadable input and usage errors: JSON all the same, exit 2.
+  const missing = await importArm('test/arm/templates/nope.json', '--json');
+  assert.equal(missing.code, 2);
+  assert.deepEqual(JSON.parse(missing.stdout), { errors: [{ path: '$', message: 'cannot read template test/arm/templates/nope.json: ENOENT' }], warnings: [], info: [] });
+  const params = await importArm(template('internal-haports.json'), '--parameters', 'README.md', '--json');
+  assert.equal(params.code, 2);
+  assert.equal(JSON.parse(params.stdout).errors[0].path, '--parameters');
+  const option = await importArm(template('internal-haports.json'), '--bogus', '--json');
+  assert.equal(option.code, 2);
+  assert.equal(option.stderr, '');
+  assert.match(JSON.parse(option.stdout).errors[0].message, /--bogus/);
 });
 
 test('usage: exit 2 for no template, an unreadable file, bad JSON, a malformed --set, an unknown option', async () => {
@@ -264,4 +384,10 @@ test('CLI: node bin/haports.mjs import-arm, its output accepted by haports valid
   assert.equal(mix.code, 1);
   assert.match(mix.stderr, /caveat 4/);
   assert.equal(cli('import-arm').code, 2);
+  const json = cli('import-arm', template('portal-export.json'), '--json');
+  assert.equal(json.code, 0, json.stderr);
+  assert.equal(validate(JSON.parse(json.stdout).config).code, 0);
+  const missing = cli('import-arm', 'nope.json', '--json');
+  assert.equal(missing.code, 2);
+  assert.equal(JSON.parse(missing.stdout).errors[0].path, '$');
 });
