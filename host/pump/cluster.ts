@@ -15,6 +15,7 @@ import { availableParallelism } from 'node:os';
 import { BACKEND_STATES, C_DROP_REASON_BASE, COUNTERS, REASONS } from '../lib/abi.js';
 import { Worker } from 'node:worker_threads';
 import type { Described } from '../lib/core.js';
+import type { FlowFilter, FlowInfo } from '../lib/lookup.js';
 import { addCoreSnapshots, type CoreSnapshot } from './metrics.js';
 import type { LogFn } from './probes.js';
 import type { PumpSettings, PumpSnapshot } from './pump.js';
@@ -212,6 +213,16 @@ export class PumpCluster {
   async snapshot(): Promise<{ core: CoreSnapshot; pump: PumpSnapshot[] }> {
     const replies = await Promise.all(this.workers.map((w) => this.call(w, { type: 'snapshot' }, 'snapshot')));
     return { core: addCoreSnapshots(replies.map((r) => r.core)), pump: replies.map((r) => r.pump) };
+  }
+
+  /**
+   * The tracked flows of every worker that pass `filter` (lib/lookup.ts listFlows), at
+   * most `limit` in all, each with its worker; `entries` is the flow tables' fill.
+   */
+  async flows(filter: FlowFilter, limit: number): Promise<{ flows: (FlowInfo & { worker: number })[]; entries: number; truncated: boolean }> {
+    const replies = await Promise.all(this.workers.map((w) => this.call(w, { type: 'flows', filter, limit: limit + 1 }, 'flows')));
+    const all = replies.flatMap((r, worker) => (r.flows as FlowInfo[]).map((f) => ({ ...f, worker })));
+    return { flows: all.slice(0, limit), entries: replies.reduce((n, r) => n + r.used, 0), truncated: all.length > limit };
   }
 
   /** Stops every worker gracefully; resolves with their final counters, added up. */

@@ -208,19 +208,41 @@ export function parseHostPort(text: string, defaultPort?: number): ListenAddress
   return { host, port };
 }
 
+/** An admin endpoint beside /metrics: its answer to a GET of its path (query in `url`). */
+export type AdminRoute = (url: URL) => Promise<{ status: number; body: unknown }>;
+
 /**
- * Serves GET /metrics (and HEAD) with `render()`'s text; 404 elsewhere. Resolves once
- * listening; the address actually bound is `server.address()` (port 0 picks one).
+ * Serves GET /metrics (and HEAD) with `render()`'s text, and each of `routes` (path →
+ * answer, as JSON); 404 elsewhere. Resolves once listening; the address actually bound
+ * is `server.address()` (port 0 picks one).
  */
-export function startMetricsServer(at: ListenAddress, render: () => string | Promise<string>): Promise<Server> {
+export function startMetricsServer(
+  at: ListenAddress, render: () => string | Promise<string>, routes: Record<string, AdminRoute> = {},
+): Promise<Server> {
   const server = createServer(async (req, res) => {
-    const path = (req.url ?? '/').split('?')[0];
-    if (path !== '/metrics') {
-      res.writeHead(404, { 'content-type': 'text/plain' }).end('not found; metrics are at /metrics\n');
+    const url = new URL(req.url ?? '/', 'http://admin');
+    const path = url.pathname;
+    const route = Object.hasOwn(routes, path) ? routes[path] : undefined;
+    if (path !== '/metrics' && !route) {
+      const paths = ['/metrics', ...Object.keys(routes)].join(', ');
+      res.writeHead(404, { 'content-type': 'text/plain' }).end(`not found; this endpoint serves ${paths}\n`);
       return;
     }
     if (req.method !== 'GET' && req.method !== 'HEAD') {
       res.writeHead(405, { allow: 'GET, HEAD' }).end();
+      return;
+    }
+    if (route) {
+      let answer: { status: number; body: unknown };
+      try {
+        answer = await route(url);
+      } catch (e: any) {
+        // A RangeError is the request's fault (a bad filter); anything else is ours.
+        answer = { status: e instanceof RangeError ? 400 : 500, body: { error: String(e?.message ?? e) } };
+      }
+      const text = JSON.stringify(answer.body) + '\n';
+      res.writeHead(answer.status, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(text) });
+      res.end(req.method === 'HEAD' ? undefined : text);
       return;
     }
     let body: string;

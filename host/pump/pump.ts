@@ -72,6 +72,9 @@ import { PeerSet } from './peers.js';
 import { NativeLoop } from './nativeloop.js';
 import { addressWords, loadNative, type NativeUdp } from './udpio.js';
 import { finalStats, PumpCluster } from './cluster.js';
+import { adminRoutes } from './admin.js';
+import { listFlows } from '../lib/lookup.js';
+import { Announcer, notReadyReasons, readAnnounce, type AnnounceSettings } from './announce.js';
 import { DROPS_HELP, MetricsWriter, parseHostPort, startMetricsServer, writeCoreMetrics } from './metrics.js';
 
 // ---- Settings ----------------------------------------------------------------------
@@ -108,6 +111,8 @@ export interface PumpSettings {
   workers: number | null;
   /** Native path: runs of equal-length datagrams to one appliance leave as one UDP GSO message. */
   udpSegmentation: boolean;
+  /** Frontend addresses held on an interface while ready, for a BGP daemon to announce (announce.ts); null: none. */
+  announce: AnnounceSettings | null;
 }
 
 export type InnerChecksums = 'complete' | 'count' | 'off';
@@ -117,7 +122,7 @@ export const PUMP_DEFAULTS = {
   batchSize: 256, batchTimeoutMicros: 0, queuePackets: 8192, socketBufferBytes: 4 * 1024 * 1024,
 };
 
-const PUMP_FIELDS = ['listeners', 'batchSize', 'batchTimeoutMicros', 'queuePackets', 'socketBufferBytes', 'innerChecksums', 'workers', 'udpSegmentation'];
+const PUMP_FIELDS = ['listeners', 'batchSize', 'batchTimeoutMicros', 'queuePackets', 'socketBufferBytes', 'innerChecksums', 'workers', 'udpSegmentation', 'announce'];
 const LISTENER_FIELDS = ['name', 'protocol', 'frontend', 'bind', 'appliancePort', 'vnis', 'peers'];
 
 /**
@@ -210,8 +215,9 @@ export function readPumpSettings(described: Described, maxBatch: number): { sett
       }
     });
   }
+  const announce = readAnnounce(p.announce, errors);
   if (errors.length > 0) return { errors };
-  return { settings: { listeners, batchSize, batchTimeoutMicros, queuePackets, socketBufferBytes, innerChecksums, workers, udpSegmentation }, errors };
+  return { settings: { listeners, batchSize, batchTimeoutMicros, queuePackets, socketBufferBytes, innerChecksums, workers, udpSegmentation, announce }, errors };
 }
 
 // ---- Logging -----------------------------------------------------------------------
@@ -975,11 +981,18 @@ Logs are JSON lines on standard error; SIGTERM or SIGINT stops the pump graceful
 writes the final counters.
 
   --config FILE        haports configuration (JSON) with a "pump" section
-  --metrics [HOST:]PORT  serve Prometheus metrics at http://HOST:PORT/metrics; HOST
-                       defaults to 127.0.0.1 (a wildcard address is allowed, with a
-                       warning: the metrics name every appliance)
+  --metrics [HOST:]PORT  serve Prometheus metrics at http://HOST:PORT/metrics, and the
+                       admin endpoints /ready (200 or 503 with reasons), /flows
+                       (tracked flows, filtered, bounded) and /lookup (where a flow
+                       goes and why); HOST defaults to 127.0.0.1 (a wildcard address
+                       is allowed, with a warning: they name every appliance)
   --log-level LEVEL    error, warn, info (default) or debug
   --watch              reload when the configuration file changes (as on SIGHUP)
+
+With "pump.announce" ({"interface", "addresses", "withdrawSeconds"}), the pump holds
+the addresses on that interface (a dummy one, created if missing) only while it is
+ready, for the host's BGP daemon to announce; on SIGTERM it withdraws them, forwards for
+withdrawSeconds more, then stops (docs/fleet.md).
 
 SIGHUP reloads the configuration: a valid one is applied while running (tracked flows
 are kept; listeners whose address did not change keep their sockets), an invalid one is
@@ -1040,6 +1053,7 @@ export async function pumpCommand(argv: string[], out: NodeJS.WritableStream, er
 
   const log = jsonLogger(err, level);
   for (const w of core.warnings) log('warn', 'configuration warning', { warning: w });
+  for (const i of core.info) log('info', 'configuration info', { info: i });
 
   // Signals: the first stops gracefully, a second one during shutdown exits at once.
   let stopRequested: string | null = null;
@@ -1063,7 +1077,31 @@ export async function pumpCommand(argv: string[], out: NodeJS.WritableStream, er
   log('info', 'io', native
     ? { path: 'native', note: 'recvmmsg/sendmmsg through wasm memory', addon: reason, workers: cluster.count }
     : { path: 'node:dgram', reason, workers: cluster.count });
-  const probeResults = (target: number, ok: boolean, now: number) => cluster.probe(target, ok, now);
+  // Readiness (announce.ts): listeners bound, the configuration applied, an appliance up
+  // behind every listener's frontend. With pump.announce, the frontend addresses are held
+  // on an interface (for the host's BGP daemon) exactly while the pump is ready.
+  let running = settings;
+  let runningText = text;
+  let listenersBound = true;
+  let announcer = settings.announce ? new Announcer(settings.announce, log) : null;
+  const notReady = (): string[] => {
+    const reasons: string[] = [];
+    if (!pumpStarted) reasons.push('starting: listeners not bound yet');
+    if (stopRequested) reasons.push(`stopping (${stopRequested})`);
+    if (!listenersBound) reasons.push('a listener could not be bound at the last reload');
+    reasons.push(...notReadyReasons(core.describe(), running.listeners.map((l) => l.frontend), (b) => core.backendState(b)));
+    return reasons;
+  };
+  const evaluate = (trigger: string): void => {
+    if (!announcer) return;
+    const reasons = notReady();
+    announcer.set(reasons.length === 0, reasons.length === 0 ? { trigger } : { trigger, reasons })
+      .catch((e) => log('error', 'announce', { error: String(e?.message ?? e) }));
+  };
+  const probeResults = (target: number, ok: boolean, now: number) => {
+    cluster.probe(target, ok, now);
+    evaluate('probe');
+  };
   let monitor = new HealthMonitor(core, { log, onResult: probeResults });
 
   // Reload: SIGHUP (and, with --watch, a change of the file) re-reads the configuration;
@@ -1087,10 +1125,21 @@ export async function pumpCommand(argv: string[], out: NodeJS.WritableStream, er
       // The control's core first (the probes' targets), then every worker's.
       core.configure(next.text);
       const report = await cluster.reconfigure(next.text, next.settings, core.describe());
+      running = next.settings;
+      runningText = next.text;
+      listenersBound = report.failed.length === 0;
+      if (JSON.stringify(next.settings.announce) !== JSON.stringify(announcer?.settings ?? null)) {
+        // Another interface or other addresses: the old ones are withdrawn first.
+        if (announcer) await announcer.set(false, { trigger: 'reload: pump.announce changed' });
+        announcer = next.settings.announce ? new Announcer(next.settings.announce, log) : null;
+        await announcer?.prepare();
+      }
+      evaluate(`reload (${why})`);
       monitor.stop();
       monitor = new HealthMonitor(core, { log, onResult: probeResults });
       monitor.start().catch((e) => log('error', 'probes', { error: String(e) }));
       for (const w of core.warnings) log('warn', 'configuration warning', { warning: w });
+      for (const i of core.info) log('info', 'configuration info', { info: i });
       log('info', 'reloaded', { trigger: why, config: values.config, ...report, probeTargets: monitor.targets.length });
     })().catch((e) => log('error', 'reload failed; the running configuration stays', { trigger: why, error: String(e?.message ?? e) }))
       .finally(() => {
@@ -1124,6 +1173,15 @@ export async function pumpCommand(argv: string[], out: NodeJS.WritableStream, er
         code = 2;
       }
     }
+    if (pumpStarted && announcer && !stopRequested) {
+      try {
+        await announcer.prepare();
+        evaluate('started');
+      } catch (e: any) {
+        log('error', 'announce: cannot use the interface', { interface: announcer.settings.interface, message: e.message });
+        code = 2;
+      }
+    }
     if (pumpStarted && metricsAt && !stopRequested) {
       try {
         server = await startMetricsServer(metricsAt, async () => {
@@ -1132,8 +1190,22 @@ export async function pumpCommand(argv: string[], out: NodeJS.WritableStream, er
           writeCoreMetrics(w, snap.core, core.describe());
           writePumpMetrics(w, snap.pump);
           monitor.writeMetrics(w);
+          w.family('haports_pump_ready', 'gauge', 'Whether the pump can forward: listeners bound, configuration applied, an appliance up behind every listener\'s frontend (GET /ready).')
+            .sample(notReady().length === 0 ? 1 : 0);
+          if (announcer) {
+            w.family('haports_pump_announced', 'gauge', 'Whether the pump holds its pump.announce addresses on their interface (for the BGP daemon).')
+              .sample(announcer.isAnnounced ? 1 : 0, { interface: announcer.settings.interface });
+          }
           return w.text();
-        });
+        }, adminRoutes({
+          ready: () => ({ reasons: notReady(), announced: announcer ? announcer.isAnnounced : null }),
+          // The filter is checked here (the control's core has the same names): a bad one is a 400.
+          flows: (filter, limit) => { listFlows(core, filter, 0); return cluster.flows(filter, limit); },
+          lookup: (_spec, ingress) => {
+            const states = core.names.backends.map((_, b) => core.backendState(b));
+            return { module: core.module, text: runningText, states, ingress: ingress ?? running.listeners[0].frontend, names: core.names };
+          },
+        }));
         const a = server.address() as any;
         log('info', 'metrics', { url: `http://${a.family === 'IPv6' ? `[${a.address}]` : a.address}:${a.port}/metrics` });
         if (a.address === '0.0.0.0' || a.address === '::') {
@@ -1163,6 +1235,15 @@ export async function pumpCommand(argv: string[], out: NodeJS.WritableStream, er
     monitor.stop();
     watcher?.close();
     if (reloading) await reloading;
+    if (announcer?.isAnnounced) {
+      // Withdraw first, then keep forwarding while the routers move the flows away.
+      await announcer.set(false, { trigger: stopRequested ?? 'stopping' }).catch(() => {});
+      const ms = announcer.settings.withdrawSeconds * 1000;
+      if (ms > 0 && stopRequested) {
+        log('info', 'withdrawn; forwarding until the routers have moved the flows', { withdrawSeconds: announcer.settings.withdrawSeconds });
+        await new Promise((r) => setTimeout(r, ms));
+      }
+    }
     final = await cluster.stop();
     if (server) await new Promise((r) => { server!.closeAllConnections?.(); server!.close(() => r(null)); });
     process.off('SIGTERM', onTerm);

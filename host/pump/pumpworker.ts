@@ -9,11 +9,13 @@
 //   ← configure {text}      reload: pump.reconfigure (flows kept), new sockets bound on
 //                           `bind`, in worker order
 //   ← snapshot              counters for the metrics
+//   ← flows {filter, limit} this worker's tracked flows (the admin endpoint's /flows)
 //   ← stop                  stop gracefully, send the final counters
-//   → log / started / configured / snapshot / stopped / failed
+//   → log / started / configured / snapshot / flows / stopped / failed
 
 import { parentPort, workerData } from 'node:worker_threads';
 import { Core } from '../lib/core.js';
+import { listFlows } from '../lib/lookup.js';
 import { coreSnapshot } from './metrics.js';
 import { Pump, stageText } from './pump.js';
 import { loadNative } from './udpio.js';
@@ -66,6 +68,9 @@ port.on('message', async (m: any) => {
         break;
       case 'snapshot':
         post({ type: 'snapshot', id: m.id, core: coreSnapshot(core), pump: pump.snapshot() });
+        break;
+      case 'flows':
+        post({ type: 'flows', id: m.id, flows: listFlows(core, m.filter ?? {}, m.limit), used: core.exports.flowTableUsed() });
         break;
       case 'stop': {
         await pump.stop();
