@@ -11,6 +11,11 @@
 // the pump never loads an addon built from other source.
 //
 //   node scripts/build-native.mjs        (CC overrides the compiler, default cc)
+//
+// `npm run build` runs it. The npm package ships this script and udpio.c but runs nothing
+// at install (no compiler is needed to install it): there the pump uses node:dgram until
+// `node node_modules/haports/scripts/build-native.mjs` is run once, which writes
+// node_modules/haports/build/native/udpio.node beside the bundles that load it.
 import { spawnSync } from 'node:child_process';
 import { existsSync, mkdirSync, renameSync, rmSync } from 'node:fs';
 import { dirname, join } from 'node:path';
@@ -55,3 +60,4 @@ if (run.status !== 0) {
   skip(`${cc} failed to compile ${source.slice(root.length + 1)}: ${first.trim()}`);
 }
 renameSync(temporary, output);
+console.log(`build-native: built ${output.slice(root.length + 1)}; the pump will use recvmmsg/sendmmsg`);

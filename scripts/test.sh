@@ -5,6 +5,7 @@ cd "$(dirname "$0")/.."
 bash scripts/setup.sh --test
 echo "== the generated interface files match abi/haports.abi.json"
 node scripts/gen-abi.mjs --check
+node scripts/gen-config-doc.mjs --check
 npm run build
 npm run build:envoy-native
 

@@ -1,6 +1,6 @@
 // The haports library: `import { Dataplane } from 'haports'`.
 //
-// A Dataplane is one instance of the core (the release wasm, embedded in this bundle)
+// A Dataplane is one instance of the core (the release wasm, build/haports.wasm, read when the bundle loads)
 // with its configuration, flow table and counters. Two ways to run packets:
 //
 // - convenience: `dp.process([buf, buf, …], { ingress: 'fe-v4' })` copies the packets

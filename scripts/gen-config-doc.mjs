@@ -1,0 +1,142 @@
+#!/usr/bin/env node
+// Writes docs/configuration.md, the reference of every configuration field (its type and
+// allowed values, its default, its meaning), from config.schema.json: the schema is the one
+// source, so a field's description or default is edited there, never in the page.
+//
+//   node scripts/gen-config-doc.mjs           write the page if it differs
+//   node scripts/gen-config-doc.mjs --check   write nothing; exit 1 if the page is stale
+//
+// Every property of the schema must have a description (exit 2 naming those that do not),
+// so that a new field cannot reach the page without its meaning. scripts/test.sh runs
+// --check, so a schema change without regenerating the page fails the tests.
+import { existsSync, readFileSync, writeFileSync } from 'node:fs';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+const root = join(dirname(fileURLToPath(import.meta.url)), '..');
+const SOURCE = 'config.schema.json';
+const OUTPUT = 'docs/configuration.md';
+const schema = JSON.parse(readFileSync(join(root, SOURCE), 'utf8'));
+
+function fail(msg) {
+  process.stderr.write(`gen-config-doc: ${SOURCE}: ${msg}\n`);
+  process.exit(2);
+}
+
+/** A schema with its $ref resolved (#/$defs/… only); the site's own keywords win. */
+function resolve(s) {
+  if (!s?.$ref) return s;
+  const m = /^#\/\$defs\/([^/]+)$/.exec(s.$ref);
+  if (!m || !schema.$defs?.[m[1]]) fail(`unresolvable $ref ${s.$ref}`);
+  const { $ref, ...own } = s;
+  return { ...resolve(schema.$defs[m[1]]), ...own };
+}
+
+const code = (v) => `\`${v}\``;
+const json = (v) => code(JSON.stringify(v));
+const cell = (text) => String(text).replace(/\|/g, '\\|').replace(/\n/g, ' ');
+
+/** The allowed values of a (resolved) schema, in words. */
+function typeOf(s) {
+  s = resolve(s);
+  if ('const' in s) return json(s.const);
+  if (s.enum) return `one of ${s.enum.map(json).join(', ')}`;
+  const alternatives = s.oneOf ?? (s.type ? null : s.anyOf);
+  if (alternatives) return alternatives.map(typeOf).join(', or ');
+  if (s.anyOf && s.anyOf.every((a) => a.format)) {
+    const formats = { ipv4: 'IPv4', ipv6: 'IPv6' };
+    return `${s.type}: an ${s.anyOf.map((a) => formats[a.format] ?? a.format).join(' or ')} address`;
+  }
+  const parts = [];
+  if (s.type === 'array') {
+    const items = resolve(s.items ?? {});
+    parts.push(items.type === 'object' ? 'array of objects (below)' : `array of ${typeOf(items)}`);
+    if (s.minItems !== undefined) parts.push(`at least ${s.minItems}`);
+    if (s.maxItems !== undefined) parts.push(`at most ${s.maxItems}`);
+    return parts.join(', ');
+  }
+  if (s.type === 'object') return s.properties ? 'object (below)' : 'object';
+  parts.push(s.type ?? 'any');
+  const low = s.minimum ?? (s.exclusiveMinimum !== undefined ? `above ${s.exclusiveMinimum}` : undefined);
+  const high = s.maximum ?? (s.exclusiveMaximum !== undefined ? `below ${s.exclusiveMaximum}` : undefined);
+  if (low !== undefined && high !== undefined) parts.push(typeof low === 'number' ? `${low} to ${high}` : `${low}, at most ${high}`);
+  else if (low !== undefined) parts.push(typeof low === 'number' ? `at least ${low}` : low);
+  else if (high !== undefined) parts.push(typeof high === 'number' ? `at most ${high}` : high);
+  if (s.minLength !== undefined || s.maxLength !== undefined) {
+    parts.push(`${s.minLength ?? 0} to ${s.maxLength ?? '∞'} characters`);
+  }
+  if (s.pattern) parts.push(`matching ${code(s.pattern)}`);
+  if (s.format) parts.push(`format ${s.format}`);
+  return parts.join(', ');
+}
+
+/** The object schema whose fields are listed under a path (objects, arrays of objects, a oneOf's object). */
+function objectOf(s) {
+  s = resolve(s);
+  if (s.type === 'object' && s.properties) return s;
+  if (s.type === 'array') return objectOf(s.items ?? {});
+  for (const a of s.oneOf ?? s.anyOf ?? []) {
+    const o = objectOf(a);
+    if (o) return o;
+  }
+  return null;
+}
+
+// Sections: the top level, then each object in the order met (depth first).
+const sections = [];
+function walk(title, path, object) {
+  const rows = [];
+  const nested = [];
+  for (const [name, raw] of Object.entries(object.properties)) {
+    const field = path ? `${path}.${name}` : name;
+    const s = resolve(raw);
+    if (typeof s.description !== 'string' || !s.description.trim()) fail(`${field} has no description`);
+    const required = (object.required ?? []).includes(name);
+    const value = 'default' in s ? json(s.default) : required ? 'required' : '—';
+    rows.push([code(field), typeOf(s), value, s.description]);
+    const inner = objectOf(s);
+    if (inner) nested.push([s.type === 'array' ? `${field}[]` : field, inner]);
+  }
+  sections.push({ title, path, rows });
+  for (const [p, inner] of nested) walk(code(p), p, inner);
+}
+walk('Top level', '', schema);
+
+function table(rows) {
+  return ['| field | type and values | default | meaning |', '| --- | --- | --- | --- |',
+    ...rows.map((r) => `| ${r.map(cell).join(' | ')} |`)].join('\n');
+}
+
+const L = [
+  `<!-- generated by scripts/gen-config-doc.mjs from ${SOURCE}: edit that file, not this one -->`,
+  '',
+  '# Configuration reference',
+  '',
+  `Every field of a haports configuration: its type and allowed values, its default and its meaning, generated from the JSON Schema [${SOURCE}](../${SOURCE}). The semantics in prose, with an annotated example, are in [design.md](design.md#the-configuration); [examples/config.json](../examples/config.json) is a runnable configuration.`,
+  '',
+  schema.description,
+  '',
+  'A default of `—` means the field has no fixed default: leaving it out means what its meaning says. `required` fields must be given. The core rejects a configuration whole, with every error as `path: reason`; `haports validate` checks one without running it.',
+  '',
+];
+if (schema.additionalProperties !== false) {
+  L.push('Unknown fields inside the objects below are errors. Other top-level sections belong to hosts and are left to them: the packet pump\'s `"pump"` ([README](../README.md#packet-pump)) and the Envoy filter\'s `"filter"` ([envoy/README.md](../envoy/README.md)).', '');
+}
+L.push('## Contents', '');
+for (const s of sections) {
+  const anchor = (s.path || 'top-level').toLowerCase().replace(/[^a-z0-9 _-]/g, '').replace(/ /g, '-');
+  L.push(`- [${s.title}](#${anchor})`);
+}
+L.push('');
+for (const s of sections) L.push(`## ${s.title}`, '', table(s.rows), '');
+
+const next = L.join('\n').replace(/\n+$/, '\n');
+const file = join(root, OUTPUT);
+const current = existsSync(file) ? readFileSync(file, 'utf8') : null;
+if (current === next) process.exit(0);
+if (process.argv.includes('--check')) {
+  process.stderr.write(`gen-config-doc: stale (run node scripts/gen-config-doc.mjs): ${OUTPUT}\n`);
+  process.exit(1);
+}
+writeFileSync(file, next);
+process.stderr.write(`gen-config-doc: wrote ${OUTPUT}\n`);
