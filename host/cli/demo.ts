@@ -45,8 +45,11 @@ function xorshift(seed: number): () => number {
   };
 }
 
-/** A packet of `f` in one direction (forward: a → b), written into `out` at `at`; returns its length. */
-function writePacket(f: Flow, forward: boolean, out: Uint8Array, at: number): number {
+/**
+ * A packet of `f` in one direction (forward: a → b), written into `out` at `at`; returns
+ * its length. A TCP flow's opening packet is a SYN, any later one an ACK.
+ */
+function writePacket(f: Flow, forward: boolean, out: Uint8Array, at: number, opening: boolean): number {
   const [src, dst] = forward ? [f.a, f.b] : [f.b, f.a];
   const [sport, dport] = forward ? [f.sport, f.dport] : [f.dport, f.sport];
   const l4len = f.proto === 6 ? 20 : 8;
@@ -67,7 +70,7 @@ function writePacket(f: Flow, forward: boolean, out: Uint8Array, at: number): nu
     l4[4] = f.sport >> 8; l4[5] = f.sport & 0xff;
   } else {
     l4[0] = sport >> 8; l4[1] = sport & 0xff; l4[2] = dport >> 8; l4[3] = dport & 0xff;
-    if (f.proto === 6) { l4[12] = 0x50; l4[13] = 0x10; } else { l4[5] = 8; } // TCP: ACK (mid-connection)
+    if (f.proto === 6) { l4[12] = 0x50; l4[13] = opening ? 0x02 : 0x10; } else { l4[5] = 8; } // TCP: SYN, then ACK
   }
   return p.length;
 }
@@ -93,14 +96,16 @@ function makeFlows(n: number, seed: number): Flow[] {
 }
 
 /** Runs every flow once (forward or reverse) through the hub; returns each flow's backend. */
-function runFlows(dp: Dataplane, flows: Flow[], forward: boolean, now: number, progress: (done: number) => void): (string | null)[] {
+function runFlows(
+  dp: Dataplane, flows: Flow[], forward: boolean, now: number, progress: (done: number) => void, opening = false,
+): (string | null)[] {
   const out: (string | null)[] = [];
   const arena = dp.arena;
   for (let start = 0; start < flows.length; start += dp.maxBatch) {
     const batch = flows.slice(start, start + dp.maxBatch);
     let off = 0;
     batch.forEach((f, i) => {
-      const len = writePacket(f, forward, arena, off);
+      const len = writePacket(f, forward, arena, off, opening);
       dp.setPacket(i, off, len);
       off += len;
     });
@@ -142,7 +147,7 @@ export async function demoCommand(argv: string[], out: NodeJS.WritableStream, er
   const proto = (f: Flow) => (f.proto === 6 ? 'TCP' : f.proto === 17 ? 'UDP' : 'ICMP');
 
   // 1. Spread.
-  const first = runFlows(dp, flows, true, 1000, progressFor('spread', n));
+  const first = runFlows(dp, flows, true, 1000, progressFor('spread', n), true);
   const spread = names.map((name) => ({ name, flows: first.filter((b) => b === name).length }));
   // 2. Stickiness: the same flows again.
   const again = runFlows(dp, flows, true, 2000, progressFor('stickiness', n));
@@ -162,13 +167,13 @@ export async function demoCommand(argv: string[], out: NodeJS.WritableStream, er
   const otherOnFailed = flows.filter((f, i) => onFailed[i] && f.proto !== 6).length;
   const bystandersMoved = flows.filter((_, i) => !onFailed[i] && during[i] !== first[i]).length;
   const fresh = makeFlows(Math.max(100, Math.floor(n / 4)), seed + 1);
-  const freshDuring = runFlows(dp, fresh, true, 5000, () => {});
+  const freshDuring = runFlows(dp, fresh, true, 5000, () => {}, true);
   const freshToFailed = freshDuring.filter((b) => b === failed).length;
 
   // 5. nva-2 returns.
   dp.setHealth(failed, 'up');
   const fresh2 = makeFlows(Math.max(100, Math.floor(n / 4)), seed + 2);
-  const freshAfter = runFlows(dp, fresh2, true, 6000, () => {});
+  const freshAfter = runFlows(dp, fresh2, true, 6000, () => {}, true);
   const freshToReturned = freshAfter.filter((b) => b === failed).length;
   const after = runFlows(dp, flows, true, 7000, () => {});
   const movedBack = after.filter((b, i) => b !== during[i]).length;
