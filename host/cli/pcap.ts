@@ -406,34 +406,67 @@ function concat(a: Uint8Array, b: Uint8Array): Uint8Array {
   return out;
 }
 
+/**
+ * The largest record or block CaptureStream waits for (64 MiB, far above any snaplen): a
+ * larger length is a damaged capture, said at once rather than after holding the rest of
+ * the input in memory.
+ */
+const STREAM_RECORD_LIMIT = 64 * 1024 * 1024;
+
 const u32at = (b: Uint8Array, at: number, le: boolean) => new DataView(b.buffer, b.byteOffset + at, 4).getUint32(0, le);
 
 /**
  * A capture read as its bytes arrive: feed() takes the next chunk and returns the packets
  * of every record (pcap) or block (pcapng) now complete; end() checks nothing is left
- * over. The parse is readCapture's own, run on the file's header blocks (pcap: the global
- * header; pcapng: the section header and its interface descriptions) followed by the
- * complete records, so memory holds one chunk and one partial record, whatever the size
- * of the capture. Packet data are views valid until the next feed().
+ * over. pcapng: the parse is readCapture's own, run on the section header and its
+ * interface descriptions followed by the complete blocks; pcap: the global header is
+ * readCapture's, the complete records are read in place (the same fields, no copy). Memory
+ * holds one chunk and one partial record, whatever the size of the capture. Packet data
+ * are views valid until the next feed().
  */
 export class CaptureStream {
   private pending: Uint8Array = new Uint8Array(0);
   /** pcap: the global header; pcapng: the current section's header block and interface blocks. */
   private prefix: Uint8Array = new Uint8Array(0);
-  private format: 'pcap' | 'pcapng' | null = null;
+  private kind: 'pcap' | 'pcapng' | null = null;
   private le = true;
   private nextIndex = 0;
   /** Bytes of the file before `pending` (for messages). */
   private consumed = 0;
+  /** pcap: the file's link type and its fraction of a second (10^6 or 10^9 per second). */
+  private pcapLinktype = 0;
+  private pcapFracPerSec = 1_000_000;
 
   get packetsRead(): number { return this.nextIndex; }
   get bytesRead(): number { return this.consumed; }
+  /** 'pcap' or 'pcapng' once the first bytes have said which; null before. */
+  get format(): 'pcap' | 'pcapng' | null { return this.kind; }
 
   feed(chunk: Uint8Array): CapturedPacket[] {
-    this.pending = concat(this.pending, chunk);
     const out: CapturedPacket[] = [];
-    if (this.format === null && !this.start()) return out;
-    let end = 0; // complete records or packet blocks in pending[0, end)
+    if (this.kind === 'pcap' && this.pending.length > 0) {
+      // A record cut by the previous chunk: completed from this chunk's head, a copy of
+      // that record only; the rest of the chunk is read in place.
+      let take = 0;
+      for (;;) {
+        const have = this.pending.length;
+        const want = have < PCAP_RECORD_HEADER ? PCAP_RECORD_HEADER : PCAP_RECORD_HEADER + this.inclLen(0);
+        if (have >= want || take === chunk.length) break;
+        const n = Math.min(want - have, chunk.length - take);
+        this.pending = concat(this.pending, chunk.subarray(take, take + n));
+        take += n;
+      }
+      this.pcapRecords(out);
+      if (this.pending.length > 0) return out; // still cut: the chunk is used up
+      chunk = chunk.subarray(take);
+    }
+    this.pending = concat(this.pending, chunk);
+    if (this.kind === null && !this.start()) return out;
+    if (this.kind === 'pcap') {
+      this.pcapRecords(out);
+      return out;
+    }
+    let end = 0; // complete packet blocks in pending[0, end)
     const flush = () => {
       if (end === 0) return;
       const parsed = readCapture(concat(this.prefix, this.pending.subarray(0, end))).packets;
@@ -441,15 +474,6 @@ export class CaptureStream {
       this.drop(end);
       end = 0;
     };
-    if (this.format === 'pcap') {
-      while (this.pending.length - end >= PCAP_RECORD_HEADER) {
-        const total = PCAP_RECORD_HEADER + u32at(this.pending, end + 8, this.le);
-        if (this.pending.length - end < total) break;
-        end += total;
-      }
-      flush();
-      return out;
-    }
     for (;;) {
       const rest = this.pending.length - end;
       if (rest < 12) break;
@@ -462,6 +486,9 @@ export class CaptureStream {
       }
       const total = u32at(this.pending, end + 4, this.le);
       if (total < 12 || total % 4 !== 0) { flush(); readCapture(concat(this.prefix, this.pending)); fail('bad block length', this.consumed); }
+      if (total > STREAM_RECORD_LIMIT) {
+        fail(`block of type ${type} claims ${total} bytes, more than ${STREAM_RECORD_LIMIT} (a damaged capture)`, this.consumed + end + 4);
+      }
       if (rest < total) break;
       if (type === PCAPNG_SHB_TYPE || type === 1) {
         flush();
@@ -478,7 +505,7 @@ export class CaptureStream {
 
   /** The input ended: a partial record or block is an error, as readCapture reports it. */
   end(): void {
-    if (this.format === null) {
+    if (this.kind === null) {
       if (this.pending.length < 4) fail(`file too short (${this.pending.length} bytes) to hold a capture header`, 0);
       readCapture(this.pending);
       return;
@@ -489,22 +516,65 @@ export class CaptureStream {
     }
   }
 
+  /** The complete pcap records at the start of `pending`, read as readPcap reads them, then dropped. */
+  private pcapRecords(out: CapturedPacket[]): void {
+    // The header was checked by start(): a complete record cannot be malformed, so nothing
+    // here throws but a length no capture has, and a partial record waits for the next
+    // chunk (or is end()'s error).
+    const buf = this.pending;
+    const le = this.le;
+    const dv = new DataView(buf.buffer, buf.byteOffset, buf.byteLength);
+    const fracPerSec = this.pcapFracPerSec;
+    const nsecPerFrac = fracPerSec === 1_000_000 ? 1000 : 1;
+    let end = 0;
+    while (buf.length - end >= PCAP_RECORD_HEADER) {
+      const inclLen = this.inclLen(end);
+      const dataOff = end + PCAP_RECORD_HEADER;
+      if (buf.length - dataOff < inclLen) break;
+      const frac = dv.getUint32(end + 4, le);
+      out.push({
+        index: this.nextIndex++,
+        linktype: this.pcapLinktype,
+        tsSec: dv.getUint32(end, le) + Math.floor(frac / fracPerSec),
+        tsNsec: (frac % fracPerSec) * nsecPerFrac,
+        data: buf.subarray(dataOff, dataOff + inclLen),
+        origLen: dv.getUint32(end + 12, le),
+      });
+      end = dataOff + inclLen;
+    }
+    this.drop(end);
+  }
+
+  /**
+   * incl_len of the pcap record at `at` in `pending`. Beyond STREAM_RECORD_LIMIT it is an
+   * error at once: waiting for that many bytes would hold the rest of the input in memory.
+   */
+  private inclLen(at: number): number {
+    const n = u32at(this.pending, at + 8, this.le);
+    if (n > STREAM_RECORD_LIMIT) {
+      fail(`pcap record ${this.nextIndex} claims ${n} captured bytes, more than ${STREAM_RECORD_LIMIT} (a damaged capture)`, this.consumed + at + 8);
+    }
+    return n;
+  }
+
   private start(): boolean {
     if (this.pending.length < 4) return false;
     const magicLe = u32at(this.pending, 0, true);
     const magicBe = u32at(this.pending, 0, false);
     if (magicLe === PCAP_MAGIC_US || magicLe === PCAP_MAGIC_NS || magicBe === PCAP_MAGIC_US || magicBe === PCAP_MAGIC_NS) {
       if (this.pending.length < PCAP_GLOBAL_HEADER) return false;
-      this.format = 'pcap';
+      this.kind = 'pcap';
       this.le = magicLe === PCAP_MAGIC_US || magicLe === PCAP_MAGIC_NS;
       readCapture(this.pending.subarray(0, PCAP_GLOBAL_HEADER)); // checks the header
+      this.pcapLinktype = u32at(this.pending, 20, this.le) & 0xffff;
+      this.pcapFracPerSec = (this.le ? magicLe : magicBe) === PCAP_MAGIC_NS ? 1_000_000_000 : 1_000_000;
       this.prefix = this.pending.slice(0, PCAP_GLOBAL_HEADER);
       this.drop(PCAP_GLOBAL_HEADER);
       return true;
     }
     if (magicBe === PCAPNG_SHB_TYPE) {
       if (this.pending.length < 12) return false;
-      this.format = 'pcapng';
+      this.kind = 'pcapng';
       return true;
     }
     fail(`unrecognised file magic 0x${magicBe.toString(16).padStart(8, '0')} (not pcap or pcapng)`, 0);

@@ -103,7 +103,7 @@ test('maglev: each backend\'s share of its pool\'s table; weights show', () => {
 test('haports lookup and haports maglev: text, --json, and exit codes', () => {
   const t = run('lookup', '--config', 'examples/config.json', 'tcp', '192.0.2.7:40000', '10.0.0.100:443');
   assert.equal(t.status, 0, t.stderr);
-  assert.match(t.stdout, /^forward tcp 192\.0\.2\.7:40000 → 10\.0\.0\.100:443: rule ha, backend nvas\/nva-\d \(consistent hash\)\nreverse /);
+  assert.match(t.stdout, /^forward tcp 192\.0\.2\.7:40000 → 10\.0\.0\.100:443: rule ha, backend nvas\/nva-\d \(consistent hash, slot \d+ of 65537\)\nreverse /);
   const j = run('lookup', '--config', 'examples/config.json', '--json', 'udp', '[2001:db8::7]:53', '[fd00::100]:53');
   assert.equal(j.status, 0, j.stderr);
   const r = JSON.parse(j.stdout);

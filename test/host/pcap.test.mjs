@@ -13,6 +13,7 @@ import { mkdtempSync, readFileSync, writeFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import {
+  CaptureStream,
   readCapture,
   writePcap,
   LINKTYPE_ETHERNET,
@@ -602,5 +603,121 @@ describe('malformed input throws capture: errors', () => {
     const v2 = Buffer.from(shb);
     v2.writeUInt16LE(2, 12);
     assertCaptureError(new Uint8Array(v2), /unsupported pcapng version 2\.0/);
+  });
+});
+
+// ---------------------------------------------------------------------------
+// CaptureStream: the capture as its bytes arrive (haports replay of a file or a pipe).
+
+describe('CaptureStream', () => {
+  const packets = [
+    { data: bytes('4500001400000000401100000a0000010a000002'), tsSec: 1700000000, tsNsec: 123456789 },
+    { data: bytes('00'), tsSec: 1, tsNsec: 999999999 },
+    { data: new Uint8Array(0), tsSec: 2, tsNsec: 0 },
+    { data: new Uint8Array(1500).map((_, i) => i & 0xff), tsSec: 0xffffffff, tsNsec: 1000 },
+    { data: bytes('6000000000000000'), tsSec: 3, tsNsec: 5000 },
+  ];
+  /** The same packets as a microsecond pcap (magic a1b2c3d4, fractions in µs). */
+  function microsecondPcap(le) {
+    const b = Buffer.from(writePcap(packets, LINKTYPE_RAW));
+    b.writeUInt32LE(0xa1b2c3d4, 0);
+    let off = 24;
+    for (const p of packets) {
+      b.writeUInt32LE(p.tsNsec / 1000, off + 4);
+      off += 16 + p.data.length;
+    }
+    return le ? new Uint8Array(b) : pcapToBigEndian(new Uint8Array(b));
+  }
+  const ngPackets = (w) => packets.map((p, i) => w.epb(i % 2, BigInt(p.tsSec) * 1_000_000_000n + BigInt(p.tsNsec), p.data));
+  const captures = {
+    'pcap, little-endian, ns': writePcap(packets, LINKTYPE_RAW),
+    'pcap, big-endian, ns': pcapToBigEndian(writePcap(packets, LINKTYPE_ETHERNET)),
+    'pcap, little-endian, µs': microsecondPcap(true),
+    'pcap, big-endian, µs': microsecondPcap(false),
+    'pcap, no packets': writePcap([], LINKTYPE_RAW),
+    'pcapng, two sections, both byte orders, skipped blocks': concat(
+      le.shb(), le.idb(LINKTYPE_ETHERNET, { options: [le.tsresol(9)] }), le.idb(LINKTYPE_RAW, { options: [le.tsresol(9)] }),
+      ...ngPackets(le), le.block(5, le.u32(0), le.u32(0), le.u32(0)),
+      be.shb(), be.idb(LINKTYPE_IPV6, { options: [be.tsresol(9)] }), be.idb(LINKTYPE_IPV4, { options: [be.tsresol(9)] }),
+      be.spb(2, bytes('4500')), ...ngPackets(be),
+    ),
+  };
+
+  /** Feeds `buf` in pieces cut at `cuts`, summarising each batch at once (views live until the next feed). */
+  function stream(buf, cuts) {
+    const s = new CaptureStream();
+    const out = [];
+    let from = 0;
+    for (const to of [...cuts, buf.length]) {
+      out.push(...summary(s.feed(buf.subarray(from, to))));
+      from = to;
+    }
+    s.end();
+    return { packets: out, s };
+  }
+
+  test('any cutting of the bytes gives readCapture\'s packets (every record format, every chunk size)', () => {
+    for (const [name, buf] of Object.entries(captures)) {
+      const expected = readCapture(buf);
+      const cutsOf = (size) => Array.from({ length: Math.ceil(buf.length / size) - 1 }, (_, k) => (k + 1) * size);
+      let seed = 7;
+      const random = [];
+      for (let at = 0; ;) {
+        at += 1 + ((seed = (seed * 1103515245 + 12345) >>> 0) % 97);
+        if (at >= buf.length) break;
+        random.push(at);
+      }
+      for (const [how, cuts] of [['whole', []], ['1 byte', cutsOf(1)], ['3 bytes', cutsOf(3)], ['24 bytes', cutsOf(24)],
+        ['1000 bytes', cutsOf(1000)], ['random', random]]) {
+        const { packets: got, s } = stream(buf, cuts);
+        assert.deepEqual(got, summary(expected.packets), `${name}, ${how}`);
+        assert.equal(s.packetsRead, expected.packets.length, `${name}, ${how}`);
+        assert.equal(s.bytesRead, buf.length, `${name}, ${how}`);
+        assert.equal(s.format, expected.format, `${name}, ${how}`);
+      }
+    }
+  });
+
+  test('a capture cut anywhere: the packets readCapture finds, or its error (at the feed or the end)', () => {
+    for (const name of ['pcap, big-endian, µs', 'pcapng, two sections, both byte orders, skipped blocks']) {
+      const full = captures[name];
+      for (let n = 0; n < full.length; n++) {
+        const cut = full.subarray(0, n);
+        let expected;
+        try {
+          expected = summary(readCapture(cut).packets);
+        } catch (e) {
+          expected = e;
+        }
+        for (const cuts of [[], Array.from({ length: Math.floor(n / 5) }, (_, k) => (k + 1) * 5).filter((at) => at < n)]) {
+          if (expected instanceof Error) {
+            assert.throws(() => stream(cut, cuts), /^Error: capture: .* at byte offset \d+$/, `${name} cut at ${n}`);
+          } else {
+            assert.deepEqual(stream(cut, cuts).packets, expected, `${name} cut at ${n}`);
+          }
+        }
+      }
+    }
+  });
+
+  test('garbage is refused at the first bytes that show it', () => {
+    assert.throws(() => new CaptureStream().feed(new TextEncoder().encode('GET / HTTP/1.1\r\n')), /^Error: capture: unrecognised file magic 0x47455420/);
+    const s = new CaptureStream();
+    assert.deepEqual(s.feed(bytes('d4c3')), []);
+    assert.throws(() => s.end(), /^Error: capture: file too short \(2 bytes\)/);
+    assert.throws(() => new CaptureStream().end(), /^Error: capture: file too short \(0 bytes\)/);
+  });
+
+  test('a length no capture has is an error at once, not a wait holding the rest of the input', () => {
+    const pcap = Buffer.from(writePcap(packets, LINKTYPE_RAW));
+    pcap.writeUInt32LE(0xffffffff, 24 + 8); // record 0's incl_len
+    for (const cut of [24 + 16, 24 + 9, 30]) {
+      const s = new CaptureStream();
+      assert.throws(() => { s.feed(pcap.subarray(0, cut)); s.feed(pcap.subarray(cut, cut + 100)); },
+        /^Error: capture: pcap record 0 claims 4294967295 captured bytes, more than 67108864 \(a damaged capture\) at byte offset 32$/, `cut at ${cut}`);
+    }
+    const ng = Buffer.from(concat(le.shb(), le.idb(LINKTYPE_RAW), le.epb(0, 0n, bytes('4500'))));
+    ng.writeUInt32LE(0x7ffffffc, 28 + 20 + 4); // the EPB's length
+    assert.throws(() => new CaptureStream().feed(ng), /^Error: capture: block of type 6 claims 2147483644 bytes, more than 67108864 \(a damaged capture\) at byte offset 52$/);
   });
 });

@@ -14,6 +14,7 @@ import { vxlanHeader } from '../../build/host/tunnel.mjs';
 import { appliances, baseConfig, concat, ether, ipv4, waitFor } from './helpers.mjs';
 
 const PUMP = fileURLToPath(new URL('../../build/host/pump.mjs', import.meta.url));
+const CLI = fileURLToPath(new URL('../../bin/haports.mjs', import.meta.url));
 
 /** The pump command in a child process (optionally inside a network namespace). */
 function spawnPump(config, { netns } = {}) {
@@ -114,6 +115,28 @@ test('admin endpoints: /ready, /flows (filtered, bounded), /lookup (tracked flow
     assert.equal(r.body.forward.tracked, null);
     assert.ok(r.body.forward.slot >= 0 && r.body.forward.slot < r.body.forward.tableSize);
     assert.equal((await get(`${base}/lookup?proto=tcp`)).status, 400);
+
+    // The CLI asks the same endpoints: haports flows and haports lookup --pump.
+    const cli = (...args) => new Promise((resolve) => {
+      const c = spawn(process.execPath, [CLI, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
+      let out = '', err = '';
+      c.stdout.on('data', (d) => { out += d; });
+      c.stderr.on('data', (d) => { err += d; });
+      c.on('exit', (code) => resolve({ code, out, err }));
+    });
+    let c = await cli('flows', '--pump', base, '--backend', 'a1', '--json');
+    assert.equal(c.code, 0, c.err);
+    assert.equal(JSON.parse(c.out).returned, a1);
+    c = await cli('flows', '--pump', base, '--port', '20007');
+    assert.equal(c.code, 0, c.err);
+    assert.match(c.out, new RegExp(`^tcp +172\\.16\\.1\\.8:20007 → 172\\.16\\.2\\.1:443  ha/${got.get(20007)}  unverified`, 'm'));
+    assert.match(c.out, /^1 flows; 20 flow-table entries in use$/m);
+    c = await cli('lookup', '--pump', base, 'tcp', `${f.src}:${f.sport}`, `${f.dst}:${f.dport}`);
+    assert.equal(c.code, 0, c.err);
+    assert.match(c.out, new RegExp(`^forward tcp .*backend p/${got.get(f.sport)} \\(tracked flow`, 'm'));
+    c = await cli('flows', '--pump', base, '--backend', 'nope');
+    assert.equal(c.code, 2);
+    assert.match(c.err, /no backend named "nope"/);
 
     const metrics = await get(`${base}/metrics`);
     assert.match(metrics.body, /^haports_pump_ready 1$/m);
