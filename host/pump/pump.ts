@@ -174,8 +174,8 @@ export function readPumpSettings(described: Described, maxBatch: number): { sett
     p.listeners.forEach((l: any, i: number) => {
       const at = `pump.listeners[${i}]`;
       if (typeof l !== 'object' || l === null || Array.isArray(l)) { errors.push(`${at}: must be an object`); return; }
-      for (const k of Object.keys(l)) if (!LISTENER_FIELDS.includes(k)) errors.push(`${at}.${k}: unknown field`);
       const before = errors.length;
+      for (const k of Object.keys(l)) if (!LISTENER_FIELDS.includes(k)) errors.push(`${at}.${k}: unknown field`);
       if (typeof l.name !== 'string' || l.name === '') errors.push(`${at}.name: required, a non-empty string`);
       else if (names.has(l.name)) errors.push(`${at}.name: duplicate listener name ${JSON.stringify(l.name)}`);
       else names.add(l.name);
@@ -207,6 +207,13 @@ export function readPumpSettings(described: Described, maxBatch: number): { sett
           + ' of the tunnel peers this listener accepts');
       } else {
         try { peerSet = new PeerSet(l.peers, family); } catch (e: any) { errors.push(`${at}.peers${e.message}`); }
+      }
+      // Each error names the listener beside its path, as the core's errors name their objects.
+      if (typeof l.name === 'string' && l.name !== '') {
+        for (let k = before; k < errors.length; k++) {
+          const cut = errors[k].indexOf(': ');
+          errors[k] = `${errors[k].slice(0, cut)}: listener ${JSON.stringify(l.name)}: ${errors[k].slice(cut + 2)}`;
+        }
       }
       if (errors.length === before) {
         listeners.push({

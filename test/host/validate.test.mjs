@@ -262,8 +262,8 @@ test('haports validate checks a pump section as the pump reads it', () => {
   r = run({ ...base, pump: { listeners: [{ ...open, frontend: 'nope' }] } });
   assert.equal(r.status, 1);
   assert.deepEqual(r.stdout.trim().split('\n'), [
-    'pump.listeners[0].frontend: unknown frontend "nope"',
-    'pump.listeners[0].peers: required, a non-empty array of source prefixes ("10.9.0.0/24", "fd00::/64", or one address) of the tunnel peers this listener accepts',
+    'pump.listeners[0].frontend: listener "vx": unknown frontend "nope"',
+    'pump.listeners[0].peers: listener "vx": required, a non-empty array of source prefixes ("10.9.0.0/24", "fd00::/64", or one address) of the tunnel peers this listener accepts',
   ]);
   assert.equal(peers.length, 1);
 });

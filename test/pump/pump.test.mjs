@@ -77,21 +77,21 @@ test('settings: defaults, and every error as path: reason', () => {
     `pump.batchSize: must be an integer from 1 to ${maxBatch}`,
     'pump.queuePackets: must be an integer from 1 to 1048576',
     'pump.health: moved to the top-level "health" section, which the core reads (docs/health.md)',
-    'pump.listeners[0].extra: unknown field',
-    'pump.listeners[0].protocol: must be "vxlan" or "geneve"',
-    'pump.listeners[0].frontend: unknown frontend "nope"',
-    'pump.listeners[0].bind: "host.example:99999": port must be 0-65535',
-    'pump.listeners[1].bind: "fd00::1:4789": write an IPv6 address in brackets, [ADDRESS]:PORT',
-    'pump.listeners[2].name: duplicate listener name "b"',
-    'pump.listeners[2].vnis: required, a non-empty array of 24-bit integers (the VNIs this listener relays)',
-    'pump.listeners[1].vnis: required, a non-empty array of 24-bit integers (the VNIs this listener relays)',
-    'pump.listeners[1].peers: required, a non-empty array of source prefixes ("10.9.0.0/24", "fd00::/64", or one address) of the tunnel peers this listener accepts',
-    'pump.listeners[2].peers[0]: "10.0.0.0/33": the length must be 0-32',
+    'pump.listeners[0].extra: listener "a": unknown field',
+    'pump.listeners[0].protocol: listener "a": must be "vxlan" or "geneve"',
+    'pump.listeners[0].frontend: listener "a": unknown frontend "nope"',
+    'pump.listeners[0].bind: listener "a": "host.example:99999": port must be 0-65535',
+    'pump.listeners[1].bind: listener "b": "fd00::1:4789": write an IPv6 address in brackets, [ADDRESS]:PORT',
+    'pump.listeners[2].name: listener "b": duplicate listener name "b"',
+    'pump.listeners[2].vnis: listener "b": required, a non-empty array of 24-bit integers (the VNIs this listener relays)',
+    'pump.listeners[1].vnis: listener "b": required, a non-empty array of 24-bit integers (the VNIs this listener relays)',
+    'pump.listeners[1].peers: listener "b": required, a non-empty array of source prefixes ("10.9.0.0/24", "fd00::/64", or one address) of the tunnel peers this listener accepts',
+    'pump.listeners[2].peers[0]: listener "b": "10.0.0.0/33": the length must be 0-32',
     'pump.innerChecksums: must be "complete", "count" or "off"',
     'pump.udpSegmentation: must be true or false',
   ]) assert.ok(bad.includes(e), `missing error ${e}\n got ${bad.join('\n')}`);
   assert.ok(settingsOf({ frontends: [], pump: { listeners: [{ name: 'a', protocol: 'vxlan', frontend: 'x', bind: 'myhost:1' }] } })
-    .errors.includes('pump.listeners[0].bind: "myhost" is not an IP address'));
+    .errors.includes('pump.listeners[0].bind: listener "a": "myhost" is not an IP address'));
 });
 
 /** n UDP flows from distinct sources, as Ethernet frames. */
@@ -430,7 +430,7 @@ test('command: --help 0, usage 2, invalid configuration 1, unbindable address 2'
   assert.match(r.err, /frontends\[0\]\.address/);
   r = await runPump(['--config', write('bad-pump.json', { ...baseConfig(apps, { listeners: [{ name: 'x', protocol: 'vxlan', frontend: 'zz', bind: '127.0.0.1:0' }] }) })]);
   assert.equal(r.code, 1);
-  assert.match(r.err, /pump\.listeners\[0\]\.frontend: unknown frontend "zz"/);
+  assert.match(r.err, /pump\.listeners\[0\]\.frontend: listener "x": unknown frontend "zz"/);
   r = await runPump(['--config', write('nobind.json', baseConfig(apps, { listeners: [{ name: 'x', protocol: 'vxlan', frontend: 'fe', bind: '192.0.2.77:4789', vnis: [1], peers: ['192.0.2.0/24'] }] }))]);
   assert.equal(r.code, 2);
   assert.ok(r.lines.some((l) => l.level === 'error' && l.msg === 'cannot bind a listener' && l.error === 'EADDRNOTAVAIL'));
