@@ -496,11 +496,13 @@ function processPacket(plan: Plan, i: i32, pk: Packet, now: f64, nextHop: bool, 
     // ---- Handover: a mid-stream TCP packet of a flow this instance does not track, soon
     // after the pool's backend set changed, most likely belongs to a connection that began
     // before the change (on another instance of a fleet, or before a restart): it keeps the
-    // backend the previous table gives it while that backend is up (docs/fleet.md).
+    // backend the previous table gives it, as a tracked flow on that backend would — while
+    // it is up, and while it is down or draining if the rule keeps flows there
+    // (persistOnUnhealthy, drainPeriodSeconds) (docs/design.md, Handover).
     if (!hit && pool.previousValid && pk.proto == PROTO_TCP && (pk.tcpFlags & TCP_SYN) == 0
       && tick - pool.changedTick < pool.handoverMs && (flags & FLAG_FAIL_OPEN) == 0) {
       const prev = lookup(pool.spare, pool.m, h);
-      if (prev != b && prev != NONE && unchecked(plan.backendState[prev]) == BACKEND_UP) {
+      if (prev != b && prev != NONE && !mustLeave(plan, pk, pool, rule, prev, now)) {
         b = prev;
         count(C_HANDOVER);
       }

@@ -33,3 +33,5 @@ HAPORTS_PUMP_IO=native node --test test/pump/pump.test.mjs test/pump/metrics.tes
 python3 test/pump/test_pump_netns.py
 echo "== the lab: kernel VXLAN endpoints, stateful iptables firewalls, iperf3, curl and ping through the pump (offload on)"
 python3 test/pump/test_pump_lab.py
+echo "== the fleet: three pumps behind a BGP/ECMP router (BIRD, BFD), stateful firewalls; kills, joins, reloads and appliance failures under load"
+python3 test/fleet/test_fleet.py

@@ -1091,9 +1091,36 @@ export async function pumpCommand(argv: string[], out: NodeJS.WritableStream, er
   let runningText = text;
   let listenersBound = true;
   let announcer = settings.announce ? new Announcer(settings.announce, log) : null;
+  // Settling: a target whose first result failed may have failed for a passing reason (a
+  // route or a neighbour not there yet): its "down" is not trusted for readiness until
+  // `threshold` results in a row confirm it, or successes bring it up. A first success
+  // settles at once. Until every target has settled once, the pump does not call itself
+  // ready, so an instance does not join a fleet with a view of health the others lack.
+  let settled = false;
+  const streaks = new Map<number, { ok: boolean; n: number; settled: boolean }>();
+  const unsettled = (): number => {
+    if (settled) return 0;
+    const d = core.describe();
+    let n = 0;
+    for (const t of d.probeTargets) {
+      const s = streaks.get(t.index);
+      if (!s || !s.settled) n++;
+    }
+    if (n === 0) settled = true;
+    return n;
+  };
+  const observe = (target: number, ok: boolean) => {
+    if (settled) return;
+    const s = streaks.get(target);
+    const n = s && s.ok === ok ? s.n + 1 : 1;
+    const threshold = core.describe().probes[core.describe().probeTargets[target]?.probe ?? 0]?.threshold ?? 1;
+    streaks.set(target, { ok, n, settled: (s?.settled ?? false) || (s === undefined && ok) || n >= threshold });
+  };
   const notReady = (): string[] => {
     const reasons: string[] = [];
     if (!pumpStarted) reasons.push('starting: listeners not bound yet');
+    const settling = unsettled();
+    if (settling > 0) reasons.push(`probes settling: ${settling} target(s) failed their first probe and are not yet confirmed down or up`);
     if (stopRequested) reasons.push(`stopping (${stopRequested})`);
     if (!listenersBound) reasons.push('a listener could not be bound at the last reload');
     reasons.push(...notReadyReasons(core.describe(), running.listeners.map((l) => l.frontend), (b) => core.backendState(b)));
@@ -1107,6 +1134,7 @@ export async function pumpCommand(argv: string[], out: NodeJS.WritableStream, er
   };
   const probeResults = (target: number, ok: boolean, now: number) => {
     cluster.probe(target, ok, now);
+    observe(target, ok);
     evaluate('probe');
   };
   let monitor = new HealthMonitor(core, { log, onResult: probeResults });

@@ -149,20 +149,29 @@ test('admin endpoints: /ready, /flows (filtered, bounded), /lookup (tracked flow
   }
 });
 
-test('/ready is 503 with the reason while no appliance behind a listener\'s frontend is healthy', async () => {
+test('/ready is 503 with the reasons while probes settle and while no appliance behind a listener\'s frontend is healthy', async () => {
   // A TCP probe to a port nobody listens on: every appliance is down from the first round.
   const closed = await new Promise((r) => { const s = net.createServer().listen(0, '127.0.0.1', () => { const { port } = s.address(); s.close(() => r(port)); }); });
   const apps = await appliances(2);
   const cfg = baseConfig(apps.list, { listeners: listeners(apps.port) });
-  cfg.probes = [{ name: 'dead', protocol: 'tcp', port: closed, intervalSeconds: 1, threshold: 1 }];
+  cfg.probes = [{ name: 'dead', protocol: 'tcp', port: closed, intervalSeconds: 1, threshold: 2 }];
   cfg.rules[0].probe = 'dead';
   const p = spawnPump(cfg);
   try {
     await waitFor(() => p.lines.find((l) => l.msg === 'running'), 15000, 'the pump running');
     const base = p.lines.find((l) => l.msg === 'metrics').url.replace(/\/metrics$/, '');
-    const r = await get(`${base}/ready`);
+    // A first failure is not trusted until `threshold` results confirm it (a route or a
+    // neighbour may not have been there yet): the pump is not ready while its view settles.
+    let r = await get(`${base}/ready`);
     assert.equal(r.status, 503);
     assert.equal(r.body.ready, false);
+    assert.match(r.body.reasons[0], /^probes settling: 2 target\(s\) failed their first probe/);
+    // Confirmed down: the only reason left is the frontend without a healthy appliance.
+    for (const deadline = Date.now() + 8000; r.body.reasons.length !== 1 && Date.now() < deadline;) {
+      await new Promise((res) => setTimeout(res, 100));
+      r = await get(`${base}/ready`);
+    }
+    assert.equal(r.status, 503);
     assert.deepEqual(r.body.reasons, ['frontend "fe": no healthy appliance']);
     assert.match((await get(`${base}/metrics`)).body, /^haports_pump_ready 0$/m);
   } finally {

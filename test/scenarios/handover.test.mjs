@@ -15,7 +15,7 @@ const FE = '10.0.0.100';
 const SYN = 0x02, ACK = 0x10;
 const NVAS = ['nva-0', 'nva-1', 'nva-2', 'nva-3'];
 
-function config(handoverSeconds) {
+function config(handoverSeconds, persistOnUnhealthy = 'defaultForProtocol') {
   return JSON.stringify({
     hashKey: '0x000102030405060708090a0b0c0d0e0f',
     frontends: [{ name: 'hub', address: FE }],
@@ -23,7 +23,7 @@ function config(handoverSeconds) {
       name: 'nvas', maglevTableSize: 1009, ...(handoverSeconds === undefined ? {} : { handoverSeconds }),
       backends: NVAS.map((name, i) => ({ name, address: `10.0.1.${4 + i}` })),
     }],
-    rules: [{ name: 'ha', frontend: 'hub', backendPool: 'nvas', protocol: 'all', frontendPort: 0, backendPort: 0, floatingIp: true }],
+    rules: [{ name: 'ha', frontend: 'hub', backendPool: 'nvas', protocol: 'all', frontendPort: 0, backendPort: 0, floatingIp: true, persistOnUnhealthy }],
   });
 }
 
@@ -42,15 +42,15 @@ function run(core, packets, now) {
   return out;
 }
 
-function fleetChange(handoverSeconds, { gapMs = 1000 } = {}) {
+function fleetChange(handoverSeconds, { gapMs = 1000, persist } = {}) {
   const next = rng(7);
   const flows = Array.from({ length: 4000 }, (_, i) => ({ src: randomV4(next), sport: 1024 + (i % 60000), dport: 443 }));
   const syn = flows.map((f) => packet({ src: f.src, dst: FE, sport: f.sport, dport: f.dport, tcpFlags: SYN }));
   const ack = flows.map((f) => packet({ src: f.src, dst: FE, sport: f.sport, dport: f.dport, tcpFlags: ACK }));
   const a = new Core(Core.load().module);
   const b = new Core(Core.load().module);
-  a.configure(config(handoverSeconds));
-  b.configure(config(handoverSeconds));
+  a.configure(config(handoverSeconds, persist));
+  b.configure(config(handoverSeconds, persist));
   // Both instances carry traffic (B: others' flows); A carries these connections.
   const other = () => packet({ src: '192.0.2.1', dst: FE, sport: 5000, dport: 53, proto: 17 });
   run(b, [other()], 1000);
@@ -69,20 +69,34 @@ function fleetChange(handoverSeconds, { gapMs = 1000 } = {}) {
 
 test('handover: after an appliance fails, connections that move to another instance keep their appliance', () => {
   const { first, after, handovers } = fleetChange(undefined); // the default, 60 s
-  let kept = 0, moved = 0, lost = 0;
+  let kept = 0, moved = 0, onFailed = 0;
   first.forEach((was, i) => {
-    if (was === 'nva-2') { lost++; assert.notEqual(after[i], 'nva-2', 'nothing goes to the failed appliance'); return; }
+    if (was === 'nva-2') onFailed++;
     if (after[i] === was) kept++; else moved++;
   });
-  assert.ok(lost > 600 && lost < 1400, `about a quarter of the flows were on nva-2 (${lost})`);
-  assert.equal(moved, 0, `flows of the appliances still up that changed appliance: ${moved} (kept ${kept})`);
-  assert.ok(handovers > 0, 'the handover counter counts the flows it kept');
+  assert.ok(onFailed > 600 && onFailed < 1400, `about a quarter of the flows were on nva-2 (${onFailed})`);
+  // persistOnUnhealthy defaultForProtocol: a TCP flow stays on a down appliance (its probe
+  // may fail while it still forwards), on the instance that tracks it and on the one it moves to.
+  assert.equal(moved, 0, `flows that changed appliance: ${moved} (kept ${kept})`);
+  assert.ok(handovers > onFailed, 'the handover counter counts the flows it kept');
+});
+
+test('handover with persistOnUnhealthy "never": the failed appliance\'s flows move, the others keep theirs', () => {
+  const { first, after } = fleetChange(undefined, { persist: 'never' });
+  let moved = 0, lost = 0;
+  first.forEach((was, i) => {
+    if (was === 'nva-2') { lost++; assert.notEqual(after[i], 'nva-2', 'nothing goes to the failed appliance'); return; }
+    if (after[i] !== was) moved++;
+  });
+  assert.ok(lost > 600);
+  assert.equal(moved, 0, `flows of the appliances still up that changed appliance: ${moved}`);
 });
 
 test('handover off (handoverSeconds 0), or past its window: Maglev alone moves some flows of the appliances still up', () => {
   for (const [label, r] of [['off', fleetChange(0)], ['after the window', fleetChange(5, { gapMs: 6000 })]]) {
     let moved = 0;
     r.first.forEach((was, i) => { if (was !== 'nva-2' && r.after[i] !== was) moved++; });
+    assert.ok(r.first.every((was, i) => was !== 'nva-2' || r.after[i] !== 'nva-2'), `${label}: the untracked flows of the down appliance move`);
     assert.ok(moved > 0, `${label}: without handover some flows move (${moved}); else the test above proves nothing`);
     assert.equal(r.handovers, 0, label);
   }
