@@ -11,29 +11,15 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import dgram from 'node:dgram';
 import { vxlanHeader } from '../../build/host/tunnel.mjs';
-import { appliances, baseConfig, concat, ether, ipv4, waitFor } from './helpers.mjs';
+import { appliances, baseConfig, concat, ether, ipv4, spawnPump, waitFor } from './helpers.mjs';
 
-const PUMP = fileURLToPath(new URL('../../build/host/pump.mjs', import.meta.url));
 const CLI = fileURLToPath(new URL('../../bin/haports.mjs', import.meta.url));
 
-/** The pump command in a child process (optionally inside a network namespace). */
-function spawnPump(config, { netns } = {}) {
-  const dir = mkdtempSync(join(tmpdir(), 'haports-admin-'));
-  const file = join(dir, 'pump.json');
+/** The pump command with `config` and a metrics/admin address, in a child process. */
+function startPumpCommand(config, opts = {}) {
+  const file = join(mkdtempSync(join(tmpdir(), 'haports-admin-')), 'pump.json');
   writeFileSync(file, JSON.stringify(config));
-  const args = [PUMP, '--config', file, '--metrics', '127.0.0.1:0'];
-  const child = netns
-    ? spawn('ip', ['netns', 'exec', netns, process.execPath, ...args], { stdio: ['ignore', 'ignore', 'pipe'] })
-    : spawn(process.execPath, args, { stdio: ['ignore', 'ignore', 'pipe'] });
-  const lines = [];
-  let partial = '';
-  child.stderr.on('data', (d) => {
-    const parts = (partial + d).split('\n');
-    partial = parts.pop();
-    for (const l of parts) if (l.startsWith('{')) lines.push(JSON.parse(l));
-  });
-  const exited = new Promise((r) => child.on('exit', (code) => r(code)));
-  return { child, lines, exited, file };
+  return spawnPump(['--config', file, '--metrics', '127.0.0.1:0'], opts);
 }
 
 /** GET over HTTP (inside `netns` with curl-like python, or directly): status and JSON body. */
@@ -55,7 +41,7 @@ const listeners = (port) => [
 
 test('admin endpoints: /ready, /flows (filtered, bounded), /lookup (tracked flows keep their appliance)', async () => {
   const apps = await appliances(3);
-  const p = spawnPump(baseConfig(apps.list, { listeners: listeners(apps.port) }));
+  const p = startPumpCommand(baseConfig(apps.list, { listeners: listeners(apps.port) }));
   const sender = dgram.createSocket('udp4');
   try {
     const running = await waitFor(() => p.lines.find((l) => l.msg === 'running'), 15000, 'the pump running');
@@ -156,7 +142,7 @@ test('/ready is 503 with the reasons while probes settle and while no appliance 
   const cfg = baseConfig(apps.list, { listeners: listeners(apps.port) });
   cfg.probes = [{ name: 'dead', protocol: 'tcp', port: closed, intervalSeconds: 1, threshold: 2 }];
   cfg.rules[0].probe = 'dead';
-  const p = spawnPump(cfg);
+  const p = startPumpCommand(cfg);
   try {
     await waitFor(() => p.lines.find((l) => l.msg === 'running'), 15000, 'the pump running');
     const base = p.lines.find((l) => l.msg === 'metrics').url.replace(/\/metrics$/, '');
@@ -213,7 +199,7 @@ test('pump.announce: the address is on the interface exactly while ready; withdr
   cfg.rules[0].probe = 'h';
   cfg.rules[1].probe = 'h';
   await new Promise((r) => setTimeout(r, 300)); // the health listener binds
-  const p = spawnPump(cfg, { netns: ns });
+  const p = startPumpCommand(cfg, { netns: ns });
   try {
     await waitFor(() => p.lines.find((l) => l.msg === 'announced'), 15000, 'the announcement');
     assert.ok(held(), 'the address is on the interface');

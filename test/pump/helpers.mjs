@@ -1,6 +1,8 @@
 // Helpers of the pump's host tests: packet builders, appliances on loopback addresses,
 // and a pump over loopback (no namespaces, no root).
 import dgram from 'node:dgram';
+import { spawn } from 'node:child_process';
+import { fileURLToPath } from 'node:url';
 import { Core } from '../../build/host/core.mjs';
 import { Pump, readPumpSettings } from '../../build/host/pump.mjs';
 import { loadNative } from '../../build/host/udpio.mjs';
@@ -86,4 +88,26 @@ export async function startPump(config, opts = {}) {
   await new Promise((r) => sender.bind(0, '127.0.0.1', r));
   const send = (listener, datagram) => sender.send(datagram, pump.addresses()[listener].port, '127.0.0.1');
   return { core, pump, logs, send, sender, close: async () => { await pump.stop(); sender.close(); } };
+}
+
+const PUMP = fileURLToPath(new URL('../../build/host/pump.mjs', import.meta.url));
+
+/**
+ * The pump command in a child process (inside network namespace `netns` when given): its
+ * JSON log lines as they come, and its exit code.
+ */
+export function spawnPump(args, { netns } = {}) {
+  const argv = [process.execPath, PUMP, ...args];
+  const child = netns
+    ? spawn('ip', ['netns', 'exec', netns, ...argv], { stdio: ['ignore', 'ignore', 'pipe'] })
+    : spawn(argv[0], argv.slice(1), { stdio: ['ignore', 'ignore', 'pipe'] });
+  const lines = [];
+  let partial = '';
+  child.stderr.on('data', (d) => {
+    const parts = (partial + d).split('\n');
+    partial = parts.pop();
+    for (const l of parts) if (l.startsWith('{')) lines.push(JSON.parse(l));
+  });
+  const exited = new Promise((r) => child.on('exit', (code) => r(code)));
+  return { child, lines, exited };
 }

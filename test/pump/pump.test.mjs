@@ -16,7 +16,7 @@ import { vxlanHeader, geneveHeader } from '../../build/host/tunnel.mjs';
 import { MetricsWriter, writeCoreMetrics } from '../../build/host/metrics.mjs';
 import { loadNative } from '../../build/host/udpio.mjs';
 import {
-  appliances, baseConfig, checksumsValid, concat, ether, ipv4, startPump, waitFor,
+  appliances, spawnPump, baseConfig, checksumsValid, concat, ether, ipv4, startPump, waitFor,
 } from './helpers.mjs';
 import { pseudoSum } from '../lib/packets.mjs';
 
@@ -398,20 +398,6 @@ function runPump(args, { signal, until } = {}) {
     });
     child.on('exit', (code) => resolve({ code, out, err, lines: err.split('\n').filter((l) => l.startsWith('{')).map((l) => JSON.parse(l)) }));
   });
-}
-
-/** The pump command in a child process: its JSON log lines as they come, and its exit code. */
-function spawnPump(args) {
-  const child = spawn(process.execPath, [PUMP, ...args], { stdio: ['ignore', 'ignore', 'pipe'] });
-  const lines = [];
-  let partial = '';
-  child.stderr.on('data', (d) => {
-    const parts = (partial + d).split('\n');
-    partial = parts.pop();
-    for (const l of parts) if (l.startsWith('{')) lines.push(JSON.parse(l));
-  });
-  const exited = new Promise((r) => child.on('exit', (code) => r(code)));
-  return { child, lines, exited };
 }
 
 test('command: --help 0, usage 2, invalid configuration 1, unbindable address 2', async () => {
