@@ -16,7 +16,7 @@ import {
   type Tuple,
 } from './core.js';
 import type { Config } from './config.js';
-import { findTracked, listFlows, lookupFlow, trackedFlows, withTracked, type FlowFilter, type FlowInfo, type FlowSpec, type Lookup } from './lookup.js';
+import { findTracked, listFlows, lookupFlow, withTracked, type FlowFilter, type FlowInfo, type FlowSpec, type Lookup } from './lookup.js';
 
 export { ConfigError };
 export type { Config, Described, FlowFilter, FlowInfo, FlowSpec, Lookup, ObjectCounters, ProbeTargetState, Tuple };
@@ -256,10 +256,10 @@ export class Dataplane {
     };
     const forward = lookupFlow(sharedModule!, this.configText, states, flow, options.ingress, now);
     const reverse = lookupFlow(sharedModule!, this.configText, states, back, options.ingress, now);
-    const tracked = [...trackedFlows(core)];
+    const tracked = listFlows(core, {}, Infinity);
     return {
-      forward: withTracked(forward, findTracked(tracked, flow), core.names),
-      reverse: withTracked(reverse, findTracked(tracked, back), core.names),
+      forward: withTracked(forward, findTracked(tracked, flow)),
+      reverse: withTracked(reverse, findTracked(tracked, back)),
     };
   }
 

@@ -135,10 +135,10 @@ export function lookupFlow(
 }
 
 /**
- * The flow-table entry of flow `f` among `flows` (either direction: a symmetric rule keys
+ * The tracked flow `f` among `flows` (listFlows'; either direction: a symmetric rule keys
  * both as one), or null. Addresses compare in canonical text, so any spelling matches.
  */
-export function findTracked(flows: Iterable<TrackedFlow>, f: FlowSpec): TrackedFlow | null {
+export function findTracked<T extends FlowInfo>(flows: Iterable<T>, f: FlowSpec): T | null {
   const { proto } = flowPacket(f);
   const src = formatAddress(addressBytes(f.src));
   const dst = formatAddress(addressBytes(f.dst));
@@ -146,7 +146,7 @@ export function findTracked(flows: Iterable<TrackedFlow>, f: FlowSpec): TrackedF
   const sport = f.sport ?? 0;
   const dport = icmp ? 0 : f.dport ?? 0;
   for (const t of flows) {
-    if (t.kind !== 'flow' || t.proto !== proto) continue;
+    if (t.proto !== proto) continue;
     const ports = icmp ? t.sport === sport || t.dport === sport : t.sport === sport && t.dport === dport;
     const back = icmp ? ports : t.sport === dport && t.dport === sport;
     if ((t.src === src && t.dst === dst && ports) || (t.src === dst && t.dst === src && back)) return t;
@@ -155,28 +155,18 @@ export function findTracked(flows: Iterable<TrackedFlow>, f: FlowSpec): TrackedF
 }
 
 /** `l` told as the flow table keeps it: its backend is the tracked one. */
-export function withTracked(l: Lookup, t: TrackedFlow | null, names: { backends: string[]; rules: string[]; pools: string[]; backendPool: number[] }): Lookup {
+export function withTracked(l: Lookup, t: FlowInfo | null): Lookup {
   if (t === null) return l;
   return {
     ...l,
     verdict: 'forward',
-    rule: names.rules[t.rule] ?? l.rule,
-    backend: names.backends[t.backend] ?? null,
-    pool: names.pools[names.backendPool[t.backend]] ?? l.pool,
+    rule: t.rule,
+    backend: t.backend,
+    pool: t.pool,
     reason: null,
     why: `tracked flow (${t.established ? 'established' : 'not yet established'}${t.closing ? ', closing' : ''}): keeps its backend`,
     tracked: { established: t.established, closing: t.closing, idleMs: t.idleMs },
   };
-}
-
-/** Every entry of `core`'s flow table, page by page. */
-export function* trackedFlows(core: Core): Generator<TrackedFlow> {
-  let cursor = 0;
-  while (cursor >= 0) {
-    const page = core.flowsPage(cursor, 256);
-    cursor = page.next;
-    yield* page.flows;
-  }
 }
 
 export interface FlowFilter {
@@ -201,6 +191,7 @@ export interface FlowInfo {
   sport: number;
   dport: number;
   rule: string;
+  pool: string;
   backend: string;
   established: boolean;
   closing: boolean;
@@ -241,7 +232,7 @@ export function listFlows(core: Core, filter: FlowFilter, limit: number): FlowIn
       if (filter.established !== undefined && t.established !== filter.established) continue;
       out.push({
         proto: t.proto, src: t.src, dst: t.dst, sport: t.sport, dport: t.dport,
-        rule: n.rules[t.rule] ?? String(t.rule), backend: n.backends[t.backend] ?? String(t.backend),
+        rule: n.rules[t.rule] ?? String(t.rule), pool: n.pools[n.backendPool[t.backend]] ?? '', backend: n.backends[t.backend] ?? String(t.backend),
         established: t.established, closing: t.closing, idleMs: t.idleMs, timeoutMs: t.timeoutMs,
       });
       if (out.length >= limit) break;

@@ -13,7 +13,6 @@
 // Like the metrics, these name every appliance and flow: the endpoint binds loopback
 // unless told otherwise.
 
-import type { Names } from '../lib/core.js';
 import {
   findTracked, lookupFlow, withTracked, type FlowFilter, type FlowInfo, type FlowSpec, type Lookup,
 } from '../lib/lookup.js';
@@ -24,7 +23,7 @@ export interface AdminSources {
   flows: (filter: FlowFilter, limit: number) => Promise<{ flows: (FlowInfo & { worker: number })[]; entries: number; truncated: boolean }>;
   /** What a lookup needs of the running pump. */
   lookup: (spec: FlowSpec, ingress: string | undefined) => {
-    module: WebAssembly.Module; text: string; states: string[]; ingress: string; names: Names;
+    module: WebAssembly.Module; text: string; states: string[]; ingress: string;
   };
 }
 
@@ -97,14 +96,7 @@ export function adminRoutes(src: AdminSources): Record<string, AdminRoute> {
       const reverse = ask(back);
       // The running flow tables: the flow's entries are among those of its source address.
       const tracked = (await src.flows({ address: spec.src }, LOOKUP_SCAN)).flows;
-      const asTracked = (f: FlowSpec, l: Lookup) => {
-        const t = findTracked(tracked.map((x) => ({
-          kind: 'flow' as const, proto: x.proto, family: (x.src.includes(':') ? 6 : 4) as 4 | 6, src: x.src, dst: x.dst,
-          sport: x.sport, dport: x.dport, rule: run.names.rules.indexOf(x.rule), backend: run.names.backends.indexOf(x.backend),
-          established: x.established, closing: x.closing, idleMs: x.idleMs, timeoutMs: x.timeoutMs,
-        })), f);
-        return withTracked(l, t, run.names);
-      };
+      const asTracked = (f: FlowSpec, l: Lookup) => withTracked(l, findTracked(tracked, f));
       return { status: 200, body: { frontend: run.ingress, forward: asTracked(spec, forward), reverse: asTracked(back, reverse) } };
     },
   };

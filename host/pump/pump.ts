@@ -1238,7 +1238,7 @@ export async function pumpCommand(argv: string[], out: NodeJS.WritableStream, er
           flows: (filter, limit) => { listFlows(core, filter, 0); return cluster.flows(filter, limit); },
           lookup: (_spec, ingress) => {
             const states = core.names.backends.map((_, b) => core.backendState(b));
-            return { module: core.module, text: runningText, states, ingress: ingress ?? running.listeners[0].frontend, names: core.names };
+            return { module: core.module, text: runningText, states, ingress: ingress ?? running.listeners[0].frontend };
           },
         }));
         const a = server.address() as any;
