@@ -1097,24 +1097,24 @@ export async function pumpCommand(argv: string[], out: NodeJS.WritableStream, er
   // settles at once. Until every target has settled once, the pump does not call itself
   // ready, so an instance does not join a fleet with a view of health the others lack.
   let settled = false;
+  /** Per target: its last result and how many in a row; `settled` once trusted. */
   const streaks = new Map<number, { ok: boolean; n: number; settled: boolean }>();
   const unsettled = (): number => {
     if (settled) return 0;
-    const d = core.describe();
-    let n = 0;
-    for (const t of d.probeTargets) {
-      const s = streaks.get(t.index);
-      if (!s || !s.settled) n++;
-    }
-    if (n === 0) settled = true;
+    const n = core.describe().probeTargets.filter((t) => !streaks.get(t.index)?.settled).length;
+    settled = n === 0;
     return n;
   };
   const observe = (target: number, ok: boolean) => {
     if (settled) return;
-    const s = streaks.get(target);
-    const n = s && s.ok === ok ? s.n + 1 : 1;
-    const threshold = core.describe().probes[core.describe().probeTargets[target]?.probe ?? 0]?.threshold ?? 1;
-    streaks.set(target, { ok, n, settled: (s?.settled ?? false) || (s === undefined && ok) || n >= threshold });
+    const d = core.describe();
+    const t = d.probeTargets[target];
+    if (!t) return; // a result of the configuration before a reload
+    const before = streaks.get(target);
+    const n = before?.ok === ok ? before.n + 1 : 1;
+    const threshold = d.probes[t.probe].threshold;
+    const first = before === undefined;
+    streaks.set(target, { ok, n, settled: (before?.settled ?? false) || (first && ok) || n >= threshold });
   };
   const notReady = (): string[] => {
     const reasons: string[] = [];
