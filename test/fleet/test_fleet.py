@@ -61,7 +61,6 @@ import platform
 import random
 import re
 import shutil
-import signal
 import subprocess
 import sys
 import threading
@@ -70,7 +69,9 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "examples" / "fleet"))
+sys.path.insert(0, str(ROOT / "test" / "lib"))
 import fleet as fleetlib  # noqa: E402
+from scenario import Report, first_line, run, run_scenario  # noqa: E402
 
 TAG = f"hpft{os.getpid()}"
 WORK = Path(os.environ.get("FLEET_TEST_DIR", ROOT / "build" / "fleet"))
@@ -85,38 +86,8 @@ PACKAGES = {"bird": "bird2", "birdc": "bird2", "nft": "nftables", "iperf3": "ipe
             "iptables": "iptables", "ip": "iproute2", "bridge": "iproute2", "curl": "curl", "ping": "iputils-ping",
             "ethtool": "ethtool", "sysctl": "procps"}
 
-failures = []
-results = {}
-current = ["set-up"]
-figures = []
-record = {"command": " ".join([sys.executable, *sys.argv]), "parts": {}}
-
-
-def part(title):
-    print(f"== {title}", flush=True)
-    current[0] = title
-    results[title] = [0, 0]
-
-
-def check(ok, what):
-    print(("  ok    " if ok else "  FAIL  ") + what, flush=True)
-    results.setdefault(current[0], [0, 0])[0 if ok else 1] += 1
-    if not ok:
-        failures.append(f"{current[0]}: {what}")
-    return ok
-
-
-def figure(what, value):
-    print(f"  ..    {what}: {value}", flush=True)
-    figures.append((current[0], what, value))
-    record["parts"].setdefault(current[0], {})[what] = value
-
-
-def run(*cmd, check_rc=True, timeout=60):
-    r = subprocess.run([str(c) for c in cmd], capture_output=True, text=True, timeout=timeout)
-    if check_rc and r.returncode != 0:
-        raise RuntimeError(f"{' '.join(map(str, cmd))}: exit {r.returncode}: {(r.stderr or r.stdout).strip()[-600:]}")
-    return r
+R = Report("test_fleet", record=WORK / "results.json")
+part, check, figure, record = R.part, R.check, R.figure, R.record
 
 
 def install_missing():
@@ -129,15 +100,6 @@ def install_missing():
             if r.returncode != 0:
                 print(f"  {' '.join(cmd)}: exit {r.returncode}: {(r.stderr or r.stdout).strip()[-500:]}", flush=True)
                 break
-
-
-def first_line(*cmd):
-    try:
-        r = subprocess.run(cmd, capture_output=True, text=True, timeout=20)
-    except (OSError, subprocess.TimeoutExpired) as e:
-        return f"? ({e})"
-    lines = (r.stdout or r.stderr).strip().splitlines()
-    return lines[0].strip() if lines else f"? (exit {r.returncode})"
 
 
 def norm(a):
@@ -495,7 +457,7 @@ def under_load(C, title, action, settle=4.0, expect_hops=None, bound=None, asser
         check(not moved and not multi, f"every long-lived connection still in its one firewall's conntrack ({len(moved)} moved, {len(multi)} in two)")
         check(not bad, f"all {len(shorts)} short connections answered" + (f"; failed: {bad[:3]}" if bad else ""))
         check("error" not in perf, f"iperf3 ran through it: {perf.get('error', 'ok')}")
-    record["parts"].setdefault(current[0], {})["summary"] = {k: v for k, v in out.items() if k != "t0"}
+    record["parts"].setdefault(R.current, {})["summary"] = {k: v for k, v in out.items() if k != "t0"}
     return out
 
 
@@ -583,7 +545,7 @@ def scenario(C):
     figure("packets received per instance", {p: f"{int(v)} ({100 * v / tot:.0f}%)" for p, v in rx.items()})
     figure("new flows per instance (each direction counts where it lands)", {p: int(v) for p, v in fl.items()})
     check(all(v > 0 for v in rx.values()) and all(v > 0 for v in fl.values()), "traffic reaches all 3 instances")
-    record["parts"][current[0]]["share"] = {p: round(v / tot, 3) for p, v in rx.items()}
+    record["parts"][R.current]["share"] = {p: round(v / tot, 3) for p, v in rx.items()}
     # Which instances track each connection (GET /flows), and whether they agree.
     fbi = flows_by_instance(F)
     keys_tcp = [key("tcp", C.c4 if ":" not in c["addr"] else C.c6, c["lport"], c["addr"], C.echo) for c in rep["tcp"]]
@@ -599,7 +561,7 @@ def scenario(C):
         figure("long-lived TCP and UDP flows tracked by 1 / 2 / 3 instances (GET /flows)", hist)
         check(len(split) > 0, f"{len(split)} of {len(tracked)} flows have their two directions on different instances")
         check(not disagree, f"every instance that tracks a flow chose the same appliance ({len(disagree)} disagree)")
-        record["parts"][current[0]]["instances_per_flow"] = hist
+        record["parts"][R.current]["instances_per_flow"] = hist
     else:
         figure("GET /flows", "not served by this pump: which instance carries which direction is not shown")
     time.sleep(0.3)
@@ -747,8 +709,8 @@ def scenario(C):
            f"where the table of the outage put them: handover)", moved_old)
     others_broken = {g: v for g, v in outcomes.items() if g.startswith("on ") and g != f"on {nva}" and set(v) - {"kept its appliance"}}
     check(not others_broken, f"the connections of the appliances that never failed all kept their appliance: {others_broken or 'yes'}")
-    record["parts"][current[0]]["moved_opened_while_down"] = moved_new
-    record["parts"][current[0]]["moved_stayed_through_outage"] = moved_old
+    record["parts"][R.current]["moved_opened_while_down"] = moved_new
+    record["parts"][R.current]["moved_stayed_through_outage"] = moved_old
     F.join(victim)
     F.wait_nexthops(F.pumps, 15)
     time.sleep(1.0)
@@ -768,7 +730,7 @@ def scenario(C):
     figure(f"F2: connections opened during F3's outage that moved now (placed by an older table)", moved_f3)
     moved = sum(v for w, v in outcomes.get(f"on {nva}", {}).items() if w.startswith("moved"))
     figure(f"F2: connections of {nva} that moved (broken: the new appliance has no state for them)", moved)
-    record["parts"][current[0]]["moved_of_failed"] = moved
+    record["parts"][R.current]["moved_of_failed"] = moved
     F.heal(nva)
 
     # G: one instance cannot probe one appliance (a partial failure: a filter, a route),
@@ -804,7 +766,7 @@ def scenario(C):
     figure("G: the client's and server's net.core.txrehash (TCP picks a new flow hash, so a new outer source port "
            "and maybe another instance, at each retransmission timeout)",
            F.nsx("client", "sysctl", "-n", "net.core.txrehash", check=False).stdout.strip() or "?")
-    record["parts"][current[0]]["still_broken"] = moved_g
+    record["parts"][R.current]["still_broken"] = moved_g
     F.nsx(nva, "iptables", "-D", *block, check=False)
 
 
@@ -813,23 +775,6 @@ def remove_stale():
     for prefix, pid in sorted(set(re.findall(r"^(hpft(\d+))-\w+", listed, re.M))):
         if not Path(f"/proc/{pid}").exists():
             fleetlib.Fleet(prefix=prefix, run_dir=f"/run/haports-fleet/{prefix}").down(quiet=True)
-
-
-def print_summary(elapsed):
-    print(f"test_fleet: what ran ({elapsed:.1f}s)")
-    for title, (ok, bad) in results.items():
-        print(f"  {title}: {ok + bad} checks, {ok} ok" + (f", {bad} FAILED" if bad else ""))
-    print("  figures:")
-    last = None
-    for p, what, value in figures:
-        if p != last:
-            print(f"   {p}")
-            last = p
-        print(f"      {what}: {value}")
-    bad = sum(b for _, b in results.values())
-    print(f"  {sum(a + b for a, b in results.values())} checks, {bad} failed" + (f", {len(failures) - bad} error(s) outside the checks" if len(failures) > bad else ""))
-    for f in failures:
-        print(f"  failed: {f}")
 
 
 def main():
@@ -851,26 +796,14 @@ def main():
     print(f"  prefix    {TAG}, run directory {F.dir}", flush=True)
     record.update(kernel=u.release, cpus=os.cpu_count(), bird=first_line("bird", "--version"), node=first_line(F.node, "--version"),
                   started=time.strftime("%Y-%m-%d %H:%M:%S"))
-
-    def on_signal(signum, _frame):
-        raise SystemExit(f"interrupted by signal {signum}")
-    signal.signal(signal.SIGTERM, on_signal)
-    signal.signal(signal.SIGALRM, lambda *_: (_ for _ in ()).throw(TimeoutError(f"test took longer than {BOUND} s")))
-    signal.alarm(BOUND)
-    started = time.monotonic()
     C = Ctx()
     C.F, C.load, C.mon = F, None, None
-    try:
+
+    def body():
         remove_stale()
         scenario(C)
-    except Exception as e:  # noqa: BLE001 — reported as a failure, then cleaned up
-        import traceback
-        traceback.print_exc()
-        failures.append(f"{type(e).__name__}: {e}")
-    finally:
-        signal.alarm(0)
-        current[0] = "clean-up"
-        print("== clean-up", flush=True)
+
+    def cleanup():
         if C.load:
             C.load.close()
         if C.mon:
@@ -890,16 +823,7 @@ def main():
             F.down(quiet=True)
             left = [ns for ns in run("ip", "netns", "list", check_rc=False).stdout.split() if ns.startswith(TAG + "-")]
             check(not left and not F.dir.exists(), "namespaces and run directory removed" + (f"; left: {left}" if left else ""))
-    elapsed = time.monotonic() - started
-    record["seconds"] = round(elapsed, 1)
-    record["failures"] = failures
-    try:
-        (WORK / "results.json").write_text(json.dumps(record, indent=2, default=str))
-    except OSError:
-        pass
-    print_summary(elapsed)
-    print(f"test_fleet: {'FAIL' if failures else 'ok'} ({elapsed:.1f}s; logs and results in {WORK})")
-    return 1 if failures else 0
+    return run_scenario(R, body, cleanup, bound=BOUND, note=f"logs and results in {WORK}")
 
 
 if __name__ == "__main__":

@@ -56,6 +56,9 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT / "test" / "lib"))
+from scenario import Report, first_line, run, run_scenario  # noqa: E402
+
 LAB = ROOT / "examples" / "lab" / "lab.sh"
 TAG = f"hplt{os.getpid()}"
 WORK = Path(os.environ.get("HAPORTS_PUMP_LAB_DIR", ROOT / "build" / "pump-lab"))
@@ -64,7 +67,6 @@ LAB_ENV = {**os.environ, "LAB_PREFIX": TAG, "LAB_DIR": f"/run/haports-lab/{TAG}"
 SLACK = 0.5        # scheduling and logging latency allowed on top of interval × threshold (s)
 BOUND = 120        # the whole run, after any package installation (s)
 
-failures = []
 PARTS = [
     "ping, IPv4 and IPv6",
     "TCP: iperf3 and curl (HTTP), IPv4 and IPv6, checksum offload on",
@@ -73,37 +75,9 @@ PARTS = [
     "failover: nva1's health endpoint stops; new connections avoid it within interval × threshold",
     "reload: nva2 draining, SIGHUP; the pump keeps running, new connections avoid nva2",
 ]
-results = {"set-up": [0, 0]}
-current_part = ["set-up"]
-figures = []        # (what, value) printed in the summary
 lab_up = [False]
-
-
-def part(n):
-    title = f"{n}. {PARTS[n - 1]}"
-    print(f"== {title}", flush=True)
-    current_part[0] = title
-    results[title] = [0, 0]
-
-
-def check(ok, what):
-    print(("  ok    " if ok else "  FAIL  ") + what, flush=True)
-    results.setdefault(current_part[0], [0, 0])[0 if ok else 1] += 1
-    if not ok:
-        failures.append(what)
-    return ok
-
-
-def figure(what, value):
-    print(f"  ..    {what}: {value}", flush=True)
-    figures.append((what, value))
-
-
-def run(*cmd, check_rc=True, timeout=30, env=None, input=None):
-    r = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=env, input=input)
-    if check_rc and r.returncode != 0:
-        raise RuntimeError(f"{' '.join(map(str, cmd))}: exit {r.returncode}: {(r.stderr or r.stdout).strip()[-800:]}")
-    return r
+R = Report("test_pump_lab", PARTS)
+part, check, figure = R.part, R.check, R.figure
 
 
 def lab(*args, check_rc=True, timeout=60):
@@ -161,15 +135,6 @@ def missing_requirements():
                 missing.append(f"iptables with the conntrack match in a namespace: {r.stderr.strip()}")
             run("ip", "netns", "del", probe, check_rc=False)
     return missing
-
-
-def first_line(*cmd):
-    try:
-        r = subprocess.run(cmd, capture_output=True, text=True, timeout=20)
-    except (OSError, subprocess.TimeoutExpired) as e:
-        return f"? ({e})"
-    lines = (r.stdout or r.stderr).strip().splitlines()
-    return lines[0].strip() if lines else f"? (exit {r.returncode})"
 
 
 # ---- The lab ------------------------------------------------------------------------------
@@ -698,24 +663,6 @@ def stop_pump():
                f"received {l.get('receivedPackets')}, sent {l.get('sentPackets')}, socket drops {l.get('socketDrops')}, drops {drops or 'none'}")
 
 
-def print_summary(elapsed):
-    print(f"test_pump_lab: what ran ({elapsed:.1f}s)")
-    for title, (ok, bad) in results.items():
-        print(f"  {title}: {ok + bad} check{'s' if ok + bad != 1 else ''}, {ok} ok" + (f", {bad} FAILED" if bad else ""))
-    reached = sum(1 for i, t in enumerate(PARTS, 1) if f"{i}. {t}" in results)
-    if reached < len(PARTS):
-        print(f"  NOT RUN (stopped by a failure): parts {reached + 1}-{len(PARTS)}")
-    print("  figures:")
-    for what, value in figures:
-        print(f"    {what}: {value}")
-    total = sum(ok + bad for ok, bad in results.values())
-    bad = sum(b for _, b in results.values())
-    print(f"  {total} checks in {reached} of {len(PARTS)} parts, {bad} failed"
-          + (f", {len(failures) - bad} error(s) outside the checks" if len(failures) > bad else ""))
-    for f in failures:
-        print(f"  failed: {f}")
-
-
 def main():
     missing = missing_requirements()
     if missing:
@@ -732,25 +679,13 @@ def main():
     print(f"  python    {platform.python_version()} ({sys.executable})")
     print(f"  lab       {LAB} (prefix {TAG}, wire mtu, innerChecksums complete)")
     print("  parts     " + "\n            ".join(f"{i}. {t}" for i, t in enumerate(PARTS, 1)), flush=True)
-
-    def on_signal(signum, _frame):
-        raise SystemExit(f"interrupted by signal {signum}")
-    signal.signal(signal.SIGTERM, on_signal)
-    signal.signal(signal.SIGALRM, lambda *_: (_ for _ in ()).throw(TimeoutError(f"test took longer than {BOUND} s")))
-    signal.alarm(BOUND)
-    started = time.monotonic()
     helper_box = [None]
-    try:
+
+    def body():
         remove_stale()
         scenario(helper_box)
-    except Exception as e:  # noqa: BLE001 — reported as a failure, then cleaned up
-        import traceback
-        traceback.print_exc()
-        failures.append(f"{type(e).__name__}: {e}")
-    finally:
-        signal.alarm(0)
-        current_part[0] = "clean-up"
-        print("== clean-up", flush=True)
+
+    def cleanup():
         if helper_box[0]:
             helper_box[0].close()
         stop_pump()
@@ -766,10 +701,7 @@ def main():
         left = [ns for ns in run("ip", "netns", "list", check_rc=False).stdout.split() if ns.startswith(TAG + "-")]
         check(down.returncode == 0 and not left, "lab.sh down: namespaces removed" + (f"; left: {left}: {down.stderr.strip()}" if left or down.returncode else ""))
         check(not Path(LAB_ENV["LAB_DIR"]).exists(), f"{LAB_ENV['LAB_DIR']} removed (the pump's log kept in {WORK})")
-    elapsed = time.monotonic() - started
-    print_summary(elapsed)
-    print(f"test_pump_lab: {'FAIL' if failures else 'ok'} ({elapsed:.1f}s)")
-    return 1 if failures else 0
+    return run_scenario(R, body, cleanup, bound=BOUND)
 
 
 if __name__ == "__main__":

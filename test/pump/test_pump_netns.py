@@ -51,6 +51,9 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT / "test" / "lib"))
+from scenario import Report, first_line, run, run_scenario  # noqa: E402
+
 AGENT = Path(__file__).resolve().parent / "netns_agent.py"
 TAG = f"hpt{os.getpid()}"
 ROLES = ["client", "pump", "nva0", "nva1", "nva2"]
@@ -64,11 +67,9 @@ INTERVAL, THRESHOLD = 1, 2
 SLACK = 0.3  # scheduling and logging latency allowed on top of interval × threshold (s)
 WORK = Path(os.environ.get("HAPORTS_PUMP_E2E_DIR", ROOT / "build" / "pump-e2e"))
 
-failures = []
 processes = []
-# The parts of the scenario, in order. `results` counts [passed, failed] checks per part;
-# the checks before part 1 (the pump's start) and after the last (clean-up) count under
-# "set-up" and "clean-up".
+# The parts of the scenario, in order. The checks before part 1 (the pump's start) and
+# after the last (clean-up) count under "set-up" and "clean-up".
 PARTS = [
     "VXLAN and GENEVE flows reach one appliance each, re-encapsulated unchanged",
     "symmetric: the reply direction, sent by the appliance through the pump, reaches the same appliance",
@@ -79,32 +80,8 @@ PARTS = [
     "the capture, dissected by tshark",
     "back-pressure: a slow link fills the send buffer; queued sends keep their bytes, drops are counted",
 ]
-results = {"set-up": [0, 0]}
-current_part = ["set-up"]
-pump_commands = []  # the pump command lines started (set by PumpProcess)
-
-
-def part(n):
-    """Starts part n (1-based) of the scenario: prints its title and counts its checks."""
-    title = f"{n}. {PARTS[n - 1]}"
-    print(f"== {title}", flush=True)
-    current_part[0] = title
-    results[title] = [0, 0]
-
-
-def check(ok, what):
-    print(("  ok    " if ok else "  FAIL  ") + what, flush=True)
-    results.setdefault(current_part[0], [0, 0])[0 if ok else 1] += 1
-    if not ok:
-        failures.append(what)
-    return ok
-
-
-def run(*cmd, check_rc=True):
-    r = subprocess.run(cmd, capture_output=True, text=True)
-    if check_rc and r.returncode != 0:
-        raise RuntimeError(f"{' '.join(cmd)}: {r.stderr.strip()}")
-    return r
+R = Report("test_pump_netns", PARTS)
+part, check = R.part, R.check
 
 
 # ---- Topology ------------------------------------------------------------------------
@@ -212,7 +189,7 @@ class PumpProcess:
         if subprocess.run(["node", *entry, "--help"], capture_output=True).returncode != 0:
             entry = [str(ROOT / "build" / "host" / "pump.mjs")]  # before cli.ts has `pump`
         self.cmdline = ["node", *entry, "--config", str(config_path), "--metrics", METRICS]
-        pump_commands.append(" ".join(self.cmdline))
+        R.notes.append("pump: " + " ".join(self.cmdline))
         self.p = subprocess.Popen(["ip", "netns", "exec", NS["pump"], *self.cmdline],
                                   stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         processes.append(self.p)
@@ -712,15 +689,6 @@ def missing_requirements():
     return missing
 
 
-def first_line(*cmd):
-    try:
-        r = subprocess.run(cmd, capture_output=True, text=True, timeout=20)
-    except (OSError, subprocess.TimeoutExpired) as e:
-        return f"? ({e})"
-    lines = (r.stdout or r.stderr).strip().splitlines()
-    return lines[0].strip() if lines else f"? (exit {r.returncode})"
-
-
 def print_environment():
     import scapy
     try:
@@ -744,23 +712,6 @@ def print_environment():
     print("  parts    " + "\n           ".join(f"{i}. {t}" for i, t in enumerate(PARTS, 1)), flush=True)
 
 
-def print_summary(elapsed):
-    print(f"test_pump_netns: what ran ({elapsed:.1f}s)")
-    for cmd in dict.fromkeys(pump_commands):
-        print(f"  pump: {cmd}")
-    for title, (ok, bad) in results.items():
-        print(f"  {title}: {ok + bad} check{'s' if ok + bad != 1 else ''}, {ok} ok" + (f", {bad} FAILED" if bad else ""))
-    reached = sum(1 for i, t in enumerate(PARTS, 1) if f"{i}. {t}" in results)
-    if reached < len(PARTS):
-        print(f"  NOT RUN (stopped by a failure): parts {reached + 1}-{len(PARTS)}")
-    total = sum(ok + bad for ok, bad in results.values())
-    bad = sum(b for _, b in results.values())
-    print(f"  {total} checks in {reached} of {len(PARTS)} parts, {bad} failed"
-          + (f", {len(failures) - bad} error(s) outside the checks" if len(failures) > bad else ""))
-    for f in failures:
-        print(f"  failed: {f}")
-
-
 def main():
     missing = missing_requirements()
     if missing:
@@ -769,38 +720,23 @@ def main():
             print(f"  - {m}")
         return 1
     print_environment()
-
-    def on_signal(signum, _frame):
-        raise SystemExit(f"interrupted by signal {signum}")
-    signal.signal(signal.SIGTERM, on_signal)
-    signal.signal(signal.SIGALRM, lambda *_: (_ for _ in ()).throw(TimeoutError("test took longer than 150 s")))
-    signal.alarm(150)
-    started = time.monotonic()
     remove_stale()
     probe = run("ip", "netns", "add", NS["br"], check_rc=False)
     if probe.returncode != 0:
-        signal.alarm(0)
         print(f"test_pump_netns: FAIL: cannot run: cannot create a network namespace here "
               f"(ip netns add: {probe.stderr.strip() or 'exit ' + str(probe.returncode)})")
         return 1
     run("ip", "netns", "del", NS["br"])
-    try:
+
+    def body():
         create_topology()
         scenario()
-    except Exception as e:  # noqa: BLE001 — reported as a failure, then cleaned up
-        import traceback
-        traceback.print_exc()
-        failures.append(f"{type(e).__name__}: {e}")
-    finally:
-        signal.alarm(0)
-        current_part[0] = "clean-up"
+
+    def cleanup():
         destroy_topology()
         left = [ns for ns in NS.values() if ns in run("ip", "netns", "list", check_rc=False).stdout]
         check(not left, "namespaces removed")
-    elapsed = time.monotonic() - started
-    print_summary(elapsed)
-    print(f"test_pump_netns: {'FAIL' if failures else 'ok'} ({elapsed:.1f}s)")
-    return 1 if failures else 0
+    return run_scenario(R, body, cleanup, bound=150)
 
 
 if __name__ == "__main__":
