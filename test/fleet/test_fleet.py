@@ -71,7 +71,7 @@ ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "examples" / "fleet"))
 sys.path.insert(0, str(ROOT / "test" / "lib"))
 import fleet as fleetlib  # noqa: E402
-from scenario import Report, first_line, run, run_scenario  # noqa: E402
+from scenario import Report, first_line, install_missing, run, run_scenario  # noqa: E402
 
 TAG = f"hpft{os.getpid()}"
 WORK = Path(os.environ.get("FLEET_TEST_DIR", ROOT / "build" / "fleet"))
@@ -88,18 +88,6 @@ PACKAGES = {"bird": "bird2", "birdc": "bird2", "nft": "nftables", "iperf3": "ipe
 
 R = Report("test_fleet", record=WORK / "results.json")
 part, check, figure, record = R.part, R.check, R.figure, R.record
-
-
-def install_missing():
-    missing = sorted({pkg for tool, pkg in PACKAGES.items() if shutil.which(tool) is None})
-    if missing and os.geteuid() == 0 and shutil.which("apt-get"):
-        print(f"test_fleet: installing {' '.join(missing)} (apt-get update; apt-get install -y)", flush=True)
-        env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
-        for cmd in (["apt-get", "update"], ["apt-get", "install", "-y", "--no-install-recommends", *missing]):
-            r = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=900)
-            if r.returncode != 0:
-                print(f"  {' '.join(cmd)}: exit {r.returncode}: {(r.stderr or r.stdout).strip()[-500:]}", flush=True)
-                break
 
 
 def norm(a):
@@ -781,7 +769,7 @@ def main():
     if os.geteuid() != 0:
         print("test_fleet: FAIL: needs root (network namespaces, BIRD, iptables)")
         return 1
-    install_missing()
+    install_missing("test_fleet", PACKAGES)
     F = fleetlib.Fleet(prefix=TAG, run_dir=f"/run/haports-fleet/{TAG}")
     missing = F.missing()
     if missing:

@@ -8,6 +8,8 @@ JSON record, and run_scenario(), which runs a scenario under a time bound and al
     return run_scenario(R, body, cleanup, bound=120)
 """
 import json
+import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -134,3 +136,18 @@ def first_line(*cmd):
         return f"? ({e})"
     lines = (r.stdout or r.stderr).strip().splitlines()
     return lines[0].strip() if lines else f"? (exit {r.returncode})"
+
+
+def install_missing(name, tools, timeout=900):
+    """Installs the Debian packages of the tools not on PATH ({tool: package}; apt-get update
+    first, as root); returns a line for each tool still missing."""
+    missing = sorted({pkg for tool, pkg in tools.items() if shutil.which(tool) is None})
+    if missing and os.geteuid() == 0 and shutil.which("apt-get"):
+        print(f"{name}: installing {' '.join(missing)} (apt-get update; apt-get install -y)", flush=True)
+        env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+        for cmd in (["apt-get", "update"], ["apt-get", "install", "-y", "--no-install-recommends", *missing]):
+            r = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=timeout)
+            if r.returncode != 0:
+                print(f"  {' '.join(cmd)}: exit {r.returncode}: {(r.stderr or r.stdout).strip()[-500:]}", flush=True)
+                break
+    return [f"{tool}: not found on PATH (apt-get install {pkg})" for tool, pkg in tools.items() if shutil.which(tool) is None]

@@ -57,7 +57,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "test" / "lib"))
-from scenario import Report, first_line, run, run_scenario  # noqa: E402
+from scenario import Report, first_line, install_missing, run, run_scenario  # noqa: E402
 
 LAB = ROOT / "examples" / "lab" / "lab.sh"
 TAG = f"hplt{os.getpid()}"
@@ -94,26 +94,12 @@ TOOLS = {  # command: the Debian package that has it
 }
 
 
-def install_missing():
-    """Installs the Debian packages of missing tools (apt-get update first); returns what is still missing."""
-    missing = sorted({pkg for tool, pkg in TOOLS.items() if shutil.which(tool) is None})
-    if missing and os.geteuid() == 0 and shutil.which("apt-get"):
-        print(f"test_pump_lab: installing {' '.join(missing)} (apt-get update; apt-get install -y)", flush=True)
-        env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
-        for cmd in (["apt-get", "update"], ["apt-get", "install", "-y", "--no-install-recommends", *missing]):
-            r = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=600)
-            if r.returncode != 0:
-                print(f"  {' '.join(cmd)}: exit {r.returncode}: {(r.stderr or r.stdout).strip()[-500:]}", flush=True)
-                break
-    return [f"{tool}: not found on PATH (apt-get install {pkg})" for tool, pkg in TOOLS.items() if shutil.which(tool) is None]
-
-
 def missing_requirements():
     missing = []
     if os.geteuid() != 0:
         missing.append(f"root: running as uid {os.geteuid()}; network namespaces, VXLAN devices and iptables need root (CI runs as root)")
         return missing
-    missing += install_missing()
+    missing += install_missing("test_pump_lab", TOOLS, timeout=600)
     if shutil.which("node") is None:
         missing.append("node: not found on PATH; install Node.js >= 20")
     if not (ROOT / "build" / "host" / "cli.mjs").exists():
