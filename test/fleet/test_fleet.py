@@ -71,7 +71,7 @@ ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "examples" / "fleet"))
 sys.path.insert(0, str(ROOT / "test" / "lib"))
 import fleet as fleetlib  # noqa: E402
-from scenario import Report, first_line, install_missing, run, run_scenario  # noqa: E402
+from scenario import NetnsAgent, Report, first_line, install_missing, run, run_scenario  # noqa: E402
 
 TAG = f"hpft{os.getpid()}"
 WORK = Path(os.environ.get("FLEET_TEST_DIR", ROOT / "build" / "fleet"))
@@ -100,36 +100,20 @@ def key(proto, a, ap, b, bp):
 
 # ---- The client's load, the router's route, iperf3 -------------------------------------
 
-class Load:
+class Load(NetnsAgent):
     """examples/fleet/traffic.py load, in the client's namespace: JSON lines in and out."""
 
     def __init__(self, F):
-        self.p = subprocess.Popen(["ip", "netns", "exec", F.ns("client"), sys.executable, str(ROOT / "examples" / "fleet" / "traffic.py"), "load"],
-                                  stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, bufsize=1)
-        self.lock = threading.Lock()
+        super().__init__(F.ns("client"), [sys.executable, str(ROOT / "examples" / "fleet" / "traffic.py"), "load"], "the load generator")
 
     def call(self, **c):
-        with self.lock:
-            self.p.stdin.write(json.dumps(c) + "\n")
-            self.p.stdin.flush()
-            line = self.p.stdout.readline()
-        if not line:
-            raise RuntimeError("the load generator ended")
-        r = json.loads(line)
+        r = super().call(**c)
         if "error" in r:
             raise RuntimeError(f"load {c.get('op')}: {r['error']}")
         return r
 
     def close(self):
-        if self.p.poll() is None:
-            try:
-                self.call(op="close")
-            except (RuntimeError, OSError, ValueError):
-                pass
-            try:
-                self.p.wait(5)
-            except subprocess.TimeoutExpired:
-                self.p.kill()
+        super().close(goodbye={"op": "close"})
 
 
 class RouteMonitor:

@@ -13,6 +13,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import threading
 import time
 import traceback
 
@@ -151,3 +152,38 @@ def install_missing(name, tools, timeout=900):
                 print(f"  {' '.join(cmd)}: exit {r.returncode}: {(r.stderr or r.stdout).strip()[-500:]}", flush=True)
                 break
     return [f"{tool}: not found on PATH (apt-get install {pkg})" for tool, pkg in tools.items() if shutil.which(tool) is None]
+
+
+class NetnsAgent:
+    """A helper process in a network namespace that answers JSON lines with JSON lines
+    (one request, one answer; calls from several threads take turns)."""
+
+    def __init__(self, ns, argv, what):
+        self.what = what
+        self.p = subprocess.Popen(["ip", "netns", "exec", ns, *argv],
+                                  stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, bufsize=1)
+        self.lock = threading.Lock()
+
+    def call(self, **c):
+        with self.lock:
+            self.p.stdin.write(json.dumps(c) + "\n")
+            self.p.stdin.flush()
+            line = self.p.stdout.readline()
+        if not line:
+            raise RuntimeError(f"{self.what} ended")
+        return json.loads(line)
+
+    def close(self, goodbye=None):
+        """Ends the helper: `goodbye` (a request) first if given, else its input closes."""
+        if self.p.poll() is None:
+            try:
+                if goodbye is not None:
+                    self.call(**goodbye)
+                else:
+                    self.p.stdin.close()
+            except (RuntimeError, OSError, ValueError):
+                pass
+            try:
+                self.p.wait(5)
+            except subprocess.TimeoutExpired:
+                self.p.kill()

@@ -51,13 +51,12 @@ import shutil
 import signal
 import subprocess
 import sys
-import threading
 import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "test" / "lib"))
-from scenario import Report, first_line, install_missing, run, run_scenario  # noqa: E402
+from scenario import NetnsAgent, Report, first_line, install_missing, run, run_scenario  # noqa: E402
 
 LAB = ROOT / "examples" / "lab" / "lab.sh"
 TAG = f"hplt{os.getpid()}"
@@ -385,28 +384,11 @@ for line in sys.stdin:
 '''
 
 
-class ClientHelper:
+class ClientHelper(NetnsAgent):
+    """CLIENT_HELPER in the client's namespace: JSON lines in and out."""
+
     def __init__(self):
-        self.p = subprocess.Popen(["ip", "netns", "exec", E["NS_CLIENT"], sys.executable, "-c", CLIENT_HELPER],
-                                  stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, bufsize=1)
-        self.lock = threading.Lock()
-
-    def call(self, **c):
-        with self.lock:
-            self.p.stdin.write(json.dumps(c) + "\n")
-            self.p.stdin.flush()
-            line = self.p.stdout.readline()
-        if not line:
-            raise RuntimeError("the client helper ended")
-        return json.loads(line)
-
-    def close(self):
-        if self.p.poll() is None:
-            self.p.stdin.close()
-            try:
-                self.p.wait(5)
-            except subprocess.TimeoutExpired:
-                self.p.kill()
+        super().__init__(E["NS_CLIENT"], [sys.executable, "-c", CLIENT_HELPER], "the client helper")
 
 
 # ---- The scenario --------------------------------------------------------------------------
