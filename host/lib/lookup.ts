@@ -203,6 +203,21 @@ const PROTO_NUMBERS: Record<string, number> = { tcp: 6, udp: 17, icmp: 1, icmpv6
 
 /** The tracked flows of `core` that pass `filter`, at most `limit`, walking the table page by page. */
 export function listFlows(core: Core, filter: FlowFilter, limit: number): FlowInfo[] {
+  const walk = flowWalk(core, filter, limit);
+  while (!walk.step(Infinity));
+  return walk.flows;
+}
+
+/**
+ * listFlows in steps: `step(pages)` walks at most `pages` pages of up to 256 entries in
+ * use (empty slots between them are skipped inside the core) and says
+ * whether the walk is over; `flows` holds what matched so far. A host whose packets share
+ * the thread (the pump's workers) yields between steps, so a listing of a large table
+ * never stalls forwarding for long. Entries that move buckets between steps (to make
+ * room for a new flow) may be missed or listed twice. A bad filter throws a RangeError
+ * at once.
+ */
+export function flowWalk(core: Core, filter: FlowFilter, limit: number): { flows: FlowInfo[]; step(pages: number): boolean } {
   const n = core.names;
   const backend = filter.backend === undefined ? -1 : n.backends.indexOf(filter.backend);
   if (filter.backend !== undefined && backend < 0) throw rangeError(`flows: no backend named ${JSON.stringify(filter.backend)}`);
@@ -219,10 +234,16 @@ export function listFlows(core: Core, filter: FlowFilter, limit: number): FlowIn
   }
   const out: FlowInfo[] = [];
   let cursor = 0;
-  while (cursor >= 0 && out.length < limit) {
-    const page = core.flowsPage(cursor, 256);
-    cursor = page.next;
-    for (const t of page.flows) {
+  const step = (pages: number): boolean => {
+    for (let p = 0; p < pages && cursor >= 0 && out.length < limit; p++) {
+      const page = core.flowsPage(cursor, 256);
+      cursor = page.next;
+      collect(page.flows);
+    }
+    return cursor < 0 || out.length >= limit;
+  };
+  const collect = (flows: TrackedFlow[]): void => {
+    for (const t of flows) {
       if (t.kind !== 'flow') continue;
       if (backend >= 0 && t.backend !== backend) continue;
       if (rule >= 0 && t.rule !== rule) continue;
@@ -237,6 +258,6 @@ export function listFlows(core: Core, filter: FlowFilter, limit: number): FlowIn
       });
       if (out.length >= limit) break;
     }
-  }
-  return out;
+  };
+  return { flows: out, step };
 }

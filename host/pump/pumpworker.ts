@@ -15,7 +15,7 @@
 
 import { parentPort, workerData } from 'node:worker_threads';
 import { Core } from '../lib/core.js';
-import { listFlows } from '../lib/lookup.js';
+import { flowWalk } from '../lib/lookup.js';
 import { coreSnapshot } from './metrics.js';
 import { Pump, stageText } from './pump.js';
 import { loadNative } from './udpio.js';
@@ -69,9 +69,13 @@ port.on('message', async (m: any) => {
       case 'snapshot':
         post({ type: 'snapshot', id: m.id, core: coreSnapshot(core), pump: pump.snapshot() });
         break;
-      case 'flows':
-        post({ type: 'flows', id: m.id, flows: listFlows(core, m.filter ?? {}, m.limit), used: core.exports.flowTableUsed() });
+      case 'flows': {
+        // 16 pages (up to 4,096 entries in use) at a time, then the packets waiting get their turn.
+        const walk = flowWalk(core, m.filter ?? {}, m.limit);
+        while (!walk.step(16)) await new Promise((r) => setImmediate(r));
+        post({ type: 'flows', id: m.id, flows: walk.flows, used: core.exports.flowTableUsed() });
         break;
+      }
       case 'stop': {
         await pump.stop();
         post({ type: 'stopped', id: m.id, core: coreSnapshot(core), pump: pump.snapshot(), uptimeSeconds: pump.uptimeSeconds() });

@@ -121,3 +121,35 @@ test('haports lookup and haports maglev: text, --json, and exit codes', () => {
   assert.equal(run('lookup', '--help').status, 0);
   assert.equal(run('maglev', '--help').status, 0);
 });
+
+test('flows in steps (what the pump\'s workers do between packets): each step walks a bounded part of the table; the steps list what one walk lists', async () => {
+  const { Core } = await import('../../build/host/core.mjs');
+  const { flowWalk, listFlows } = await import('../../build/host/lookup.mjs');
+  const config = baseConfig();
+  config.flowTable = { capacity: 16384 };
+  const core = Core.load();
+  core.configure(JSON.stringify(config));
+  const pkts = Array.from({ length: 3000 }, (_, i) =>
+    packet({ src: `192.168.${i >> 8}.${i & 255}`, dst: FE4, sport: 10000 + i, dport: 443, tcpFlags: 0x02 }));
+  for (let i = 0; i < pkts.length; i += core.maxBatch) {
+    const batch = pkts.slice(i, i + core.maxBatch);
+    core.load(batch);
+    core.process(batch.length, 1000);
+  }
+  const all = listFlows(core, {}, Infinity);
+  assert.equal(all.length, 3000);
+  const walk = flowWalk(core, {}, Infinity);
+  let steps = 0;
+  while (!walk.step(1)) steps++;
+  // Pages of up to 256 entries in use (flows and, for translated rules, their reply
+  // entries): every step but the last leaves the walk unfinished.
+  const used = core.exports.flowTableUsed();
+  assert.ok(used >= 3000);
+  assert.equal(steps, Math.ceil(used / 256) - 1);
+  assert.deepEqual(walk.flows, all);
+  // A limit ends the walk early; a bad filter throws at once, before any step.
+  const few = flowWalk(core, {}, 10);
+  assert.equal(few.step(1), true);
+  assert.equal(few.flows.length, 10);
+  assert.throws(() => flowWalk(core, { backend: 'nope' }, 10), RangeError);
+});
